@@ -1,0 +1,4 @@
+import { InitialSchema1764320400000 } from './1764320400000-InitialSchema';
+
+/** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
+export const policyServiceMigrations = [InitialSchema1764320400000];

@@ -1,0 +1,52 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import type { Response } from 'express';
+import { QueryFailedError } from 'typeorm';
+import { DomainError } from './domain.errors';
+
+interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string | string[];
+  errorId?: string;
+}
+
+/**
+ * Maps every error to a JSON response once. Client mistakes get a 4xx with a clear message; anything
+ * unexpected gets a 500 with an error id that is also logged, never internal details.
+ */
+@Catch()
+export class DomainErrorFilter implements ExceptionFilter {
+  private readonly log = new Logger('HttpErrors');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    if (host.getType() !== 'http') throw exception;
+    const response = host.switchToHttp().getResponse<Response>();
+    const body = this.toBody(exception);
+    response.status(body.statusCode).json(body);
+  }
+
+  private toBody(exception: unknown): ErrorBody {
+    if (exception instanceof DomainError) {
+      return { statusCode: exception.status, error: exception.code, message: exception.message };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const response = exception.getResponse();
+      const message =
+        typeof response === 'object' && response !== null && 'message' in response
+          ? (response as { message: string | string[] }).message
+          : exception.message;
+      return { statusCode: status, error: HttpStatus[status]?.toLowerCase() ?? 'error', message };
+    }
+    if (exception instanceof QueryFailedError) {
+      const code = (exception.driverError as { code?: string } | undefined)?.code;
+      // Constraint races the services check for first (two creates of the same id at once).
+      if (code === '23505') return { statusCode: 409, error: 'already_exists', message: 'the resource already exists' };
+      if (code === '23503') return { statusCode: 409, error: 'conflict', message: 'the resource is referenced or references a missing one' };
+    }
+    const errorId = randomUUID();
+    this.log.error(`unexpected error ${errorId}: ${exception instanceof Error ? exception.stack : String(exception)}`);
+    return { statusCode: 500, error: 'internal_error', message: 'unexpected error; quote the error id when reporting it', errorId };
+  }
+}

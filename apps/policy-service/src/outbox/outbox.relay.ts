@@ -1,0 +1,184 @@
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { ReliableProducer } from '@portcullis/kafka';
+import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
+import { OUTBOX_CHANNEL } from './outbox.writer';
+
+/** Arbitrary constant naming the relay's leadership lock: one relay publishes at a time, in order. */
+const RELAY_LOCK_KEY = 7_346_112_001;
+const BATCH_SIZE = 500;
+const MAX_BACKOFF_MS = 30_000;
+
+export interface OutboxRelayHealth {
+  leader: boolean;
+  backlog: number;
+  lastPublishedAt: string | null;
+  lastError: string | null;
+}
+
+/**
+ * Publishes the outbox to Kafka in commit order, at least once. It is woken by NOTIFY the moment a
+ * decision commits (no polling delay); a slow sweep only covers notifications lost while reconnecting.
+ * While Kafka is down it retries with back-off and publishes the backlog when Kafka returns. With
+ * several replicas, a session advisory lock elects the one relay that publishes.
+ */
+@Injectable()
+export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly log = new Logger(OutboxRelay.name);
+  private listener?: Client;
+  private leader = false;
+  private draining = false;
+  private wakeAgain = false;
+  private stopped = false;
+  private failures = 0;
+  private sweepTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private reconnectTimer?: NodeJS.Timeout;
+  private idleWaiters: (() => void)[] = [];
+  private lastPublishedAt: Date | null = null;
+  private lastError: string | null = null;
+
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly producer: ReliableProducer,
+    @Inject(POLICY_SERVICE_CONFIG) private readonly config: PolicyServiceConfig,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.connectListener();
+    this.sweepTimer = setInterval(() => void this.wake(), this.config.outboxSweepIntervalMs);
+    this.sweepTimer.unref();
+    this.wake();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.sweepTimer);
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.reconnectTimer);
+    await this.whenIdle();
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+  }
+
+  /** Starts a drain now, or right after the one in progress. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.draining) {
+      this.wakeAgain = true;
+      return;
+    }
+    void this.drain();
+  }
+
+  async health(): Promise<OutboxRelayHealth> {
+    const [{ count }] = await this.dataSource.query('SELECT count(*)::int AS count FROM outbox WHERE published_at IS NULL');
+    return {
+      leader: this.leader,
+      backlog: count,
+      lastPublishedAt: this.lastPublishedAt?.toISOString() ?? null,
+      lastError: this.lastError,
+    };
+  }
+
+  private async connectListener(): Promise<void> {
+    const client = new Client({ connectionString: this.config.databaseUrl, application_name: 'portcullis-outbox-relay' });
+    client.on('notification', () => this.wake());
+    client.on('error', (error) => this.onListenerLost(client, error));
+    client.on('end', () => this.onListenerLost(client, new Error('connection ended')));
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      this.listener = client;
+      await this.tryLead();
+    } catch (error) {
+      this.log.warn(`outbox listener could not connect (${(error as Error).message}); retrying`);
+      void client.end().catch(() => undefined);
+      this.scheduleReconnect();
+    }
+  }
+
+  private onListenerLost(client: Client, error: unknown): void {
+    if (this.listener !== client) return;
+    this.log.warn(`outbox listener lost (${(error as Error).message}); reconnecting`);
+    this.listener = undefined;
+    this.leader = false;
+    void client.end().catch(() => undefined);
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.connectListener().then(() => this.wake());
+    }, 1_000);
+    this.reconnectTimer.unref();
+  }
+
+  private async tryLead(): Promise<boolean> {
+    if (this.leader) return true;
+    if (!this.listener) return false;
+    const [{ locked }] = (await this.listener.query('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY])).rows;
+    this.leader = locked === true;
+    return this.leader;
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      do {
+        this.wakeAgain = false;
+        if (!(await this.tryLead())) break;
+        while (!this.stopped && (await this.publishBatch()) === BATCH_SIZE) {
+          // keep going while full batches come back
+        }
+      } while (this.wakeAgain && !this.stopped);
+      this.failures = 0;
+      this.lastError = null;
+    } catch (error) {
+      this.failures += 1;
+      this.lastError = (error as Error).message;
+      const delay = Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(this.failures, 10));
+      this.log.error(`outbox publish failed (attempt ${this.failures}), retrying in ${delay} ms: ${this.lastError}`);
+      if (!this.stopped) {
+        this.retryTimer = setTimeout(() => this.wake(), delay);
+        this.retryTimer.unref();
+      }
+    } finally {
+      this.draining = false;
+      const waiters = this.idleWaiters.splice(0);
+      waiters.forEach((resolve) => resolve());
+    }
+  }
+
+  /** Publishes the oldest unpublished messages; returns how many. */
+  private async publishBatch(): Promise<number> {
+    const rows: { id: string; topic: string; message_key: string; payload: string }[] = await this.dataSource.query(
+      `SELECT id, topic, message_key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
+      [BATCH_SIZE],
+    );
+    if (rows.length === 0) return 0;
+    await this.producer.send(
+      rows.map((row) => ({
+        topic: row.topic,
+        key: row.message_key,
+        value: row.payload,
+        headers: { 'content-type': 'application/json' },
+      })),
+    );
+    await this.dataSource.query('UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])', [
+      rows.map((row) => row.id),
+    ]);
+    this.lastPublishedAt = new Date();
+    return rows.length;
+  }
+
+  private whenIdle(): Promise<void> {
+    if (!this.draining) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}

@@ -1,0 +1,28 @@
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { OutboxMessageEntity } from '../database/entities';
+
+export const OUTBOX_CHANNEL = 'portcullis_outbox';
+
+export interface OutboxMessage {
+  topic: string;
+  key: string;
+  /** The exact bytes to publish (already encoded and validated against the contract). */
+  value: string;
+}
+
+/**
+ * Writes outgoing messages in the caller's transaction, so a decision and its messages are committed
+ * together or not at all, and wakes the relay: PostgreSQL delivers the NOTIFY at commit, never before.
+ */
+@Injectable()
+export class OutboxWriter {
+  async enqueue(manager: EntityManager, messages: OutboxMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    await manager.insert(
+      OutboxMessageEntity,
+      messages.map((message) => ({ topic: message.topic, messageKey: message.key, payload: message.value })),
+    );
+    await manager.query('SELECT pg_notify($1, NULL)', [OUTBOX_CHANNEL]);
+  }
+}

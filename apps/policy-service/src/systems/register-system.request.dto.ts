@@ -1,0 +1,26 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsOptional, IsString, Length, Matches, MaxLength } from 'class-validator';
+import { SLUG_PATTERN } from '@portcullis/contracts';
+
+const SLUG_MESSAGE = 'must be a lower-case slug (a-z, 0-9, "-"; 1-63 characters)';
+
+export class RegisterSystemRequest {
+  @ApiProperty({ example: 'stock-db' }) @Matches(SLUG_PATTERN, { message: `id ${SLUG_MESSAGE}` }) id!: string;
+  @ApiProperty({ example: 'Stock database' }) @IsString() @Length(1, 200) name!: string;
+  @ApiProperty({ example: 'postgres', description: 'the kind of adapter that enforces access on it' })
+  @Matches(SLUG_PATTERN, { message: `kind ${SLUG_MESSAGE}` })
+  kind!: string;
+  @ApiPropertyOptional({ example: ['breakglass_dba'], description: 'break-glass principals that are never touched' })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(1000)
+  @ArrayUnique()
+  @IsString({ each: true })
+  @Length(1, 256, { each: true })
+  @Matches(/^[^\u0000-\u001f\u007f]+$/, { each: true, message: 'exemptPrincipals must not contain control characters' })
+  exemptPrincipals?: string[];
+}
+
+export class SystemIdParam {
+  @Matches(SLUG_PATTERN, { message: `id ${SLUG_MESSAGE}` }) @MaxLength(63) id!: string;
+}

@@ -1,0 +1,2 @@
+export * from './kafka-event.decorator';
+export * from './kafka-event.server';
