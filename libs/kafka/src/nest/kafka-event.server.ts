@@ -53,6 +53,8 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
         allowAutoTopicCreation: false,
         sessionTimeout: 30_000,
         heartbeatInterval: 3_000,
+        // An idle fetch returns after this long; it bounds how long a shutdown waits for the consumer.
+        maxWaitTimeInMs: 1_000,
         retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
       });
       await this.consumer.connect();

@@ -1,0 +1,212 @@
+/**
+ * `npm start`: the whole Portcullis stack on this machine, with demo data, in the foreground.
+ *
+ * - a real Kafka broker (KRaft, jars from Maven Central on first use), topics created with their settings;
+ * - PostgreSQL for the policy service (DATABASE_URL when set, otherwise a private server);
+ * - two demo target PostgreSQL servers ("stock-db" and "crm-db") with login roles;
+ * - the policy service on PORT (default 3000) and one PostgreSQL adapter serving both targets;
+ * - demo systems and groups registered through the API, so they appear in the audit history.
+ *
+ * Every start is a fresh demo: the stack's data lives in .portcullis/stack and is wiped at start.
+ * Ctrl-C stops everything.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { sign } from 'jsonwebtoken';
+import { Client } from 'pg';
+import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
+import { startKafkaBroker } from './lib/kafka-broker';
+import { startPostgres } from './lib/postgres-server';
+
+const root = resolve(__dirname, '..');
+const stackDir = join(root, '.portcullis', 'stack');
+const logsDir = join(stackDir, 'logs');
+const port = Number(process.env.PORT ?? 3000);
+const apiUrl = `http://127.0.0.1:${port}/api/v1`;
+
+/** Demo login roles on each target; `breakglass_dba` is exempt, `contractor_2019` was disabled before. */
+const DEMO_ROLES = `
+  CREATE ROLE clerk_anna LOGIN PASSWORD 'anna';
+  CREATE ROLE clerk_ben LOGIN PASSWORD 'ben';
+  CREATE ROLE reporting LOGIN PASSWORD 'reporting';
+  CREATE ROLE app_backend LOGIN PASSWORD 'backend';
+  CREATE ROLE breakglass_dba LOGIN PASSWORD 'breakglass';
+  CREATE ROLE contractor_2019 NOLOGIN PASSWORD 'old';
+`;
+
+const stoppers: (() => Promise<void>)[] = [];
+let stopping = false;
+
+function log(message: string): void {
+  console.log(`[stack] ${message}`);
+}
+
+async function stopAll(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log('stopping ...');
+  for (const stop of stoppers.reverse()) await stop().catch((error) => console.error(`[stack] stop failed: ${error}`));
+}
+
+function build(): void {
+  for (const app of ['policy-service', 'adapter-postgres']) {
+    log(`building ${app} ...`);
+    const result = spawnSync(process.execPath, [require.resolve('@nestjs/cli/bin/nest.js'), 'build', app], {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    if (result.status !== 0) throw new Error(`build of ${app} failed`);
+  }
+}
+
+function runService(name: string, entry: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const out = createWriteStream(join(logsDir, `${name}.log`), { flags: 'a' });
+  const child = spawn(process.execPath, [join(root, entry)], { cwd: root, env: { ...process.env, ...env } });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      log(`${name} exited (${signal ?? code}); see ${join(logsDir, `${name}.log`)}`);
+      void stopAll().then(() => process.exit(1));
+    }
+  });
+  stoppers.push(
+    () =>
+      new Promise<void>((resolveStop) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolveStop();
+        child.once('exit', () => resolveStop());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+      }),
+  );
+  return child;
+}
+
+async function waitForHealth(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not become healthy within ${timeoutMs / 1000} s`);
+    await new Promise((resolveWait) => setTimeout(resolveWait, 300));
+  }
+}
+
+async function api(token: string, method: string, path: string, body: unknown): Promise<void> {
+  const response = await fetch(`${apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${method} ${path} answered ${response.status}: ${await response.text()}`);
+}
+
+async function main(): Promise<void> {
+  process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
+  process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
+  rmSync(stackDir, { recursive: true, force: true });
+  mkdirSync(logsDir, { recursive: true });
+  if (!process.argv.includes('--no-build')) build();
+
+  log('starting Kafka and PostgreSQL ...');
+  const [broker, policyDb, stockDb, crmDb] = await Promise.all([
+    startKafkaBroker({
+      dataDir: join(stackDir, 'kafka'),
+      port: Number(process.env.KAFKA_PORT ?? 19092),
+      controllerPort: Number(process.env.KAFKA_CONTROLLER_PORT ?? 19093),
+      logFile: join(logsDir, 'kafka.log'),
+    }),
+    process.env.DATABASE_URL ? Promise.resolve(null) : startPostgres({ name: 'policy', baseDir: stackDir, database: 'portcullis' }),
+    startPostgres({ name: 'stock-db', baseDir: stackDir, database: 'stock' }),
+    startPostgres({ name: 'crm-db', baseDir: stackDir, database: 'crm' }),
+  ]);
+  stoppers.push(() => broker.stop());
+  for (const server of [policyDb, stockDb, crmDb]) if (server) stoppers.push(() => server.stop());
+  await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-stack' }), portcullisTopicSpecs(6));
+  for (const target of [stockDb, crmDb]) {
+    const client = new Client({ connectionString: target.url });
+    await client.connect();
+    await client.query(DEMO_ROLES);
+    await client.end();
+  }
+
+  const jwt = { secret: randomBytes(32).toString('hex'), issuer: 'portcullis-local', audience: 'portcullis' };
+  const databaseUrl = process.env.DATABASE_URL ?? policyDb!.url;
+  writeFileSync(join(stackDir, 'stack.json'), JSON.stringify({ jwt, apiUrl, kafka: broker.brokers }, null, 2), { mode: 0o600 });
+
+  log('starting the policy service ...');
+  runService('policy-service', 'dist/apps/policy-service/main.js', {
+    PORT: String(port),
+    DATABASE_URL: databaseUrl,
+    KAFKA_BROKERS: broker.brokers.join(','),
+    JWT_SECRET: jwt.secret,
+    JWT_ISSUER: jwt.issuer,
+    JWT_AUDIENCE: jwt.audience,
+    ACK_DEADLINE_SECONDS: process.env.ACK_DEADLINE_SECONDS ?? '30',
+  });
+  await waitForHealth(`${apiUrl}/health`, 60_000);
+
+  const adminToken = sign({ roles: ['admin'] }, jwt.secret, { subject: 'stack-setup', issuer: jwt.issuer, audience: jwt.audience, expiresIn: '5m' });
+  await api(adminToken, 'POST', '/systems', { id: 'stock-db', name: 'Stock database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] });
+  await api(adminToken, 'POST', '/systems', { id: 'crm-db', name: 'Call-centre CRM database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] });
+  await api(adminToken, 'POST', '/groups', { id: 'back-office', name: 'Back office', systemIds: ['stock-db', 'crm-db'] });
+  await api(adminToken, 'POST', '/groups', { id: 'stock', name: 'Stock', systemIds: ['stock-db'] });
+  await api(adminToken, 'POST', '/groups', { id: 'call-centre', name: 'Call centre', systemIds: ['crm-db'] });
+
+  log('starting the PostgreSQL adapter ...');
+  const adapterConfig = join(stackDir, 'adapter-postgres.json');
+  writeFileSync(
+    adapterConfig,
+    JSON.stringify(
+      {
+        adapterId: 'pg-demo',
+        stateDir: join(stackDir, 'adapter-pg-demo'),
+        kafka: { brokers: broker.brokers, clientId: 'adapter-postgres-pg-demo' },
+        systems: { 'stock-db': { url: stockDb.url }, 'crm-db': { url: crmDb.url } },
+      },
+      null,
+      2,
+    ),
+    { mode: 0o600 },
+  );
+  runService('adapter-postgres', 'dist/apps/adapter-postgres/main.js', { ADAPTER_CONFIG: adapterConfig, PORT: '0' });
+
+  const lead = 'npm run --silent token -- --sub alice --roles security-lead';
+  const auditor = 'npm run --silent token -- --sub audrey --roles auditor';
+  console.log(`
+Portcullis is running.
+
+  API          ${apiUrl}          (OpenAPI: http://127.0.0.1:${port}/api/docs)
+  Kafka        ${broker.brokers.join(',')}
+  Targets      stock-db  ${stockDb.url}
+               crm-db    ${crmDb.url}
+  Logs         ${logsDir}
+
+Try it (in another terminal):
+
+  LEAD=$(${lead})
+  AUDITOR=$(${auditor})
+  curl -s -H "Authorization: Bearer $AUDITOR" ${apiUrl}/groups/back-office
+  curl -s -X POST -H "Authorization: Bearer $LEAD" -H 'content-type: application/json' \\
+       -d '{"reason":"Back-office credentials phished","incidentRef":"INC-2041"}' ${apiUrl}/groups/back-office/revoke
+  curl -s -H "Authorization: Bearer $AUDITOR" ${apiUrl}/commands/<commandId>
+  psql "${stockDb.url.replace(/\/\/[^@]+@/, '//clerk_anna:anna@')}" -c 'select 1'   # refused while revoked
+  curl -s -X POST -H "Authorization: Bearer $LEAD" -H 'content-type: application/json' \\
+       -d '{"reason":"Credentials rotated"}' ${apiUrl}/groups/back-office/restore
+  curl -s -H "Authorization: Bearer $AUDITOR" "${apiUrl}/audit?groupId=back-office"
+
+Ctrl-C stops everything.
+`);
+}
+
+main().catch(async (error: unknown) => {
+  console.error(`[stack] ${error instanceof Error ? error.message : error}`);
+  await stopAll();
+  process.exit(1);
+});

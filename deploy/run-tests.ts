@@ -1,0 +1,114 @@
+/**
+ * `npm test`: starts the servers the integration specs need ONCE for the whole run — a real Kafka
+ * broker (KRaft, from Maven Central jars), a PostgreSQL for the policy service and two PostgreSQL
+ * servers as enforcement targets — then runs every Jest spec against them and stops them again.
+ *
+ *   npm test                      # everything
+ *   npm test -- apps/adapter-postgres   # extra arguments go to Jest
+ *
+ * DATABASE_URL, when set, is used for the policy service's database instead of a private server
+ * (specs create their own databases on it). Targets are always private throwaway servers, because
+ * a revoke disables every login role on them.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
+import { startKafkaBroker, type KafkaBroker } from './lib/kafka-broker';
+import { startPostgres, type PostgresServer } from './lib/postgres-server';
+
+const root = resolve(__dirname, '..');
+
+async function main(): Promise<number> {
+  const runsDir = join(root, '.portcullis', 'test-runs');
+  rmSync(runsDir, { recursive: true, force: true });
+  const workDir = join(runsDir, new Date().toISOString().replace(/[:.]/g, '-'));
+  mkdirSync(workDir, { recursive: true });
+
+  const started = Date.now();
+  const stoppers: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stoppers.reverse()) await stop().catch((error) => console.error(`stop failed: ${error}`));
+  };
+  try {
+    console.log('[test] starting Kafka and PostgreSQL servers for this run ...');
+    const [broker, policyDb, ...targets] = await Promise.all([
+      startKafkaBroker({ dataDir: join(workDir, 'kafka'), heapMb: 512 }).then((server) => track(server)),
+      process.env.DATABASE_URL
+        ? Promise.resolve(null)
+        : startPostgres({ name: 'policy', baseDir: workDir, database: 'portcullis' }).then((server) => track(server)),
+      startPostgres({ name: 'target-a', baseDir: workDir, database: 'postgres' }).then((server) => track(server)),
+      startPostgres({ name: 'target-b', baseDir: workDir, database: 'postgres' }).then((server) => track(server)),
+    ]);
+    function track<T extends KafkaBroker | PostgresServer>(server: T): T {
+      stoppers.push(() => server.stop());
+      return server;
+    }
+    const kafkaBroker = broker as KafkaBroker;
+    await ensureTopics(createKafka({ brokers: kafkaBroker.brokers, clientId: 'portcullis-test-setup' }), portcullisTopicSpecs(3));
+    console.log(`[test] servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    const envFile = join(workDir, 'test-env.json');
+    writeFileSync(
+      envFile,
+      JSON.stringify(
+        {
+          kafka: { brokers: kafkaBroker.brokers },
+          postgres: {
+            policyUrl: process.env.DATABASE_URL ?? (policyDb as PostgresServer).url,
+            targetUrls: (targets as PostgresServer[]).map((target) => target.url),
+          },
+          workDir,
+        },
+        null,
+        2,
+      ),
+    );
+
+    const resultsFile = join(workDir, 'jest-results.json');
+    const exitCode = await runJest(['--runInBand', '--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)], {
+      ...process.env,
+      PORTCULLIS_TEST_ENV: envFile,
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+    });
+    printSummary(resultsFile);
+    return exitCode;
+  } finally {
+    await stopAll();
+  }
+}
+
+function runJest(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, [require.resolve('jest/bin/jest'), ...args], { cwd: root, env, stdio: 'inherit' });
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    child.on('exit', (code, signal) => resolvePromise(code ?? (signal ? 1 : 0)));
+  });
+}
+
+/** A plain closing line that any CI can read, whatever the test runner. */
+function printSummary(resultsFile: string): void {
+  try {
+    const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as {
+      numPassedTests: number;
+      numFailedTests: number;
+      numPendingTests: number;
+      numTodoTests: number;
+      numRuntimeErrorTestSuites: number;
+    };
+    const failed = results.numFailedTests + results.numRuntimeErrorTestSuites;
+    console.log(`\njest: ${results.numPassedTests} passed, ${failed} failed, ${results.numPendingTests + results.numTodoTests} skipped`);
+  } catch {
+    console.log('\njest: no results were written (the run failed before any test finished)');
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error instanceof Error ? error.stack : error);
+    process.exit(1);
+  },
+);
