@@ -12,11 +12,13 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sign } from 'jsonwebtoken';
 import { Client } from 'pg';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
+import { seedDemoRegistry } from './demo/demo-registry';
+import { warmUpKafka } from './lib/kafka-warm-up';
 import { startKafkaBroker } from './lib/kafka-broker';
 import { startPostgres } from './lib/postgres-server';
 
@@ -26,15 +28,7 @@ const logsDir = join(stackDir, 'logs');
 const port = Number(process.env.PORT ?? 3000);
 const apiUrl = `http://127.0.0.1:${port}/api/v1`;
 
-/** Demo login roles on each target; `breakglass_dba` is exempt, `contractor_2019` was disabled before. */
-const DEMO_ROLES = `
-  CREATE ROLE clerk_anna LOGIN PASSWORD 'anna';
-  CREATE ROLE clerk_ben LOGIN PASSWORD 'ben';
-  CREATE ROLE reporting LOGIN PASSWORD 'reporting';
-  CREATE ROLE app_backend LOGIN PASSWORD 'backend';
-  CREATE ROLE breakglass_dba LOGIN PASSWORD 'breakglass';
-  CREATE ROLE contractor_2019 NOLOGIN PASSWORD 'old';
-`;
+const DEMO_ROLES = readFileSync(join(__dirname, 'demo', 'demo-target-roles.sql'), 'utf8');
 
 const stoppers: (() => Promise<void>)[] = [];
 let stopping = false;
@@ -98,15 +92,6 @@ async function waitForHealth(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
-async function api(token: string, method: string, path: string, body: unknown): Promise<void> {
-  const response = await fetch(`${apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${method} ${path} answered ${response.status}: ${await response.text()}`);
-}
-
 async function main(): Promise<void> {
   process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
   process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
@@ -129,6 +114,7 @@ async function main(): Promise<void> {
   stoppers.push(() => broker.stop());
   for (const server of [policyDb, stockDb, crmDb]) if (server) stoppers.push(() => server.stop());
   await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-stack' }), portcullisTopicSpecs(6));
+  await warmUpKafka(broker.brokers);
   for (const target of [stockDb, crmDb]) {
     const client = new Client({ connectionString: target.url });
     await client.connect();
@@ -153,11 +139,7 @@ async function main(): Promise<void> {
   await waitForHealth(`${apiUrl}/health`, 60_000);
 
   const adminToken = sign({ roles: ['admin'] }, jwt.secret, { subject: 'stack-setup', issuer: jwt.issuer, audience: jwt.audience, expiresIn: '5m' });
-  await api(adminToken, 'POST', '/systems', { id: 'stock-db', name: 'Stock database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] });
-  await api(adminToken, 'POST', '/systems', { id: 'crm-db', name: 'Call-centre CRM database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] });
-  await api(adminToken, 'POST', '/groups', { id: 'back-office', name: 'Back office', systemIds: ['stock-db', 'crm-db'] });
-  await api(adminToken, 'POST', '/groups', { id: 'stock', name: 'Stock', systemIds: ['stock-db'] });
-  await api(adminToken, 'POST', '/groups', { id: 'call-centre', name: 'Call centre', systemIds: ['crm-db'] });
+  await seedDemoRegistry(apiUrl, adminToken);
 
   log('starting the PostgreSQL adapter ...');
   const adapterConfig = join(stackDir, 'adapter-postgres.json');

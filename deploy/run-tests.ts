@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
+import { warmUpKafka } from './lib/kafka-warm-up';
 import { startKafkaBroker, type KafkaBroker } from './lib/kafka-broker';
 import { startPostgres, type PostgresServer } from './lib/postgres-server';
 
@@ -46,6 +47,7 @@ async function main(): Promise<number> {
     }
     const kafkaBroker = broker as KafkaBroker;
     await ensureTopics(createKafka({ brokers: kafkaBroker.brokers, clientId: 'portcullis-test-setup' }), portcullisTopicSpecs(3));
+    await warmUpKafka(kafkaBroker.brokers);
     console.log(`[test] servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     const envFile = join(workDir, 'test-env.json');
