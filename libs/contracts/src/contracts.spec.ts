@@ -1,6 +1,8 @@
 import {
   AccessAcknowledgedV1Schema,
+  AccessDriftDetectedV1Schema,
   AdapterHeartbeatV1Schema,
+  AdapterReportV1Schema,
   ContractViolationError,
   decodeMessage,
   encodeMessage,
@@ -12,9 +14,17 @@ describe('event contracts', () => {
   it.each([
     ['system-access.changed v1', SystemAccessChangedV1Schema, goldenMessages.systemAccessChangedV1],
     ['access.acknowledged v1', AccessAcknowledgedV1Schema, goldenMessages.accessAcknowledgedV1],
+    ['access.drift-detected v1', AccessDriftDetectedV1Schema, goldenMessages.accessDriftDetectedV1],
     ['adapter.heartbeat v1', AdapterHeartbeatV1Schema, goldenMessages.adapterHeartbeatV1],
   ])('accepts the golden %s message unchanged', (_name, schema, golden) => {
     expect(decodeMessage(schema, JSON.stringify(golden))).toEqual(golden);
+  });
+
+  it('tells adapter reports apart by type on the acknowledgements topic', () => {
+    expect(decodeMessage(AdapterReportV1Schema, JSON.stringify(goldenMessages.accessDriftDetectedV1)).type).toBe('access.drift-detected');
+    expect(decodeMessage(AdapterReportV1Schema, JSON.stringify(goldenMessages.accessAcknowledgedV1)).type).toBe('access.acknowledged');
+    const unknown = { ...goldenMessages.accessAcknowledgedV1, type: 'access.teleported' };
+    expect(() => decodeMessage(AdapterReportV1Schema, JSON.stringify(unknown))).toThrow(ContractViolationError);
   });
 
   it('tolerates fields added by a newer producer within the same version', () => {

@@ -5,3 +5,5 @@ export * from './codec';
 export * from './system-access-changed';
 export * from './access-acknowledged';
 export * from './adapter-heartbeat';
+export * from './access-drift-detected';
+export * from './adapter-report';

@@ -9,7 +9,10 @@ export const Topics = {
    * desired state. Produced only by the policy service.
    */
   systemAccess: 'portcullis.system-access.v1',
-  /** Acknowledgements from adapters (key: system id). Produced by adapters. */
+  /**
+   * What adapters report about systems (key: system id): acknowledgements and detected drift, in order
+   * per system. Produced by adapters.
+   */
   acknowledgements: 'portcullis.acknowledgements.v1',
   /** Liveness and inventory of adapters (key: adapter id). Compacted. Produced by adapters. */
   adapterHeartbeats: 'portcullis.adapter-heartbeats.v1',

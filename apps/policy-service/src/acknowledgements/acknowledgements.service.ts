@@ -1,6 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import type { AccessAcknowledgedV1 } from '@portcullis/contracts';
+import type { AccessAcknowledgedV1, AccessDriftDetectedV1 } from '@portcullis/contracts';
 import { DataSource, type EntityManager } from 'typeorm';
 import { AuditLog } from '../audit/audit-log.service';
 import { SystemEntity } from '../database/entities';
@@ -103,6 +103,44 @@ export class AcknowledgementsService {
         groupId,
         commandId: ack.commandId,
         details: evidence,
+      });
+    });
+  }
+
+  /**
+   * Records that an adapter found access restored out of band. Kept in the history and shown on the
+   * system; the adapter's re-enforcement arrives as a normal acknowledgement right after.
+   */
+  async recordDrift(drift: AccessDriftDetectedV1): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      const inserted = await manager.query(
+        `INSERT INTO acknowledgements
+           (message_id, command_id, system_id, generation, adapter_id, status, accepted, occurred_at, payload)
+         VALUES ($1, $2, $3, $4, $5, 'drift', true, $6, $7)
+         ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
+        [drift.messageId, drift.commandId, drift.data.systemId, drift.generation, drift.data.adapterId, drift.occurredAt, JSON.stringify(drift)],
+      );
+      if (inserted.length === 0) return;
+      this.log.warn(`drift on ${drift.data.systemId} reported by ${drift.data.adapterId}: ${drift.data.detail}`);
+      await manager.query(
+        `UPDATE systems SET last_drift_at = $2, last_drift_detail = $3, updated_at = now() WHERE id = $1`,
+        [drift.data.systemId, drift.occurredAt, drift.data.detail],
+      );
+      await this.auditLog.append(manager, {
+        actor: `adapter:${drift.data.adapterId}`,
+        action: 'drift.detected',
+        systemId: drift.data.systemId,
+        groupId: await this.groupOf(manager, drift.commandId),
+        commandId: drift.commandId,
+        details: {
+          messageId: drift.messageId,
+          generation: drift.generation,
+          desiredState: drift.data.desiredState,
+          observedState: drift.data.observedState,
+          detail: drift.data.detail,
+          principals: drift.data.principals ?? [],
+          reportedAt: drift.occurredAt,
+        },
       });
     });
   }

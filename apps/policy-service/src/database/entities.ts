@@ -20,6 +20,8 @@ export class SystemEntity {
   @Column('text', { name: 'enforcement_detail', nullable: true }) enforcementDetail!: string | null;
   @Column('text', { name: 'acknowledged_by', nullable: true }) acknowledgedBy!: string | null;
   @Column('timestamptz', { name: 'last_acknowledged_at', nullable: true }) lastAcknowledgedAt!: Date | null;
+  @Column('timestamptz', { name: 'last_drift_at', nullable: true }) lastDriftAt!: Date | null;
+  @Column('text', { name: 'last_drift_detail', nullable: true }) lastDriftDetail!: string | null;
   @Column('timestamptz', { name: 'created_at' }) createdAt!: Date;
   @Column('timestamptz', { name: 'updated_at' }) updatedAt!: Date;
 }

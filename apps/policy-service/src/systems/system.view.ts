@@ -17,6 +17,8 @@ export function systemView(system: SystemEntity) {
       acknowledgedBy: system.acknowledgedBy,
       lastAcknowledgedAt: system.lastAcknowledgedAt?.toISOString() ?? null,
     },
+    /** The last time an adapter found access restored out of band (and re-enforced), if ever. */
+    lastDrift: system.lastDriftAt ? { detectedAt: system.lastDriftAt.toISOString(), detail: system.lastDriftDetail } : null,
     createdAt: system.createdAt.toISOString(),
     updatedAt: system.updatedAt.toISOString(),
   };

@@ -4,11 +4,13 @@
  * `@portcullis/contracts/golden` in tests only.
  */
 import accessAcknowledged from './access-acknowledged.v1.json';
+import accessDriftDetected from './access-drift-detected.v1.json';
 import adapterHeartbeat from './adapter-heartbeat.v1.json';
 import systemAccessChanged from './system-access-changed.v1.json';
 
 export const goldenMessages = {
   systemAccessChangedV1: systemAccessChanged,
   accessAcknowledgedV1: accessAcknowledged,
+  accessDriftDetectedV1: accessDriftDetected,
   adapterHeartbeatV1: adapterHeartbeat,
 } as const;

@@ -1,0 +1,133 @@
+import { PrincipalNameSchema, SLUG_PATTERN, SlugSchema } from '@portcullis/contracts';
+import type { KafkaConnectionConfig } from '@portcullis/kafka';
+import { z } from 'zod';
+import { LOG_LEVELS, type LogLevel } from '../logging/adapter-logger';
+import { AdapterConfigError } from './adapter-config.error';
+
+const KafkaConnectionSchema = z.object({
+  brokers: z.array(z.string().min(1)).min(1),
+  clientId: z.string().min(1).optional(),
+  sasl: z
+    .object({
+      mechanism: z.enum(['scram-sha-256', 'scram-sha-512']),
+      username: z.string().min(1),
+      password: z.string(),
+    })
+    .optional(),
+  ssl: z.boolean().optional(),
+});
+
+const AdapterSettingsSchema = z
+  .object({
+    adapterId: SlugSchema,
+    /** Optional: when present it must equal the enforcer's kind (guards against a mixed-up config file). */
+    kind: SlugSchema.optional(),
+    stateDir: z.string().min(1),
+    heartbeatIntervalMs: z.number().int().min(100).default(5_000),
+    retry: z
+      .object({
+        initialMs: z.number().int().positive().default(1_000),
+        maxMs: z.number().int().positive().default(30_000),
+      })
+      .prefault({}),
+    kafka: KafkaConnectionSchema.prefault({ brokers: ['127.0.0.1:9092'] }),
+    /** Port of the `/health` endpoint; 0 disables HTTP. */
+    httpPort: z.number().int().min(0).max(65_535).default(0),
+    logLevel: z.enum(LOG_LEVELS as [LogLevel, ...LogLevel[]]).default('info'),
+    systems: z.record(z.string(), z.unknown()).refine((systems) => Object.keys(systems).length > 0, {
+      message: 'at least one system must be configured',
+    }),
+  })
+  .refine((settings) => settings.retry.maxMs >= settings.retry.initialMs, {
+    message: 'retry.maxMs must be at least retry.initialMs',
+    path: ['retry', 'maxMs'],
+  });
+
+/** The part of every system's configuration that the runtime itself reads. */
+const ServedSystemBaseSchema = z.object({
+  /** Principals never touched on this system, in addition to those named in each decision. */
+  exemptPrincipals: z.array(PrincipalNameSchema).max(1000).default([]),
+});
+
+/** One system an adapter serves, with its adapter-specific settings. */
+export interface ServedSystem<TSystem> {
+  systemId: string;
+  exemptPrincipals: readonly string[];
+  config: TSystem;
+}
+
+/** A validated adapter configuration. */
+export interface AdapterConfig<TSystem> {
+  adapterId: string;
+  kind?: string;
+  stateDir: string;
+  heartbeatIntervalMs: number;
+  retry: { initialMs: number; maxMs: number };
+  kafka: KafkaConnectionConfig;
+  httpPort: number;
+  logLevel: LogLevel;
+  systems: ServedSystem<TSystem>[];
+}
+
+/**
+ * The configuration as written in `ADAPTER_CONFIG` or passed to `startAdapter`: defaults may be left
+ * out, and each system is `{ ...adapter-specific settings, exemptPrincipals? }`, keyed by system id.
+ */
+export interface AdapterConfigInput<TSystemInput> {
+  adapterId: string;
+  kind?: string;
+  stateDir: string;
+  heartbeatIntervalMs?: number;
+  retry?: { initialMs?: number; maxMs?: number };
+  kafka?: { brokers: string[]; clientId?: string; sasl?: KafkaConnectionConfig['sasl']; ssl?: boolean };
+  httpPort?: number;
+  logLevel?: LogLevel;
+  systems: Record<string, TSystemInput & { exemptPrincipals?: string[] }>;
+}
+
+function describeIssues(error: z.ZodError, prefix: readonly PropertyKey[] = []): string[] {
+  return error.issues.map((issue) => {
+    const path = [...prefix, ...issue.path].map(String).join('.');
+    return `${path || '(config)'}: ${issue.message}`;
+  });
+}
+
+/**
+ * Validates an adapter configuration, including every system's settings against the adapter's own
+ * schema. Throws `AdapterConfigError` listing every problem at once.
+ */
+export function parseAdapterConfig<TSystem, TSystemInput>(
+  input: unknown,
+  systemConfigSchema: z.ZodType<TSystem, TSystemInput>,
+): AdapterConfig<TSystem> {
+  const parsed = AdapterSettingsSchema.safeParse(input);
+  if (!parsed.success) throw new AdapterConfigError(describeIssues(parsed.error));
+  const settings = parsed.data;
+
+  const issues: string[] = [];
+  const systems: ServedSystem<TSystem>[] = [];
+  for (const [systemId, entry] of Object.entries(settings.systems)) {
+    const path = ['systems', systemId];
+    if (!SLUG_PATTERN.test(systemId)) issues.push(`${path.join('.')}: system id must be a lower-case slug`);
+    const base = ServedSystemBaseSchema.safeParse(entry);
+    const own = systemConfigSchema.safeParse(entry);
+    if (!base.success) issues.push(...describeIssues(base.error, path));
+    if (!own.success) issues.push(...describeIssues(own.error, path));
+    if (base.success && own.success) {
+      systems.push({ systemId, exemptPrincipals: base.data.exemptPrincipals, config: own.data });
+    }
+  }
+  if (issues.length > 0) throw new AdapterConfigError(issues);
+
+  return {
+    adapterId: settings.adapterId,
+    kind: settings.kind,
+    stateDir: settings.stateDir,
+    heartbeatIntervalMs: settings.heartbeatIntervalMs,
+    retry: settings.retry,
+    kafka: { ...settings.kafka, clientId: settings.kafka.clientId ?? `portcullis-adapter-${settings.adapterId}` },
+    httpPort: settings.httpPort,
+    logLevel: settings.logLevel,
+    systems,
+  };
+}

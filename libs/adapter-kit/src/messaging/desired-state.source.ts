@@ -1,0 +1,23 @@
+/** One raw record of the desired-state topic, before validation. */
+export interface DesiredStateRecord {
+  key: string | null;
+  value: Buffer | null;
+  partition: number;
+  offset: string;
+}
+
+/** Handles one record; a rejection asks the source to deliver the record again later. */
+export type DesiredStateHandler = (record: DesiredStateRecord) => Promise<void>;
+
+/**
+ * Delivers the desired-state topic to the runtime: all of it, from the beginning, on every start (the
+ * topic is compacted, so that is the current decision for every system), then every new record.
+ * Records of one key arrive in order.
+ */
+export interface DesiredStateSource {
+  /** Resolves once the source is consuming; records then flow to `handler`. */
+  start(handler: DesiredStateHandler): Promise<void>;
+  /** Stops delivering; resolves after the record being handled (if any) is done. */
+  stop(): Promise<void>;
+  isConnected(): boolean;
+}

@@ -1,0 +1,63 @@
+import { Topics } from '@portcullis/contracts';
+import type { Consumer, Kafka } from 'kafkajs';
+import type { AdapterLogger } from '../logging/adapter-logger';
+import { describeError } from '../logging/describe-error';
+import type { DesiredStateHandler, DesiredStateSource } from './desired-state.source';
+
+/**
+ * Consumes `Topics.systemAccess` in the group `portcullis-adapter.<adapterId>`. It never commits an
+ * offset, so every start (and every rebalance) replays the compacted topic from its beginning: an
+ * adapter that was down or lost its state catches up with the current decisions, not only new ones.
+ * Repeats are cheap: the runtime ignores generations it already holds.
+ */
+export class KafkaDesiredStateSource implements DesiredStateSource {
+  private consumer?: Consumer;
+  private connected = false;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly groupId: string,
+    private readonly logger: AdapterLogger,
+  ) {}
+
+  async start(handler: DesiredStateHandler): Promise<void> {
+    const consumer = this.kafka.consumer({
+      groupId: this.groupId,
+      allowAutoTopicCreation: false,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1_000,
+      // Bounds how long stop() waits for the fetch in flight; new records still arrive without delay.
+      maxWaitTimeInMs: 1_000,
+      retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.connected = true;
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      this.connected = false;
+      const { error, restart } = event.payload;
+      this.logger.warn('desired-state consumer crashed', { error: describeError(error), restart });
+    });
+    consumer.on(consumer.events.DISCONNECT, () => {
+      this.connected = false;
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: 4,
+      eachMessage: ({ partition, message }) =>
+        handler({ key: message.key?.toString('utf8') ?? null, value: message.value, partition, offset: message.offset }),
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.connected = false;
+    await this.consumer?.disconnect();
+  }
+
+  isConnected(): boolean {
+    return this.connected;
+  }
+}

@@ -1,0 +1,378 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { eventually } from '@test/support/eventually';
+import type { AccessEnforcer, EnforcementContext, EnforcementResult } from '../access-enforcer';
+import { JsonLogger } from '../logging/json.logger';
+import { startAdapter } from '../start-adapter';
+import type { SystemStateRecord } from '../state/system-state';
+import {
+  FakeAccessEnforcer,
+  FakeDesiredStateSource,
+  FakeSystemConfigSchema,
+  RecordingEventPublisher,
+  systemAccessChanged,
+  type FakeSystemConfig,
+} from '../testing';
+import type { RunningAdapter } from './running-adapter';
+
+const STOCK = 'stock-db';
+const LEDGER = 'ledger-db';
+
+/** One adapter's surroundings; `start()` can be called again to simulate a restart on the same state dir. */
+class AdapterHarness {
+  readonly source = new FakeDesiredStateSource();
+  readonly publisher = new RecordingEventPublisher();
+  readonly logLines: Record<string, unknown>[] = [];
+  private readonly running: RunningAdapter[] = [];
+
+  constructor(
+    public enforcer: AccessEnforcer<FakeSystemConfig> = new FakeAccessEnforcer(),
+    readonly stateDir = mkdtempSync(path.join(tmpdir(), 'adapter-runtime-')),
+  ) {}
+
+  async start(): Promise<RunningAdapter> {
+    const adapter = await startAdapter({
+      enforcer: this.enforcer,
+      systemConfigSchema: FakeSystemConfigSchema,
+      config: {
+        adapterId: 'fake-main',
+        stateDir: this.stateDir,
+        heartbeatIntervalMs: 100,
+        retry: { initialMs: 20, maxMs: 80 },
+        systems: { [STOCK]: { exemptPrincipals: ['local-dba'] }, [LEDGER]: {} },
+      },
+      logger: new JsonLogger({ level: 'debug', write: (line) => this.logLines.push(JSON.parse(line)) }),
+      transport: { source: this.source, publisher: this.publisher },
+    });
+    this.running.push(adapter);
+    return adapter;
+  }
+
+  stateFile(systemId: string): SystemStateRecord {
+    return JSON.parse(readFileSync(path.join(this.stateDir, `${systemId}.json`), 'utf8'));
+  }
+
+  warnings(): string[] {
+    return this.logLines.filter((line) => line.level === 'warn').map((line) => String(line.msg));
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.running.map((adapter) => adapter.stop()));
+  }
+}
+
+function expectConverged(adapter: RunningAdapter, systemId: string, generation: number): void {
+  const status = adapter.system(systemId);
+  expect(status?.applied?.generation).toBe(generation);
+  expect(status?.converged).toBe(true);
+}
+
+describe('AdapterRuntime', () => {
+  let harness: AdapterHarness;
+  let fake: FakeAccessEnforcer;
+
+  beforeEach(() => {
+    fake = new FakeAccessEnforcer();
+    harness = new AdapterHarness(fake);
+  });
+
+  afterEach(() => harness.stopAll());
+
+  it('stores a new decision, acknowledges delivery, enforces it and acknowledges enforcement', async () => {
+    const adapter = await harness.start();
+    const decision = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked', exemptPrincipals: ['breakglass'] });
+
+    await harness.source.deliver(decision);
+    expect(harness.stateFile(STOCK).desired).toMatchObject({ generation: 1, state: 'revoked', commandId: decision.commandId });
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    const enforced = harness.publisher.acknowledgements[1];
+    expect(enforced).toMatchObject({
+      commandId: decision.commandId,
+      generation: 1,
+      producer: 'adapter-fake/fake-main',
+      data: { adapterId: 'fake-main', systemId: STOCK, desiredState: 'revoked', detail: 'fake target now revoked', principalsChanged: 1 },
+    });
+    expect(fake.calls).toEqual([expect.objectContaining({ action: 'revoke', systemId: STOCK, generation: 1 })]);
+    expect([...fake.calls[0].exemptPrincipals].sort()).toEqual(['breakglass', 'local-dba']);
+    expect(harness.stateFile(STOCK)).toMatchObject({
+      applied: { generation: 1, state: 'revoked' },
+      deliveredAckGeneration: 1,
+      enforcedAckGeneration: 1,
+    });
+  });
+
+  it('ignores stale and repeated generations', async () => {
+    const adapter = await harness.start();
+    const decision = systemAccessChanged({ systemId: STOCK, generation: 2, state: 'revoked' });
+    await harness.source.deliver(decision);
+    await eventually(() => expectConverged(adapter, STOCK, 2));
+
+    await harness.source.deliver(decision);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'active' }));
+
+    expect(adapter.system(STOCK)?.desired?.generation).toBe(2);
+    expect(fake.calls).toHaveLength(1);
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@2', 'enforced@2']);
+  });
+
+  it('converges to the newest decision when decisions arrive out of order', async () => {
+    const adapter = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'revoked' }));
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }));
+
+    await eventually(() => expectConverged(adapter, STOCK, 3));
+    expect(fake.targets.get(STOCK)).toBe('revoked');
+    expect(fake.calls.map((call) => call.generation)).toEqual([3]);
+  });
+
+  it('lets a decision that arrives during an enforcement win, without acknowledging the older one as enforced', async () => {
+    const adapter = await harness.start();
+    const slowRevoke = fake.hold(STOCK);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await slowRevoke.reached;
+
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }));
+    slowRevoke.release();
+
+    await eventually(() => expectConverged(adapter, STOCK, 2));
+    expect(fake.calls.map((call) => `${call.action}@${call.generation}`)).toEqual(['revoke@1', 'restore@2']);
+    expect(fake.targets.get(STOCK)).toBe('active');
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'delivered@2', 'enforced@2']);
+  });
+
+  it('retries a retriable failure with exponential back-off, then acknowledges enforcement', async () => {
+    fake.respondWith(
+      STOCK,
+      { outcome: 'failed-retriable', detail: 'target unreachable' },
+      { outcome: 'failed-retriable', detail: 'target unreachable' },
+    );
+    const adapter = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual([
+      'delivered@1',
+      'failed(willRetry=true)@1',
+      'failed(willRetry=true)@1',
+      'enforced@1',
+    ]);
+    const [first, second, third] = fake.calls.map((call) => call.at);
+    expect(second - first).toBeGreaterThanOrEqual(20 - 2);
+    expect(third - second).toBeGreaterThanOrEqual(40 - 2);
+    expect(adapter.system(STOCK)).toMatchObject({ failures: 0, lastError: undefined });
+  });
+
+  it('does not retry a permanent failure until a newer decision arrives', async () => {
+    fake.respondWith(STOCK, { outcome: 'failed-permanent', detail: 'permission denied to alter role' });
+    const adapter = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+
+    await eventually(() => expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'failed(willRetry=false)@1']));
+    // Several back-off periods (20, 40, 80 ms) pass without another attempt.
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(fake.calls).toHaveLength(1);
+    expect(adapter.system(STOCK)).toMatchObject({
+      converged: false,
+      nextRetryAt: undefined,
+      lastError: { source: 'enforcement', detail: 'permission denied to alter role', generation: 1 },
+    });
+
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'revoked' }));
+    await eventually(() => expectConverged(adapter, STOCK, 2));
+    expect(fake.calls).toHaveLength(2);
+  });
+
+  it('treats an enforcer that throws as a retriable failure', async () => {
+    const flaky: AccessEnforcer<FakeSystemConfig> = {
+      kind: 'fake',
+      revoke: jest.fn().mockRejectedValueOnce(new Error('socket hang up')).mockResolvedValue({ outcome: 'applied', detail: 'done' }),
+      restore: jest.fn(),
+      inspect: jest.fn(),
+    };
+    harness.enforcer = flaky;
+    const adapter = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    const failed = harness.publisher.acknowledgements.find((ack) => ack.data.status === 'failed');
+    expect(failed?.data).toMatchObject({ willRetry: true, detail: 'fake enforcer threw: socket hang up' });
+  });
+
+  it('retries an acknowledgement the broker did not take', async () => {
+    harness.publisher.failure = new Error('broker unreachable');
+    const adapter = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expect(adapter.system(STOCK)?.lastError?.source).toBe('acknowledgement'));
+
+    harness.publisher.failure = undefined;
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it('enforces without waiting for the broker to take its acknowledgements', async () => {
+    const adapter = await harness.start();
+    const release = harness.publisher.stall();
+
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expect(adapter.system(STOCK)?.applied?.generation).toBe(1));
+    expect(harness.publisher.trail(STOCK)).toEqual([]);
+
+    release();
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+  });
+
+  it('after a restart, re-sends an enforced acknowledgement that was never sent, without enforcing again', async () => {
+    const first = await harness.start();
+    const revoke = fake.hold(STOCK);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await revoke.reached;
+    harness.publisher.failure = new Error('broker unreachable'); // the enforced ack will not get out
+    revoke.release();
+    await eventually(() => expect(harness.stateFile(STOCK).applied?.generation).toBe(1));
+    await first.stop();
+    expect(harness.stateFile(STOCK).enforcedAckGeneration).toBe(0);
+
+    harness.publisher.failure = undefined;
+    const second = await harness.start();
+
+    await eventually(() => expectConverged(second, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it('after a crash mid-enforcement, enforces the stored decision again on start', async () => {
+    const crashed = new AdapterHarness(new FakeAccessEnforcer(), harness.stateDir);
+    await crashed.start();
+    const interrupted = (crashed.enforcer as FakeAccessEnforcer).hold(STOCK);
+    const decision = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' });
+    await crashed.source.deliver(decision);
+    await interrupted.reached;
+    await eventually(() => expect(harness.stateFile(STOCK).deliveredAckGeneration).toBe(1));
+    // The process "dies" here: decision stored and acknowledged, enforcement begun, its outcome never recorded.
+
+    try {
+      const adapter = await harness.start();
+      await eventually(() => expectConverged(adapter, STOCK, 1));
+      expect(fake.calls).toEqual([expect.objectContaining({ action: 'revoke', generation: 1, commandId: decision.commandId })]);
+      expect(harness.publisher.trail(STOCK)).toEqual(['enforced@1']);
+    } finally {
+      interrupted.release();
+      await crashed.stopAll();
+    }
+  });
+
+  it('keeps the enforcer journal across restarts', async () => {
+    const journaling = new JournalingEnforcer();
+    harness.enforcer = journaling;
+    const first = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expectConverged(first, STOCK, 1));
+    await first.stop();
+    expect(harness.stateFile(STOCK).journal).toEqual({ revoked: ['alice', 'bob'] });
+
+    const second = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }));
+    await eventually(() => expectConverged(second, STOCK, 2));
+
+    expect(journaling.restored).toEqual(['alice', 'bob']);
+    expect(harness.stateFile(STOCK).journal).toBeUndefined();
+  });
+
+  it('does not let one slow or failing system hold up another', async () => {
+    const adapter = await harness.start();
+    const stuck = fake.hold(STOCK);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await stuck.reached;
+
+    await harness.source.deliver(
+      systemAccessChanged({ systemId: LEDGER, generation: 1, state: 'revoked' }),
+    );
+    await eventually(() => expectConverged(adapter, LEDGER, 1));
+    expect(adapter.system(STOCK)).toMatchObject({ reconciling: true, converged: false });
+
+    stuck.release();
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+  });
+
+  it('skips invalid messages, tombstones, other kinds, mismatched keys and systems it does not serve', async () => {
+    const adapter = await harness.start();
+    await harness.source.deliverRaw(STOCK, 'not json');
+    await harness.source.deliverRaw(STOCK, JSON.stringify({ type: 'system-access.changed', version: 1 }));
+    await harness.source.deliverRaw(STOCK, null);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked', systemKind: 'ldap' }));
+    const misKeyed = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' });
+    await harness.source.deliverRaw(LEDGER, JSON.stringify(misKeyed));
+    await harness.source.deliver(systemAccessChanged({ systemId: 'billing-db', generation: 1, state: 'revoked' }));
+
+    expect(harness.publisher.acknowledgements).toEqual([]);
+    expect(harness.warnings()).toEqual([
+      'skipped an invalid desired-state message',
+      'skipped an invalid desired-state message',
+      'skipped a decision for a system of kind "ldap"; this adapter enforces "fake"',
+      'skipped a desired-state message whose key is not its system id',
+    ]);
+
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it('publishes heartbeats with each system’s desired and enforced generation', async () => {
+    await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 4, state: 'revoked' }));
+
+    await eventually(() =>
+      expect(harness.publisher.heartbeats.at(-1)?.data).toMatchObject({
+        adapterId: 'fake-main',
+        adapterKind: 'fake',
+        intervalMs: 100,
+        systems: expect.arrayContaining([
+          { systemId: STOCK, desiredState: 'revoked', desiredGeneration: 4, enforcedGeneration: 4 },
+          { systemId: LEDGER },
+        ]),
+      }),
+    );
+  });
+
+  it('on stop, finishes the in-flight enforcement and its acknowledgement, then closes the publisher', async () => {
+    const adapter = await harness.start();
+    const revoke = fake.hold(STOCK);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await revoke.reached;
+
+    const stopped = adapter.stop();
+    revoke.release();
+    await stopped;
+
+    expect(harness.stateFile(STOCK)).toMatchObject({ applied: { generation: 1 }, enforcedAckGeneration: 1 });
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    expect(harness.publisher.closed).toBe(true);
+    expect(harness.source.isConnected()).toBe(false);
+  });
+});
+
+/** Remembers whom it revoked in the journal and gives exactly those back. */
+class JournalingEnforcer implements AccessEnforcer<FakeSystemConfig> {
+  readonly kind = 'fake';
+  restored: string[] = [];
+
+  async revoke(context: EnforcementContext<FakeSystemConfig>): Promise<EnforcementResult> {
+    await context.journal.write({ revoked: ['alice', 'bob'] });
+    return { outcome: 'applied', detail: 'revoked alice, bob', principalsChanged: 2 };
+  }
+
+  async restore(context: EnforcementContext<FakeSystemConfig>): Promise<EnforcementResult> {
+    this.restored = context.journal.read<{ revoked: string[] }>()?.revoked ?? [];
+    await context.journal.clear();
+    return { outcome: 'applied', detail: `restored ${this.restored.join(', ')}` };
+  }
+
+  async inspect(): Promise<{ state: 'unknown'; detail: string }> {
+    return { state: 'unknown', detail: 'not tracked' };
+  }
+}

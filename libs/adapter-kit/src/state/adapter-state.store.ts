@@ -1,0 +1,9 @@
+import type { SystemStateRecord } from './system-state';
+
+/** Where an adapter keeps its per-system state. `save` resolves only once the record is durable. */
+export interface AdapterStateStore {
+  /** Prepares the store (creates directories, clears leftovers of interrupted writes). */
+  open(): Promise<void>;
+  load(systemId: string): Promise<SystemStateRecord | undefined>;
+  save(record: SystemStateRecord): Promise<void>;
+}

@@ -1,0 +1,51 @@
+import { AccessStateSchema, PrincipalNameSchema, SlugSchema } from '@portcullis/contracts';
+import { z } from 'zod';
+
+/** The decision an adapter holds for a system: the newest `system-access.changed` it received. */
+export const DesiredAccessSchema = z.object({
+  state: AccessStateSchema,
+  generation: z.number().int().positive(),
+  commandId: z.uuid(),
+  exemptPrincipals: z.array(PrincipalNameSchema),
+  groupId: SlugSchema,
+  requestedBy: z.string(),
+  reason: z.string(),
+  incidentRef: z.string().optional(),
+  receivedAt: z.iso.datetime({ offset: true }),
+});
+export type DesiredAccess = z.infer<typeof DesiredAccessSchema>;
+
+/** The last decision the enforcer brought the target to (`applied` or `already-in-state`). */
+export const AppliedAccessSchema = z.object({
+  state: AccessStateSchema,
+  generation: z.number().int().positive(),
+  commandId: z.uuid(),
+  at: z.iso.datetime({ offset: true }),
+  detail: z.string(),
+  principalsChanged: z.number().int().nonnegative().optional(),
+  sessionsTerminated: z.number().int().nonnegative().optional(),
+});
+export type AppliedAccess = z.infer<typeof AppliedAccessSchema>;
+
+/**
+ * Everything an adapter knows about one system, kept in one file so that every change is one atomic write.
+ * `applied.generation < desired.generation` means enforcement is owed (also after a crash mid-enforcement);
+ * `enforcedAckGeneration < applied.generation` means the `enforced` acknowledgement is owed.
+ */
+export const SystemStateRecordSchema = z.object({
+  format: z.literal(1),
+  systemId: SlugSchema,
+  desired: DesiredAccessSchema.optional(),
+  applied: AppliedAccessSchema.optional(),
+  /** Highest generation acknowledged as `delivered`. */
+  deliveredAckGeneration: z.number().int().nonnegative(),
+  /** Highest generation acknowledged as `enforced`. */
+  enforcedAckGeneration: z.number().int().nonnegative(),
+  /** The enforcer's own durable memory for this system (see `EnforcementJournal`). */
+  journal: z.unknown().optional(),
+});
+export type SystemStateRecord = z.infer<typeof SystemStateRecordSchema>;
+
+export function emptySystemState(systemId: string): SystemStateRecord {
+  return { format: 1, systemId, deliveredAckGeneration: 0, enforcedAckGeneration: 0 };
+}

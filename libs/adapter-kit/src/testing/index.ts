@@ -1,0 +1,6 @@
+/** Fakes for the adapter-kit's ports, for tests only: import from `@portcullis/adapter-kit/testing`. */
+export * from './fake-access.enforcer';
+export * from './fake-desired-state.source';
+export * from './in-memory-enforcement.journal';
+export * from './recording-event.publisher';
+export * from './system-access-changed.builder';

@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import * as path from 'node:path';
+import {
+  AccessAcknowledgedV1Schema,
+  AdapterHeartbeatV1Schema,
+  decodeMessage,
+  encodeMessage,
+  SystemAccessChangedV1Schema,
+  Topics,
+  type AccessAcknowledgedV1,
+  type AdapterHeartbeatV1,
+  type SystemAccessChangedV1,
+} from '@portcullis/contracts';
+import { createKafka, ReliableProducer } from '@portcullis/kafka';
+import { eventually } from '@test/support/eventually';
+import { readTestEnv } from '@test/support/test-env';
+import type { Consumer } from 'kafkajs';
+import { JsonLogger, startAdapter, type RunningAdapter } from '../src';
+import { FakeAccessEnforcer, FakeSystemConfigSchema, systemAccessChanged } from '../src/testing';
+
+const env = readTestEnv();
+const kafka = createKafka({ brokers: env.kafka.brokers, clientId: 'adapter-kit-int-spec' });
+const run = randomBytes(3).toString('hex');
+const STOCK = `stock-${run}`;
+const LEDGER = `ledger-${run}`;
+const ADAPTER_ID = `kit-${run}`;
+
+/** Everything published on a topic since the start of the spec, decoded with its contract. */
+class TopicRecorder<T> {
+  readonly messages: T[] = [];
+  private readonly consumer: Consumer = kafka.consumer({ groupId: `recorder-${randomBytes(4).toString('hex')}` });
+
+  constructor(
+    private readonly topic: string,
+    private readonly decode: (value: Buffer | null) => T,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
+    await this.consumer.run({ eachMessage: async ({ message }) => void this.messages.push(this.decode(message.value)) });
+  }
+
+  stop(): Promise<void> {
+    return this.consumer.disconnect();
+  }
+}
+
+describe('adapter runtime over Kafka', () => {
+  const producer = new ReliableProducer(kafka);
+  const acknowledgements = new TopicRecorder<AccessAcknowledgedV1>(Topics.acknowledgements, (value) =>
+    decodeMessage(AccessAcknowledgedV1Schema, value),
+  );
+  const heartbeats = new TopicRecorder<AdapterHeartbeatV1>(Topics.adapterHeartbeats, (value) =>
+    decodeMessage(AdapterHeartbeatV1Schema, value),
+  );
+  const adapters: RunningAdapter[] = [];
+
+  async function publish(...decisions: SystemAccessChangedV1[]): Promise<void> {
+    await producer.send(
+      decisions.map((decision) => ({
+        topic: Topics.systemAccess,
+        key: decision.data.systemId,
+        value: encodeMessage(SystemAccessChangedV1Schema, decision),
+      })),
+    );
+  }
+
+  async function start(enforcer: FakeAccessEnforcer, stateDir: string): Promise<RunningAdapter> {
+    const adapter = await startAdapter({
+      enforcer,
+      systemConfigSchema: FakeSystemConfigSchema,
+      config: {
+        adapterId: ADAPTER_ID,
+        stateDir,
+        heartbeatIntervalMs: 500,
+        retry: { initialMs: 100, maxMs: 1_000 },
+        kafka: { brokers: env.kafka.brokers },
+        systems: { [STOCK]: {}, [LEDGER]: {} },
+      },
+      logger: new JsonLogger({ level: 'error' }),
+    });
+    adapters.push(adapter);
+    return adapter;
+  }
+
+  function newStateDir(): string {
+    return mkdtempSync(path.join(env.workDir, 'adapter-kit-state-'));
+  }
+
+  function acksOf(systemId: string): string[] {
+    return acknowledgements.messages
+      .filter((ack) => ack.data.systemId === systemId && ack.data.adapterId === ADAPTER_ID)
+      .map((ack) => `${ack.data.status}@${ack.generation}`);
+  }
+
+  beforeAll(async () => {
+    await Promise.all([acknowledgements.start(), heartbeats.start()]);
+  });
+
+  afterAll(async () => {
+    await Promise.all(adapters.map((adapter) => adapter.stop()));
+    await Promise.all([acknowledgements.stop(), heartbeats.stop(), producer.disconnect()]);
+  });
+
+  it('catches up with decisions published while it was down, acknowledges them and reports heartbeats', async () => {
+    await publish(
+      systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }),
+      systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }),
+      systemAccessChanged({ systemId: LEDGER, generation: 1, state: 'revoked' }),
+    );
+    await producer.send([{ topic: Topics.systemAccess, key: LEDGER, value: 'not a decision' }]);
+    const enforcer = new FakeAccessEnforcer();
+
+    const adapter = await start(enforcer, newStateDir());
+
+    await eventually(() => {
+      expect(adapter.system(STOCK)).toMatchObject({ converged: true, applied: { generation: 2, state: 'active' } });
+      expect(adapter.system(LEDGER)).toMatchObject({ converged: true, applied: { generation: 1, state: 'revoked' } });
+    });
+    expect(adapter.status().connected).toBe(true);
+    await eventually(() => {
+      expect(acksOf(STOCK).at(-1)).toBe('enforced@2');
+      expect(acksOf(LEDGER)).toEqual(['delivered@1', 'enforced@1']);
+    });
+    expect(acksOf(STOCK)).not.toContain('enforced@1');
+    await eventually(() =>
+      expect(heartbeats.messages.filter((beat) => beat.data.adapterId === ADAPTER_ID).at(-1)?.data.systems).toEqual(
+        expect.arrayContaining([
+          { systemId: STOCK, desiredState: 'active', desiredGeneration: 2, enforcedGeneration: 2 },
+          { systemId: LEDGER, desiredState: 'revoked', desiredGeneration: 1, enforcedGeneration: 1 },
+        ]),
+      ),
+    );
+    await adapter.stop();
+  });
+
+  it('replays the whole topic on every start: with its state lost, it still knows every current decision', async () => {
+    const enforcer = new FakeAccessEnforcer();
+    const stateDir = newStateDir();
+
+    const adapter = await start(enforcer, stateDir);
+
+    await eventually(() => {
+      expect(adapter.system(STOCK)).toMatchObject({ converged: true, desired: { generation: 2 } });
+      expect(adapter.system(LEDGER)).toMatchObject({ converged: true, desired: { generation: 1 } });
+    });
+    expect(enforcer.callsFor(LEDGER).map((call) => `${call.action}@${call.generation}`)).toEqual(['revoke@1']);
+
+    await publish(systemAccessChanged({ systemId: LEDGER, generation: 2, state: 'active' }));
+    await eventually(() => expect(adapter.system(LEDGER)).toMatchObject({ converged: true, applied: { generation: 2 } }));
+    await adapter.stop();
+
+    // Same state directory: the replayed decisions are all known, so nothing is enforced again.
+    const unchanged = new FakeAccessEnforcer();
+    const restarted = await start(unchanged, stateDir);
+    await publish(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'revoked' }));
+    await eventually(() => expect(restarted.system(STOCK)).toMatchObject({ converged: true, applied: { generation: 3 } }));
+    expect(unchanged.calls.map((call) => `${call.systemId === STOCK ? 'stock' : 'ledger'}:${call.action}@${call.generation}`)).toEqual([
+      'stock:revoke@3',
+    ]);
+    await restarted.stop();
+  });
+});
