@@ -12,6 +12,12 @@ export interface TestEnvironment {
     /** Separate PostgreSQL servers (clusters) used as enforcement targets. Roles are per cluster. */
     targetUrls: string[];
   };
+  /** An OpenLDAP directory with the ppolicy overlay, as an enforcement target. */
+  ldap: { url: string; baseDn: string; bindDn: string; bindPassword: string };
+  /** A Redis server (ACL users), as an enforcement target. */
+  redis: { url: string };
+  /** Where to POST runner actions such as `kafka/restart` (see `testServers`). */
+  controlUrl: string;
   /** A scratch directory for this run (adapter state directories and the like). */
   workDir: string;
 }
@@ -24,4 +30,23 @@ export function readTestEnv(): TestEnvironment {
     );
   }
   return JSON.parse(readFileSync(file, 'utf8')) as TestEnvironment;
+}
+
+/** Actions on the run's shared servers, carried out by the test runner that owns them. */
+export function testServers(env: TestEnvironment) {
+  const act = async (action: string) => {
+    const response = await fetch(`${env.controlUrl}/${action}`, { method: 'POST' });
+    if (!response.ok) throw new Error(`${action} failed: ${response.status} ${await response.text()}`);
+  };
+  return {
+    kafka: {
+      stop: () => act('kafka/stop'),
+      kill: () => act('kafka/kill'),
+      start: () => act('kafka/start'),
+    },
+    redis: {
+      kill: () => act('redis/kill'),
+      start: () => act('redis/start'),
+    },
+  };
 }

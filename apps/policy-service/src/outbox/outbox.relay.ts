@@ -7,7 +7,7 @@ import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/polic
 import { OUTBOX_CHANNEL } from './outbox.writer';
 
 /** Arbitrary constant naming the relay's leadership lock: one relay publishes at a time, in order. */
-const RELAY_LOCK_KEY = 7_346_112_001;
+export const RELAY_LOCK_KEY = 7_346_112_001;
 const BATCH_SIZE = 500;
 const MAX_BACKOFF_MS = 30_000;
 
