@@ -3,8 +3,10 @@
  *
  * - a real Kafka broker (KRaft, jars from Maven Central on first use), topics created with their settings;
  * - PostgreSQL for the policy service (DATABASE_URL when set, otherwise a private server);
- * - two demo target PostgreSQL servers ("stock-db" and "crm-db") with login roles;
- * - the policy service on PORT (default 3000) and one PostgreSQL adapter serving both targets;
+ * - two demo target PostgreSQL servers ("stock-db" and "crm-db") with login roles, and, where this
+ *   machine has `slapd` and `redis-server`, a demo LDAP directory ("staff-directory") and a demo Redis
+ *   ("session-cache") — the stack says which ones it skipped and why;
+ * - the policy service on PORT (default 3000) and one adapter per kind of target;
  * - demo systems and groups registered through the API, so they appear in the audit history.
  *
  * Every start is a fresh demo: the stack's data lives in .portcullis/stack and is wiped at start.
@@ -17,7 +19,10 @@ import { join, resolve } from 'node:path';
 import { sign } from 'jsonwebtoken';
 import { Client } from 'pg';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
-import { seedDemoRegistry } from './demo/demo-registry';
+import { seedDemoRegistry, type DemoTargets } from './demo/demo-registry';
+import { seedDemoCache, seedDemoDirectory } from './demo/demo-targets';
+import { startRedis } from './lib/redis-server';
+import { startSlapd } from './lib/slapd-server';
 import { warmUpKafka } from './lib/kafka-warm-up';
 import { startKafkaBroker } from './lib/kafka-broker';
 import { startPostgres } from './lib/postgres-server';
@@ -45,7 +50,7 @@ async function stopAll(): Promise<void> {
 }
 
 function build(): void {
-  for (const app of ['policy-service', 'adapter-postgres']) {
+  for (const app of ['policy-service', 'adapter-postgres', 'adapter-ldap', 'adapter-redis']) {
     log(`building ${app} ...`);
     const result = spawnSync(process.execPath, [require.resolve('@nestjs/cli/bin/nest.js'), 'build', app], {
       cwd: root,
@@ -92,6 +97,25 @@ async function waitForHealth(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
+/** Starts a demo target this machine may lack; says clearly when and why it was skipped. */
+async function optionalTarget<T>(what: string, start: () => Promise<T>): Promise<T | null> {
+  try {
+    return await start();
+  } catch (error) {
+    log(`skipping the ${what}: ${error instanceof Error ? error.message.split('\n')[0] : error}`);
+    return null;
+  }
+}
+
+/** Writes an adapter's configuration and starts the built adapter. */
+function startAdapter(app: string, adapterId: string, systems: Record<string, object>, kafka: { brokers: string[] }): void {
+  log(`starting ${app} (${adapterId}) for ${Object.keys(systems).join(', ')} ...`);
+  const configFile = join(stackDir, `${adapterId}.json`);
+  const config = { adapterId, stateDir: join(stackDir, `state-${adapterId}`), kafka: { ...kafka, clientId: adapterId }, systems };
+  writeFileSync(configFile, JSON.stringify(config, null, 2), { mode: 0o600 });
+  runService(app, `dist/apps/${app}/main.js`, { ADAPTER_CONFIG: configFile, PORT: '0' });
+}
+
 async function main(): Promise<void> {
   process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
   process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
@@ -113,6 +137,19 @@ async function main(): Promise<void> {
   ]);
   stoppers.push(() => broker.stop());
   for (const server of [policyDb, stockDb, crmDb]) if (server) stoppers.push(() => server.stop());
+  const directory = await optionalTarget('LDAP directory (staff-directory)', async () => {
+    const server = await startSlapd({ name: 'staff-directory', baseDir: stackDir });
+    stoppers.push(() => server.stop());
+    await seedDemoDirectory(server);
+    return server;
+  });
+  const cache = await optionalTarget('Redis (session-cache)', async () => {
+    const server = await startRedis({ name: 'session-cache', baseDir: stackDir });
+    stoppers.push(() => server.stop());
+    await seedDemoCache(server.url);
+    return server;
+  });
+  const targets: DemoTargets = { ldap: directory !== null, redis: cache !== null };
   await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-stack' }), portcullisTopicSpecs(6));
   await warmUpKafka(broker.brokers);
   for (const target of [stockDb, crmDb]) {
@@ -139,25 +176,15 @@ async function main(): Promise<void> {
   await waitForHealth(`${apiUrl}/health`, 60_000);
 
   const adminToken = sign({ roles: ['admin'] }, jwt.secret, { subject: 'stack-setup', issuer: jwt.issuer, audience: jwt.audience, expiresIn: '5m' });
-  await seedDemoRegistry(apiUrl, adminToken);
+  await seedDemoRegistry(apiUrl, adminToken, targets);
 
-  log('starting the PostgreSQL adapter ...');
-  const adapterConfig = join(stackDir, 'adapter-postgres.json');
-  writeFileSync(
-    adapterConfig,
-    JSON.stringify(
-      {
-        adapterId: 'pg-demo',
-        stateDir: join(stackDir, 'adapter-pg-demo'),
-        kafka: { brokers: broker.brokers, clientId: 'adapter-postgres-pg-demo' },
-        systems: { 'stock-db': { url: stockDb.url }, 'crm-db': { url: crmDb.url } },
-      },
-      null,
-      2,
-    ),
-    { mode: 0o600 },
-  );
-  runService('adapter-postgres', 'dist/apps/adapter-postgres/main.js', { ADAPTER_CONFIG: adapterConfig, PORT: '0' });
+  const kafka = { brokers: broker.brokers };
+  startAdapter('adapter-postgres', 'pg-demo', { 'stock-db': { url: stockDb.url }, 'crm-db': { url: crmDb.url } }, kafka);
+  if (directory) {
+    const { url, baseDn, bindDn, bindPassword } = directory;
+    startAdapter('adapter-ldap', 'ldap-demo', { 'staff-directory': { url, baseDn: `ou=people,${baseDn}`, bindDn, bindPassword } }, kafka);
+  }
+  if (cache) startAdapter('adapter-redis', 'redis-demo', { 'session-cache': { url: cache.url } }, kafka);
 
   const lead = 'npm run --silent token -- --sub alice --roles security-lead';
   const auditor = 'npm run --silent token -- --sub audrey --roles auditor';
@@ -166,8 +193,10 @@ Portcullis is running.
 
   API          ${apiUrl}          (OpenAPI: http://127.0.0.1:${port}/api/docs)
   Kafka        ${broker.brokers.join(',')}
-  Targets      stock-db  ${stockDb.url}
-               crm-db    ${crmDb.url}
+  Targets      stock-db         ${stockDb.url}
+               crm-db           ${crmDb.url}
+               staff-directory  ${directory ? `${directory.url} (${directory.bindDn})` : '(skipped: see above)'}
+               session-cache    ${cache ? cache.url : '(skipped: see above)'}
   Logs         ${logsDir}
 
 Try it (in another terminal):

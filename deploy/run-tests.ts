@@ -1,7 +1,9 @@
 /**
  * `npm test`: starts the servers the integration specs need ONCE for the whole run — a real Kafka
- * broker (KRaft, from Maven Central jars), a PostgreSQL for the policy service and two PostgreSQL
- * servers as enforcement targets — then runs every Jest spec against them and stops them again.
+ * broker (KRaft, from Maven Central jars), a PostgreSQL for the policy service, and as enforcement
+ * targets two PostgreSQL servers, an OpenLDAP slapd and a Redis server — then runs every Jest spec
+ * against them and stops them again. Specs can stop, kill and start the broker and the Redis target
+ * through a small control endpoint (`testServers()` in test/support/test-env.ts).
  *
  *   npm test                      # everything
  *   npm test -- apps/adapter-postgres   # extra arguments go to Jest
@@ -11,19 +13,22 @@
  * a revoke disables every login role on them.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
 import { warmUpKafka } from './lib/kafka-warm-up';
 import { startKafkaBroker, type KafkaBroker } from './lib/kafka-broker';
 import { startPostgres, type PostgresServer } from './lib/postgres-server';
+import { startRedis, type RedisServer } from './lib/redis-server';
+import { startSlapd, type SlapdServer } from './lib/slapd-server';
+import { startTestControlServer } from './lib/test-control.server';
 
 const root = resolve(__dirname, '..');
 
 async function main(): Promise<number> {
   const runsDir = join(root, '.portcullis', 'test-runs');
-  rmSync(runsDir, { recursive: true, force: true });
-  const workDir = join(runsDir, new Date().toISOString().replace(/[:.]/g, '-'));
+  removeOldRuns(runsDir);
+  const workDir = join(runsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
 
   const started = Date.now();
@@ -33,19 +38,31 @@ async function main(): Promise<number> {
   };
   try {
     console.log('[test] starting Kafka and PostgreSQL servers for this run ...');
-    const [broker, policyDb, ...targets] = await Promise.all([
+    const [broker, policyDb, ldap, redis, ...targets] = await Promise.all([
       startKafkaBroker({ dataDir: join(workDir, 'kafka'), heapMb: 512 }).then((server) => track(server)),
       process.env.DATABASE_URL
         ? Promise.resolve(null)
         : startPostgres({ name: 'policy', baseDir: workDir, database: 'portcullis' }).then((server) => track(server)),
+      startSlapd({ name: 'ldap', baseDir: workDir }).then((server) => track(server)),
+      startRedis({ name: 'redis', baseDir: workDir }).then((server) => track(server)),
       startPostgres({ name: 'target-a', baseDir: workDir, database: 'postgres' }).then((server) => track(server)),
       startPostgres({ name: 'target-b', baseDir: workDir, database: 'postgres' }).then((server) => track(server)),
     ]);
-    function track<T extends KafkaBroker | PostgresServer>(server: T): T {
+    function track<T extends { stop(): Promise<void> }>(server: T): T {
       stoppers.push(() => server.stop());
       return server;
     }
     const kafkaBroker = broker as KafkaBroker;
+    const redisServer = redis as RedisServer;
+    const ldapServer = ldap as SlapdServer;
+    const control = await startTestControlServer({
+      'kafka/stop': () => kafkaBroker.stop(),
+      'kafka/kill': () => kafkaBroker.kill(),
+      'kafka/start': () => kafkaBroker.start(),
+      'redis/kill': () => redisServer.kill(),
+      'redis/start': () => redisServer.start(),
+    });
+    stoppers.push(() => control.close());
     await ensureTopics(createKafka({ brokers: kafkaBroker.brokers, clientId: 'portcullis-test-setup' }), portcullisTopicSpecs(3));
     await warmUpKafka(kafkaBroker.brokers);
     console.log(`[test] servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -60,6 +77,9 @@ async function main(): Promise<number> {
             policyUrl: process.env.DATABASE_URL ?? (policyDb as PostgresServer).url,
             targetUrls: (targets as PostgresServer[]).map((target) => target.url),
           },
+          ldap: { url: ldapServer.url, baseDn: ldapServer.baseDn, bindDn: ldapServer.bindDn, bindPassword: ldapServer.bindPassword },
+          redis: { url: redisServer.url },
+          controlUrl: control.url,
           workDir,
         },
         null,
@@ -77,6 +97,21 @@ async function main(): Promise<number> {
     return exitCode;
   } finally {
     await stopAll();
+  }
+}
+
+/** Removes the scratch directories of earlier runs, but never one that may still be in use. */
+function removeOldRuns(runsDir: string): void {
+  const cutoff = Date.now() - 3 * 60 * 60 * 1000;
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(runsDir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const dir = join(runsDir, entry);
+    if (statSync(dir).mtimeMs < cutoff) rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,16 +1,28 @@
 /** The demo systems and groups, registered through the API so they appear in the audit history. */
-export const DEMO_SYSTEMS = [
-  { id: 'stock-db', name: 'Stock database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] },
-  { id: 'crm-db', name: 'Call-centre CRM database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] },
-];
+export interface DemoTargets {
+  /** Whether an LDAP directory and a Redis server could be started on this machine. */
+  ldap: boolean;
+  redis: boolean;
+}
 
-export const DEMO_GROUPS = [
-  { id: 'back-office', name: 'Back office', systemIds: ['stock-db', 'crm-db'] },
-  { id: 'stock', name: 'Stock', systemIds: ['stock-db'] },
-  { id: 'call-centre', name: 'Call centre', systemIds: ['crm-db'] },
-];
+export function demoSystems(targets: DemoTargets) {
+  return [
+    { id: 'stock-db', name: 'Stock database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] },
+    { id: 'crm-db', name: 'Call-centre CRM database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] },
+    ...(targets.ldap ? [{ id: 'staff-directory', name: 'Staff directory (LDAP)', kind: 'ldap', exemptPrincipals: ['breakglass'] }] : []),
+    ...(targets.redis ? [{ id: 'session-cache', name: 'Session cache (Redis)', kind: 'redis', exemptPrincipals: ['breakglass'] }] : []),
+  ];
+}
 
-export async function seedDemoRegistry(apiUrl: string, adminToken: string): Promise<void> {
+export function demoGroups(targets: DemoTargets) {
+  return [
+    { id: 'back-office', name: 'Back office', systemIds: ['stock-db', 'crm-db', ...(targets.ldap ? ['staff-directory'] : [])] },
+    { id: 'stock', name: 'Stock', systemIds: ['stock-db'] },
+    { id: 'call-centre', name: 'Call centre', systemIds: ['crm-db', ...(targets.redis ? ['session-cache'] : [])] },
+  ];
+}
+
+export async function seedDemoRegistry(apiUrl: string, adminToken: string, targets: DemoTargets): Promise<void> {
   const post = async (path: string, body: unknown) => {
     const response = await fetch(`${apiUrl}${path}`, {
       method: 'POST',
@@ -22,6 +34,6 @@ export async function seedDemoRegistry(apiUrl: string, adminToken: string): Prom
       throw new Error(`POST ${path} answered ${response.status}: ${await response.text()}`);
     }
   };
-  for (const system of DEMO_SYSTEMS) await post('/systems', system);
-  for (const group of DEMO_GROUPS) await post('/groups', group);
+  for (const system of demoSystems(targets)) await post('/systems', system);
+  for (const group of demoGroups(targets)) await post('/groups', group);
 }

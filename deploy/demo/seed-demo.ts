@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   });
   for (let attempt = 1; ; attempt++) {
     try {
-      await seedDemoRegistry(apiUrl, token);
+      await seedDemoRegistry(apiUrl, token, { ldap: false, redis: false });
       console.log('demo systems and groups registered');
       return;
     } catch (error) {
