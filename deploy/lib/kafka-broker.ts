@@ -8,10 +8,10 @@
  *   await broker.start();  // same data dir and ports: topics, offsets and records are kept
  *
  * The JVM never outlives this Node process: one set of 'exit'/SIGINT/SIGTERM/SIGHUP handlers
- * (installed only while brokers run) SIGKILLs it at exit; on a signal the application also handles,
- * it gets SIGTERM first (graceful), otherwise SIGKILL and Node dies of the signal as usual. If this
- * process dies without running handlers, the kernel SIGKILLs the JVM (prctl PDEATHSIG, via
- * `kafka-broker.sh run --die-with-parent`).
+ * (child-process-guard.ts, installed only while servers run) SIGKILLs it at exit; on a signal the
+ * application also handles, it gets SIGTERM first (graceful), otherwise SIGKILL and Node dies of the
+ * signal as usual. If this process dies without running handlers, the kernel SIGKILLs the JVM (prctl
+ * PDEATHSIG, via `kafka-broker.sh run --die-with-parent`).
  * The child process is unref'ed: a running broker alone does not keep Node alive.
  *
  * Plain TypeScript/CommonJS, no Nest imports.
@@ -20,6 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
+import { trackChild } from './child-process-guard';
 import { freePort } from './free-port';
 
 export interface KafkaBrokerOptions {
@@ -118,12 +119,8 @@ function runFetch(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Killing brokers when this process goes away. One set of handlers for all brokers, installed
-// while at least one broker process exists, removed when the last one has exited.
-
-const live = new Set<ChildProcess>();
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-let handlersInstalled = false;
+// Signalling a broker: its whole process group. child-process-guard.ts kills the brokers through
+// this when this process goes away.
 
 function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
@@ -138,50 +135,6 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
       /* already gone */
     }
   }
-}
-
-function killAllNow(): void {
-  for (const child of live) signalGroup(child, 'SIGKILL');
-}
-
-const onExit = (): void => killAllNow();
-
-const onSignal = (signal: NodeJS.Signals): void => {
-  if (process.listeners(signal).some((listener) => listener !== onSignal)) {
-    // The application handles this signal (graceful shutdown, then exit): start a controlled
-    // broker shutdown now; whatever is still running at 'exit' gets SIGKILL.
-    for (const child of live) signalGroup(child, 'SIGTERM');
-    return;
-  }
-  // Nobody else handles it: our listener replaced Node's default action (die), so kill the
-  // brokers and die of the signal as Node would have.
-  killAllNow();
-  uninstallHandlers();
-  process.kill(process.pid, signal);
-};
-
-function installHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', onExit);
-  for (const s of SIGNALS) process.on(s, onSignal);
-}
-
-function uninstallHandlers(): void {
-  if (!handlersInstalled) return;
-  handlersInstalled = false;
-  process.removeListener('exit', onExit);
-  for (const s of SIGNALS) process.removeListener(s, onSignal);
-}
-
-function track(child: ChildProcess): void {
-  live.add(child);
-  installHandlers();
-}
-
-function untrack(child: ChildProcess): void {
-  live.delete(child);
-  if (live.size === 0) uninstallHandlers();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,10 +226,9 @@ class LocalKafkaBroker implements KafkaBroker {
     }
     this.child = child;
     child.unref();
-    track(child);
+    trackChild(child, signalGroup);
     this.exited = new Promise<void>((resolve) => {
       const done = (desc: string) => {
-        untrack(child);
         if (this.child === child) this.child = undefined;
         this.lastExit = desc;
         resolve();

@@ -14,10 +14,10 @@
  * - With `aclFile: false` the server keeps ACL users in memory only (`ACL SAVE` is refused and a
  *   restart reverts to `default` alone), like a Redis configured without an aclfile.
  * - The server never outlives this Node process: one set of 'exit'/SIGINT/SIGTERM/SIGHUP handlers
- *   (installed only while servers run) SIGKILLs it at exit; on a signal the application also handles
- *   it gets SIGTERM first (graceful), otherwise SIGKILL and Node dies of the signal as usual. If this
- *   process dies without running handlers, the kernel SIGKILLs the server (prctl PDEATHSIG via
- *   `setpriv --pdeathsig`, when setpriv is installed).
+ *   (child-process-guard.ts, installed only while servers run) SIGKILLs it at exit; on a signal the
+ *   application also handles it gets SIGTERM first (graceful), otherwise SIGKILL and Node dies of the
+ *   signal as usual. If this process dies without running handlers, the kernel SIGKILLs the server
+ *   (prctl PDEATHSIG via `setpriv --pdeathsig`, when setpriv is installed).
  * - The child process is unref'ed: a running server alone does not keep Node alive.
  *
  * Plain TypeScript/CommonJS, no Nest imports.
@@ -27,6 +27,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createClient } from 'redis';
+import { signalChild, trackChild, withParentDeathSignal } from './child-process-guard';
 import { freePort } from './free-port';
 
 export interface RedisServer {
@@ -79,64 +80,6 @@ function redisServerBinary(): string {
     throw new Error('startRedis: redis-server is not installed (Debian/Ubuntu: `apt-get install redis-server`)');
   }
   return binary;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Killing servers when this process goes away. One set of handlers for all servers, installed
-// while at least one server process exists, removed when the last one has exited.
-
-const live = new Set<ChildProcess>();
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-let handlersInstalled = false;
-
-function signal(child: ChildProcess, name: NodeJS.Signals): void {
-  try {
-    child.kill(name);
-  } catch {
-    /* already gone */
-  }
-}
-
-const onExit = (): void => {
-  for (const child of live) signal(child, 'SIGKILL');
-};
-
-const onSignal = (received: NodeJS.Signals): void => {
-  if (process.listeners(received).some((listener) => listener !== onSignal)) {
-    // The application handles this signal (graceful shutdown, then exit): let Redis shut down
-    // cleanly now; whatever still runs at 'exit' gets SIGKILL.
-    for (const child of live) signal(child, 'SIGTERM');
-    return;
-  }
-  // Nobody else handles it: our listener replaced Node's default action (die), so kill the
-  // servers and die of the signal as Node would have.
-  onExit();
-  uninstallHandlers();
-  process.kill(process.pid, received);
-};
-
-function installHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', onExit);
-  for (const name of SIGNALS) process.on(name, onSignal);
-}
-
-function uninstallHandlers(): void {
-  if (!handlersInstalled) return;
-  handlersInstalled = false;
-  process.removeListener('exit', onExit);
-  for (const name of SIGNALS) process.removeListener(name, onSignal);
-}
-
-function track(child: ChildProcess): void {
-  live.add(child);
-  installHandlers();
-}
-
-function untrack(child: ChildProcess): void {
-  live.delete(child);
-  if (live.size === 0) uninstallHandlers();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,10 +140,7 @@ class LocalRedisServer implements RedisServer {
       '--logfile', '',
       ...(this.aclFile ? ['--aclfile', this.aclFile] : ['--requirepass', this.password]),
     ];
-    const setpriv = onPath('setpriv');
-    const [command, args] = setpriv
-      ? [setpriv, ['--pdeathsig', 'KILL', '--', redisServerBinary(), ...serverArgs]]
-      : [redisServerBinary(), serverArgs];
+    const [command, args] = withParentDeathSignal(redisServerBinary(), serverArgs);
 
     const fd = fs.openSync(this.logFile, 'a');
     let offset: number;
@@ -216,10 +156,9 @@ class LocalRedisServer implements RedisServer {
     }
     this.child = child;
     child.unref();
-    track(child);
+    trackChild(child);
     this.exited = new Promise<void>((resolve) => {
       const done = (description: string): void => {
-        untrack(child);
         if (this.child === child) this.child = undefined;
         this.lastExit = description;
         resolve();
@@ -234,7 +173,7 @@ class LocalRedisServer implements RedisServer {
       await this.waitReady(child, offset, deadline);
     } catch (error) {
       if (this.child === child) {
-        signal(child, 'SIGKILL');
+        signalChild(child, 'SIGKILL');
         await this.waitExit();
       }
       throw error;
@@ -244,7 +183,7 @@ class LocalRedisServer implements RedisServer {
   async stop(): Promise<void> {
     const child = this.child;
     if (!child) return;
-    signal(child, 'SIGTERM');
+    signalChild(child, 'SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       this.waitExit().then(() => false),
@@ -259,7 +198,7 @@ class LocalRedisServer implements RedisServer {
   async kill(): Promise<void> {
     const child = this.child;
     if (!child) return;
-    signal(child, 'SIGKILL');
+    signalChild(child, 'SIGKILL');
     await this.waitExit();
   }
 

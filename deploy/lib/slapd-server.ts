@@ -17,10 +17,10 @@
  *   entry locks it until an administrator deletes the attribute; its binds fail with 49.
  * - The root DN also manages `cn=config`, so tests can change ACLs (`olcAccess`) at run time.
  * - The server never outlives this Node process: one set of 'exit'/SIGINT/SIGTERM/SIGHUP handlers
- *   (installed only while servers run) SIGKILLs it at exit; on a signal the application also handles
- *   it gets SIGTERM first (graceful), otherwise SIGKILL and Node dies of the signal as usual. If this
- *   process dies without running handlers, the kernel SIGKILLs the server (prctl PDEATHSIG via
- *   `setpriv --pdeathsig`, when setpriv is installed).
+ *   (child-process-guard.ts, installed only while servers run) SIGKILLs it at exit; on a signal the
+ *   application also handles it gets SIGTERM first (graceful), otherwise SIGKILL and Node dies of the
+ *   signal as usual. If this process dies without running handlers, the kernel SIGKILLs the server
+ *   (prctl PDEATHSIG via `setpriv --pdeathsig`, when setpriv is installed).
  * - The child process is unref'ed: a running server alone does not keep Node alive.
  *
  * Plain TypeScript/CommonJS, no Nest imports.
@@ -30,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client } from 'ldapts';
+import { signalChild, trackChild, withParentDeathSignal } from './child-process-guard';
 import { freePort } from './free-port';
 
 export interface SlapdServer {
@@ -57,7 +58,6 @@ export interface StartSlapdOptions {
 
 const SLAPD = '/usr/sbin/slapd';
 const SLAPTEST = '/usr/sbin/slaptest';
-const SETPRIV = '/usr/bin/setpriv';
 const SCHEMA_DIR = '/etc/ldap/schema';
 const MODULE_DIR = '/usr/lib/ldap';
 const SCHEMAS = ['core', 'cosine', 'inetorgperson', 'nis'];
@@ -79,64 +79,6 @@ function requireInstalled(): void {
         'Debian/Ubuntu: `DEBIAN_FRONTEND=noninteractive apt-get install -y slapd ldap-utils`',
     );
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Killing servers when this process goes away. One set of handlers for all servers, installed
-// while at least one server process exists, removed when the last one has exited.
-
-const live = new Set<ChildProcess>();
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-let handlersInstalled = false;
-
-function signal(child: ChildProcess, name: NodeJS.Signals): void {
-  try {
-    child.kill(name);
-  } catch {
-    /* already gone */
-  }
-}
-
-const onExit = (): void => {
-  for (const child of live) signal(child, 'SIGKILL');
-};
-
-const onSignal = (received: NodeJS.Signals): void => {
-  if (process.listeners(received).some((listener) => listener !== onSignal)) {
-    // The application handles this signal (graceful shutdown, then exit): let slapd shut down
-    // cleanly now; whatever still runs at 'exit' gets SIGKILL.
-    for (const child of live) signal(child, 'SIGTERM');
-    return;
-  }
-  // Nobody else handles it: our listener replaced Node's default action (die), so kill the
-  // servers and die of the signal as Node would have.
-  onExit();
-  uninstallHandlers();
-  process.kill(process.pid, received);
-};
-
-function installHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', onExit);
-  for (const name of SIGNALS) process.on(name, onSignal);
-}
-
-function uninstallHandlers(): void {
-  if (!handlersInstalled) return;
-  handlersInstalled = false;
-  process.removeListener('exit', onExit);
-  for (const name of SIGNALS) process.removeListener(name, onSignal);
-}
-
-function track(child: ChildProcess): void {
-  live.add(child);
-  installHandlers();
-}
-
-function untrack(child: ChildProcess): void {
-  live.delete(child);
-  if (live.size === 0) uninstallHandlers();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,8 +200,8 @@ class PortTakenError extends Error {}
 /** `slapd -d none` stays in the foreground (no fork), so the child's pid is the server's. */
 function spawnSlapd(files: SlapdLayout, url: string): { child: ChildProcess; logOffset: number } {
   const asRoot = process.getuid?.() === 0 ? ['-u', 'root', '-g', 'root'] : [];
-  const slapd = [SLAPD, '-h', `${url}/`, '-F', files.configDir, ...asRoot, '-d', 'none'];
-  const [command, ...args] = fs.existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'SIGKILL', '--', ...slapd] : slapd;
+  const slapdArgs = ['-h', `${url}/`, '-F', files.configDir, ...asRoot, '-d', 'none'];
+  const [command, args] = withParentDeathSignal(SLAPD, slapdArgs);
   const fd = fs.openSync(files.logFile, 'a');
   try {
     fs.writeSync(fd, `==== ${new Date().toISOString()} slapd-server.ts: starting ${url} ====\n`);
@@ -289,11 +231,10 @@ class LocalSlapdServer implements SlapdServer {
     readonly bindPassword: string,
   ) {
     this.url = `ldap://127.0.0.1:${port}`;
-    track(child);
+    trackChild(child);
     this.exited = new Promise<void>((resolve) => {
       const done = () => {
         this.running = false;
-        untrack(child);
         resolve();
       };
       child.once('exit', done);
@@ -322,7 +263,7 @@ class LocalSlapdServer implements SlapdServer {
 
   private async terminate(): Promise<void> {
     if (!this.running) return;
-    signal(this.child, 'SIGTERM');
+    signalChild(this.child, 'SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       this.waitExit().then(() => false),
@@ -332,7 +273,7 @@ class LocalSlapdServer implements SlapdServer {
     ]);
     clearTimeout(timer);
     if (timedOut) {
-      signal(this.child, 'SIGKILL');
+      signalChild(this.child, 'SIGKILL');
       await this.waitExit();
     }
   }
