@@ -1,6 +1,7 @@
 import type { RunningAdapter } from '@portcullis/adapter-kit';
 import { Topics } from '@portcullis/contracts';
 import { createKafka, ReliableProducer } from '@portcullis/kafka';
+import { eventually } from '@test/support/eventually';
 import { PolicyApi } from '@test/support/policy-api';
 import { startPolicyService, type RunningPolicyService } from '@test/support/policy-service.harness';
 import { postgresAdapterConfig, startPostgresAdapter } from '@test/support/postgres-adapter';
@@ -147,6 +148,32 @@ describe('revoking and restoring a group of systems, end to end', () => {
 
     await api.until(await api.decide('restore', backOffice, { reason: 'Marker done' }));
     expect(await stockDb.canLogIn('clerk')).toBe(true);
+    expect(await stockDb.canLogIn('dormant')).toBe(false);
+  });
+
+  it('drift: access given back by hand while revoked is withdrawn again and shows in the history', async () => {
+    const commandId = await api.decide('revoke', backOffice, { reason: 'Drift check', incidentRef: 'INC-2043' });
+    await api.until(commandId);
+    await stockDb.grantLoginOutOfBand('clerk'); // an administrator works around the incident response
+    expect(await stockDb.canLogIn('clerk')).toBe(true);
+
+    await adapter!.verifyNow(stock);
+    expect(await stockDb.canLogIn('clerk')).toBe(false);
+    const drift = await eventually(async () => {
+      const history = await api.get<{ items: { action: string; actor: string; details: Record<string, unknown> }[] }>(
+        `/audit?systemId=${stock}&action=drift.detected`,
+      );
+      expect(history.items).toHaveLength(1);
+      return history.items[0];
+    });
+    expect(drift).toMatchObject({ actor: `adapter:${adapterId}`, details: expect.objectContaining({ observedState: 'active' }) });
+    expect(drift.details.principals).toEqual([stockDb.role('clerk')]);
+    const system = await api.get<{ lastDrift: { detail: string } | null; enforcement: { status: string } }>(`/systems/${stock}`);
+    expect(system.lastDrift?.detail).toContain(stockDb.role('clerk'));
+    expect(system.enforcement.status).toBe('enforced');
+
+    await api.until(await api.decide('restore', backOffice, { reason: 'Drift check over' }));
+    expect(await stockDb.canLogIn('clerk')).toBe(true); // restore still gives back exactly the prior set
     expect(await stockDb.canLogIn('dormant')).toBe(false);
   });
 });

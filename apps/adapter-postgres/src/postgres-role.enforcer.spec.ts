@@ -142,6 +142,26 @@ describe('PostgresRoleEnforcer', () => {
     expect(roles.get('stock_app')?.canLogin).toBe(true);
   });
 
+  it('revokes again roles that regained LOGIN by hand, and still owes back every role it took LOGIN from', async () => {
+    await enforcer.revoke(context());
+    roles.get('clerk')!.canLogin = true; // re-enabled by an administrator
+    roles.set('intruder', { canLogin: true, sessions: 1 }); // created with LOGIN after the revoke
+    expect(await enforcer.inspect(context())).toMatchObject({ state: 'active', principals: ['clerk', 'intruder'] });
+    log.length = 0;
+
+    const again = await enforcer.revoke(context());
+
+    expect(again).toMatchObject({ outcome: 'applied', principalsChanged: 2, sessionsTerminated: 1 });
+    expect(log).toEqual([
+      'journal {"revokedRoles":["clerk","stock_app","intruder"]}',
+      'NOLOGIN clerk',
+      'NOLOGIN intruder',
+      'terminate clerk,intruder,stock_app',
+    ]);
+    expect(await enforcer.restore(context({ generation: 2 }))).toMatchObject({ outcome: 'applied', principalsChanged: 3 });
+    expect(['clerk', 'stock_app', 'intruder'].map((name) => roles.get(name)?.canLogin)).toEqual([true, true, true]);
+  });
+
   it('gives LOGIN back to exactly the journalled roles, reports dropped ones and clears the journal', async () => {
     await enforcer.revoke(context());
     roles.delete('stock_app');
@@ -204,6 +224,7 @@ describe('PostgresRoleEnforcer', () => {
     expect(await enforcer.inspect(context())).toEqual({
       state: 'active',
       detail: '2 roles can log in: clerk, stock_app; superusers keep LOGIN: postgres',
+      principals: ['clerk', 'stock_app'],
     });
     await enforcer.revoke(context());
     expect(await enforcer.inspect(context())).toEqual({

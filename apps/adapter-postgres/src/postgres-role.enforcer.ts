@@ -71,7 +71,11 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
       const residual = residualSuperusers.length > 0 ? `; superusers keep LOGIN: ${names(residualSuperusers)}` : '';
       if (enforceable.length === 0) return { state: 'revoked', detail: `no non-exempt role can log in${residual}` };
       const canLogin = enforceable.map((role) => role.name);
-      return { state: 'active', detail: `${roles(canLogin.length)} can log in: ${names(canLogin)}${residual}` };
+      return {
+        state: 'active',
+        detail: `${roles(canLogin.length)} can log in: ${names(canLogin)}${residual}`,
+        principals: canLogin,
+      };
     } catch (error) {
       return { state: 'unknown', detail: classifyPostgresFailure(error).detail };
     } finally {

@@ -29,7 +29,12 @@ describe('policy service API', () => {
     await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ message }) => {
-        published.push(decodeMessage(SystemAccessChangedV1Schema, message.value));
+        // The topic is shared with other specs, some of which publish malformed messages on purpose.
+        try {
+          published.push(decodeMessage(SystemAccessChangedV1Schema, message.value));
+        } catch {
+          // not a decision of ours
+        }
       },
     });
     for (const id of ['api-ledger', 'api-crm', 'api-stock']) {

@@ -20,9 +20,18 @@ export interface EnforcementResult {
   sessionsTerminated?: number;
 }
 
+/**
+ * Where a target actually stands: `active` while some principal that is not exempt has access, `revoked`
+ * while none has, `unknown` when the target cannot be checked (unreachable, say).
+ */
 export interface InspectionResult {
   state: 'active' | 'revoked' | 'unknown';
   detail: string;
+  /**
+   * With `active`: the principals that have access, where the enforcer can name them. The runtime reports
+   * them when it finds access back although it was revoked (drift).
+   */
+  principals?: string[];
 }
 
 /**

@@ -70,6 +70,7 @@ export function composeAdapter<TSystem>(options: ComposeAdapterOptions<TSystem>)
     publisher: transport.publisher,
     retry: config.retry,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
+    verifyIntervalMs: config.verifyIntervalMs,
     logger,
   });
 }

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import * as path from 'node:path';
 import {
-  AccessAcknowledgedV1Schema,
   AdapterHeartbeatV1Schema,
+  AdapterReportV1Schema,
   decodeMessage,
   encodeMessage,
   SystemAccessChangedV1Schema,
   Topics,
-  type AccessAcknowledgedV1,
   type AdapterHeartbeatV1,
+  type AdapterReportV1,
   type SystemAccessChangedV1,
 } from '@portcullis/contracts';
 import { createKafka, ReliableProducer } from '@portcullis/kafka';
@@ -49,9 +49,7 @@ class TopicRecorder<T> {
 
 describe('adapter runtime over Kafka', () => {
   const producer = new ReliableProducer(kafka);
-  const acknowledgements = new TopicRecorder<AccessAcknowledgedV1>(Topics.acknowledgements, (value) =>
-    decodeMessage(AccessAcknowledgedV1Schema, value),
-  );
+  const reports = new TopicRecorder<AdapterReportV1>(Topics.acknowledgements, (value) => decodeMessage(AdapterReportV1Schema, value));
   const heartbeats = new TopicRecorder<AdapterHeartbeatV1>(Topics.adapterHeartbeats, (value) =>
     decodeMessage(AdapterHeartbeatV1Schema, value),
   );
@@ -89,19 +87,20 @@ describe('adapter runtime over Kafka', () => {
     return mkdtempSync(path.join(env.workDir, 'adapter-kit-state-'));
   }
 
-  function acksOf(systemId: string): string[] {
-    return acknowledgements.messages
-      .filter((ack) => ack.data.systemId === systemId && ack.data.adapterId === ADAPTER_ID)
-      .map((ack) => `${ack.data.status}@${ack.generation}`);
+  /** This spec's acknowledgements (`status@generation`) and drift reports (`drift@generation`) of a system, in order. */
+  function reportsOf(systemId: string): string[] {
+    return reports.messages
+      .filter((report) => report.data.systemId === systemId && report.data.adapterId === ADAPTER_ID)
+      .map((report) => `${report.type === 'access.drift-detected' ? 'drift' : report.data.status}@${report.generation}`);
   }
 
   beforeAll(async () => {
-    await Promise.all([acknowledgements.start(), heartbeats.start()]);
+    await Promise.all([reports.start(), heartbeats.start()]);
   });
 
   afterAll(async () => {
     await Promise.all(adapters.map((adapter) => adapter.stop()));
-    await Promise.all([acknowledgements.stop(), heartbeats.stop(), producer.disconnect()]);
+    await Promise.all([reports.stop(), heartbeats.stop(), producer.disconnect()]);
   });
 
   it('catches up with decisions published while it was down, acknowledges them and reports heartbeats', async () => {
@@ -121,10 +120,10 @@ describe('adapter runtime over Kafka', () => {
     });
     expect(adapter.status().connected).toBe(true);
     await eventually(() => {
-      expect(acksOf(STOCK).at(-1)).toBe('enforced@2');
-      expect(acksOf(LEDGER)).toEqual(['delivered@1', 'enforced@1']);
+      expect(reportsOf(STOCK).at(-1)).toBe('enforced@2');
+      expect(reportsOf(LEDGER)).toEqual(['delivered@1', 'enforced@1']);
     });
-    expect(acksOf(STOCK)).not.toContain('enforced@1');
+    expect(reportsOf(STOCK)).not.toContain('enforced@1');
     await eventually(() =>
       expect(heartbeats.messages.filter((beat) => beat.data.adapterId === ADAPTER_ID).at(-1)?.data.systems).toEqual(
         expect.arrayContaining([
@@ -161,5 +160,21 @@ describe('adapter runtime over Kafka', () => {
       'stock:revoke@3',
     ]);
     await restarted.stop();
+  });
+
+  it('reports drift on the acknowledgements topic, before the acknowledgement of enforcing again', async () => {
+    const enforcer = new FakeAccessEnforcer();
+    const adapter = await start(enforcer, newStateDir());
+    await eventually(() => expect(adapter.system(STOCK)).toMatchObject({ converged: true, applied: { generation: 3, state: 'revoked' } }));
+    enforcer.targets.set(STOCK, 'active'); // access came back out of band
+
+    await adapter.verifyNow(STOCK);
+
+    await eventually(() => expect(reportsOf(STOCK).slice(-2)).toEqual(['drift@3', 'enforced@3']));
+    expect(reports.messages.find((report) => report.type === 'access.drift-detected' && report.data.systemId === STOCK)).toMatchObject({
+      producer: `adapter-fake/${ADAPTER_ID}`,
+      data: { systemId: STOCK, desiredState: 'revoked', observedState: 'active', detail: 'fake target is active' },
+    });
+    await adapter.stop();
   });
 });

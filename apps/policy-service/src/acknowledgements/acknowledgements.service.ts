@@ -113,14 +113,29 @@ export class AcknowledgementsService {
    */
   async recordDrift(drift: AccessDriftDetectedV1): Promise<void> {
     await this.dataSource.transaction(async (manager) => {
+      const { systemId, adapterId } = drift.data;
+      const system = await manager.findOne(SystemEntity, { where: { id: systemId }, lock: { mode: 'pessimistic_write' } });
+      const rejection = system ? await this.rejectionReason(manager, drift) : `unknown system "${systemId}"`;
       const inserted = await manager.query(
         `INSERT INTO acknowledgements
-           (message_id, command_id, system_id, generation, adapter_id, status, accepted, occurred_at, payload)
-         VALUES ($1, $2, $3, $4, $5, 'drift', true, $6, $7)
+           (message_id, command_id, system_id, generation, adapter_id, status, accepted, rejection_reason, occurred_at, payload)
+         VALUES ($1, $2, $3, $4, $5, 'drift', $6, $7, $8, $9)
          ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
-        [drift.messageId, drift.commandId, drift.data.systemId, drift.generation, drift.data.adapterId, drift.occurredAt, JSON.stringify(drift)],
+        [drift.messageId, drift.commandId, systemId, drift.generation, adapterId, rejection === null, rejection, drift.occurredAt, JSON.stringify(drift)],
       );
       if (inserted.length === 0) return;
+      if (rejection !== null) {
+        this.log.warn(`rejected drift report ${drift.messageId} from ${adapterId}: ${rejection}`);
+        await this.auditLog.append(manager, {
+          actor: `adapter:${adapterId}`,
+          action: 'drift.rejected',
+          systemId,
+          commandId: drift.commandId,
+          reason: rejection,
+          details: { messageId: drift.messageId, generation: drift.generation, detail: drift.data.detail },
+        });
+        return;
+      }
       this.log.warn(`drift on ${drift.data.systemId} reported by ${drift.data.adapterId}: ${drift.data.detail}`);
       await manager.query(
         `UPDATE systems SET last_drift_at = $2, last_drift_detail = $3, updated_at = now() WHERE id = $1`,
@@ -145,8 +160,8 @@ export class AcknowledgementsService {
     });
   }
 
-  /** Why an acknowledgement cannot be accepted, or null when it matches a decision that was made. */
-  private async rejectionReason(manager: EntityManager, ack: AccessAcknowledgedV1): Promise<string | null> {
+  /** Why a report cannot be accepted, or null when it matches a decision that was made. */
+  private async rejectionReason(manager: EntityManager, ack: AccessAcknowledgedV1 | AccessDriftDetectedV1): Promise<string | null> {
     const rows: { desired_state: string }[] = await manager.query(
       `SELECT desired_state FROM command_targets WHERE command_id = $1 AND system_id = $2 AND generation = $3 AND changed`,
       [ack.commandId, ack.data.systemId, ack.generation],

@@ -63,7 +63,7 @@ function kafkaFromEnv(env: NodeJS.ProcessEnv, fromFile: unknown): unknown {
 /**
  * Merges the JSON file named by `ADAPTER_CONFIG` (if any) with the environment, which wins:
  * `ADAPTER_ID`, `ADAPTER_KIND`, `ADAPTER_STATE_DIR`, `ADAPTER_HEARTBEAT_INTERVAL_MS`,
- * `ADAPTER_RETRY_INITIAL_MS`, `ADAPTER_RETRY_MAX_MS`, `ADAPTER_SYSTEMS` (JSON object of systems),
+ * `ADAPTER_VERIFY_INTERVAL_MS`, `ADAPTER_RETRY_INITIAL_MS`, `ADAPTER_RETRY_MAX_MS`, `ADAPTER_SYSTEMS` (JSON object of systems),
  * `PORT`, `LOG_LEVEL` and the `KAFKA_*` variables of `kafkaConnectionFromEnv`.
  */
 export function readAdapterConfigInput(env: NodeJS.ProcessEnv): JsonObject {
@@ -77,6 +77,7 @@ export function readAdapterConfigInput(env: NodeJS.ProcessEnv): JsonObject {
     kind: env.ADAPTER_KIND || undefined,
     stateDir: env.ADAPTER_STATE_DIR || undefined,
     heartbeatIntervalMs: integerFromEnv(env, 'ADAPTER_HEARTBEAT_INTERVAL_MS'),
+    verifyIntervalMs: integerFromEnv(env, 'ADAPTER_VERIFY_INTERVAL_MS'),
     retry: Object.keys(retry).length > 0 ? { ...(isObject(file.retry) ? file.retry : {}), ...retry } : undefined,
     kafka: kafkaFromEnv(env, file.kafka),
     httpPort: integerFromEnv(env, 'PORT'),

@@ -34,6 +34,7 @@ describe('parseAdapterConfig', () => {
       kind: undefined,
       stateDir: '/var/lib/portcullis',
       heartbeatIntervalMs: 5_000,
+      verifyIntervalMs: 30_000,
       retry: { initialMs: 1_000, maxMs: 30_000 },
       kafka: { brokers: ['127.0.0.1:9092'], clientId: 'portcullis-adapter-pg-main' },
       httpPort: 0,
@@ -50,13 +51,18 @@ describe('parseAdapterConfig', () => {
         {
           adapterId: 'PG main',
           stateDir: '/state',
+          verifyIntervalMs: 500,
           retry: { initialMs: 5_000, maxMs: 1_000 },
           systems: { 'stock-db': { url: 'mysql://x' } },
         },
         SystemSchema,
       ),
     );
-    expect(issues).toEqual([expect.stringMatching(/^adapterId: must be a lower-case slug/), 'retry.maxMs: retry.maxMs must be at least retry.initialMs']);
+    expect(issues).toEqual([
+      expect.stringMatching(/^adapterId: must be a lower-case slug/),
+      expect.stringMatching(/^verifyIntervalMs: .*1000/),
+      'retry.maxMs: retry.maxMs must be at least retry.initialMs',
+    ]);
 
     const systemIssues = issuesOf(() =>
       parseAdapterConfig(
@@ -102,6 +108,7 @@ describe('loadAdapterConfig', () => {
         ADAPTER_CONFIG: file,
         ADAPTER_STATE_DIR: '/from-env',
         ADAPTER_RETRY_MAX_MS: '10000',
+        ADAPTER_VERIFY_INTERVAL_MS: '5000',
         KAFKA_BROKERS: 'k1:9092, k2:9092',
         PORT: '8081',
         LOG_LEVEL: 'debug',
@@ -113,6 +120,7 @@ describe('loadAdapterConfig', () => {
       adapterId: 'pg-main',
       stateDir: '/from-env',
       retry: { initialMs: 500, maxMs: 10_000 },
+      verifyIntervalMs: 5_000,
       kafka: { brokers: ['k1:9092', 'k2:9092'], ssl: true },
       httpPort: 8081,
       logLevel: 'debug',

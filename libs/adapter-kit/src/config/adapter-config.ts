@@ -24,6 +24,8 @@ const AdapterSettingsSchema = z
     kind: SlugSchema.optional(),
     stateDir: z.string().min(1),
     heartbeatIntervalMs: z.number().int().min(100).default(5_000),
+    /** How often each revoked system is inspected for access that came back out of band (drift). */
+    verifyIntervalMs: z.number().int().min(1_000).default(30_000),
     retry: z
       .object({
         initialMs: z.number().int().positive().default(1_000),
@@ -62,6 +64,7 @@ export interface AdapterConfig<TSystem> {
   kind?: string;
   stateDir: string;
   heartbeatIntervalMs: number;
+  verifyIntervalMs: number;
   retry: { initialMs: number; maxMs: number };
   kafka: KafkaConnectionConfig;
   httpPort: number;
@@ -78,6 +81,7 @@ export interface AdapterConfigInput<TSystemInput> {
   kind?: string;
   stateDir: string;
   heartbeatIntervalMs?: number;
+  verifyIntervalMs?: number;
   retry?: { initialMs?: number; maxMs?: number };
   kafka?: { brokers: string[]; clientId?: string; sasl?: KafkaConnectionConfig['sasl']; ssl?: boolean };
   httpPort?: number;
@@ -124,6 +128,7 @@ export function parseAdapterConfig<TSystem, TSystemInput>(
     kind: settings.kind,
     stateDir: settings.stateDir,
     heartbeatIntervalMs: settings.heartbeatIntervalMs,
+    verifyIntervalMs: settings.verifyIntervalMs,
     retry: settings.retry,
     kafka: { ...settings.kafka, clientId: settings.kafka.clientId ?? `portcullis-adapter-${settings.adapterId}` },
     httpPort: settings.httpPort,

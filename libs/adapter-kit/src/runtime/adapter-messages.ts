@@ -1,16 +1,21 @@
 import {
   ACCESS_ACKNOWLEDGED,
+  ACCESS_DRIFT_DETECTED,
   ADAPTER_HEARTBEAT,
   envelopeHeader,
+  PrincipalNameSchema,
   type AccessAcknowledgedV1,
+  type AccessDriftDetectedV1,
   type AccessState,
   type AcknowledgementStatus,
   type AdapterHeartbeatV1,
 } from '@portcullis/contracts';
+import type { Drift } from '../state/system-state';
 import { producerOf, type AdapterIdentity } from './adapter-identity';
 import type { SystemStatus } from './adapter-status';
 
 const MAX_DETAIL_LENGTH = 4000;
+const MAX_REPORTED_PRINCIPALS = 1000;
 
 /** The decision an acknowledgement is about. */
 export interface AcknowledgedDecision {
@@ -53,6 +58,33 @@ export function buildAcknowledgement(
       willRetry: report.willRetry,
       principalsChanged: report.principalsChanged,
       sessionsTerminated: report.sessionsTerminated,
+    },
+  };
+}
+
+/**
+ * The principals a drift report can carry: what the enforcer named, minus anything that is not a valid
+ * principal name, at most 1000 (the contract's limits).
+ */
+export function reportablePrincipals(principals: readonly string[] | undefined): string[] | undefined {
+  return principals?.filter((name) => PrincipalNameSchema.safeParse(name).success).slice(0, MAX_REPORTED_PRINCIPALS);
+}
+
+/** Reports access found back on a target although the decision of `drift.generation` revoked it. */
+export function buildDriftReport(identity: AdapterIdentity, systemId: string, drift: Drift, now = new Date()): AccessDriftDetectedV1 {
+  return {
+    ...envelopeHeader(producerOf(identity), now),
+    type: ACCESS_DRIFT_DETECTED,
+    version: 1,
+    commandId: drift.commandId,
+    generation: drift.generation,
+    data: {
+      adapterId: identity.adapterId,
+      systemId,
+      desiredState: 'revoked',
+      observedState: 'active',
+      detail: truncate(drift.detail),
+      principals: drift.principals,
     },
   };
 }

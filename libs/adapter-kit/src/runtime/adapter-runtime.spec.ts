@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import type { SystemAccessChangedV1 } from '@portcullis/contracts';
 import { eventually } from '@test/support/eventually';
 import type { AccessEnforcer, EnforcementContext, EnforcementResult } from '../access-enforcer';
 import { JsonLogger } from '../logging/json.logger';
@@ -31,7 +32,7 @@ class AdapterHarness {
     readonly stateDir = mkdtempSync(path.join(tmpdir(), 'adapter-runtime-')),
   ) {}
 
-  async start(): Promise<RunningAdapter> {
+  async start(settings: { verifyIntervalMs?: number } = {}): Promise<RunningAdapter> {
     const adapter = await startAdapter({
       enforcer: this.enforcer,
       systemConfigSchema: FakeSystemConfigSchema,
@@ -40,6 +41,7 @@ class AdapterHarness {
         stateDir: this.stateDir,
         heartbeatIntervalMs: 100,
         retry: { initialMs: 20, maxMs: 80 },
+        ...settings,
         systems: { [STOCK]: { exemptPrincipals: ['local-dba'] }, [LEDGER]: {} },
       },
       logger: new JsonLogger({ level: 'debug', write: (line) => this.logLines.push(JSON.parse(line)) }),
@@ -376,3 +378,229 @@ class JournalingEnforcer implements AccessEnforcer<FakeSystemConfig> {
     return { state: 'unknown', detail: 'not tracked' };
   }
 }
+
+describe('AdapterRuntime verification', () => {
+  let harness: AdapterHarness;
+  let fake: FakeAccessEnforcer;
+
+  beforeEach(() => {
+    fake = new FakeAccessEnforcer();
+    harness = new AdapterHarness(fake);
+  });
+
+  afterEach(() => harness.stopAll());
+
+  async function revokeAndConverge(adapter: RunningAdapter, systemId = STOCK): Promise<SystemAccessChangedV1> {
+    const decision = systemAccessChanged({ systemId, generation: 1, state: 'revoked' });
+    await harness.source.deliver(decision);
+    await eventually(() => expectConverged(adapter, systemId, 1));
+    return decision;
+  }
+
+  it('reports access that came back out of band as drift, revokes again and acknowledges that afresh', async () => {
+    const adapter = await harness.start();
+    const decision = await revokeAndConverge(adapter);
+    fake.targets.set(STOCK, 'active'); // someone re-enabled an account by hand
+    fake.respondToInspectWith(STOCK, { state: 'active', detail: '1 account can log in: clerk', principals: ['clerk'] });
+
+    await adapter.verifyNow(STOCK);
+
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1', 'drift@1', 'enforced@1']);
+    expect(harness.publisher.drifts).toEqual([
+      expect.objectContaining({
+        type: 'access.drift-detected',
+        commandId: decision.commandId,
+        generation: 1,
+        producer: 'adapter-fake/fake-main',
+        data: {
+          adapterId: 'fake-main',
+          systemId: STOCK,
+          desiredState: 'revoked',
+          observedState: 'active',
+          detail: '1 account can log in: clerk',
+          principals: ['clerk'],
+        },
+      }),
+    ]);
+    expect(harness.publisher.acknowledgements.at(-1)).toMatchObject({
+      commandId: decision.commandId,
+      generation: 1,
+      data: { status: 'enforced', desiredState: 'revoked', detail: 'fake target now revoked', principalsChanged: 1 },
+    });
+    expect(fake.calls.map((call) => `${call.action}@${call.generation}`)).toEqual(['revoke@1', 'revoke@1']);
+    expect([...fake.inspections[0].exemptPrincipals]).toEqual(['local-dba']);
+    expect(fake.targets.get(STOCK)).toBe('revoked');
+    expect(harness.warnings()).toEqual(['drift: access is back although it is revoked; enforcing again']);
+    expect(adapter.system(STOCK)).toMatchObject({
+      converged: true,
+      lastVerification: { generation: 1, observedState: 'active', detail: '1 account can log in: clerk' },
+    });
+    expect(harness.stateFile(STOCK).drift).toBeUndefined();
+  });
+
+  it('publishes nothing while access is still revoked', async () => {
+    const adapter = await harness.start();
+    await revokeAndConverge(adapter);
+
+    await adapter.verifyNow(STOCK);
+
+    expect(fake.inspections).toHaveLength(1);
+    expect(fake.calls).toHaveLength(1);
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    expect(adapter.system(STOCK)).toMatchObject({
+      converged: true,
+      lastVerification: { generation: 1, observedState: 'revoked', detail: 'fake target is revoked' },
+    });
+  });
+
+  it('reports no drift when the target cannot be inspected, and notes why until a verification succeeds', async () => {
+    const adapter = await harness.start();
+    await revokeAndConverge(adapter);
+    fake.targets.set(STOCK, 'active');
+    fake.respondToInspectWith(STOCK, { state: 'unknown', detail: 'connect ECONNREFUSED 10.0.0.5:5432' });
+
+    await adapter.verifyNow(STOCK);
+
+    expect(harness.publisher.drifts).toEqual([]);
+    expect(fake.calls).toHaveLength(1);
+    expect(adapter.system(STOCK)).toMatchObject({
+      converged: true,
+      lastError: { source: 'verification', detail: 'connect ECONNREFUSED 10.0.0.5:5432', generation: 1 },
+    });
+    expect(harness.warnings()).toEqual(['could not verify that access is still revoked; will try again']);
+
+    jest.spyOn(fake, 'inspect').mockRejectedValueOnce(new Error('socket hang up'));
+    await adapter.verifyNow(STOCK);
+    expect(adapter.system(STOCK)?.lastError).toMatchObject({ source: 'verification', detail: 'fake enforcer threw: socket hang up' });
+    expect(harness.publisher.drifts).toEqual([]);
+
+    fake.targets.set(STOCK, 'revoked');
+    await adapter.verifyNow(STOCK);
+    expect(adapter.system(STOCK)?.lastError).toBeUndefined();
+  });
+
+  it('never verifies beside an enforcement of the same system, and never holds up another system', async () => {
+    const adapter = await harness.start();
+    await revokeAndConverge(adapter, STOCK);
+    await revokeAndConverge(adapter, LEDGER);
+    const slowRevoke = fake.hold(STOCK);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'revoked' }));
+    await slowRevoke.reached;
+
+    const stockVerified = adapter.verifyNow(STOCK);
+    await adapter.verifyNow(LEDGER);
+    expect(fake.inspections.map((inspection) => inspection.systemId)).toEqual([LEDGER]);
+
+    slowRevoke.release();
+    await stockVerified;
+    expect(fake.inspections.map((inspection) => inspection.systemId)).toEqual([LEDGER, STOCK]);
+    expect(fake.overlaps).toEqual([]);
+    expect(adapter.system(STOCK)?.lastVerification?.generation).toBe(2);
+  });
+
+  it('drops a verification that a newer decision overtook', async () => {
+    const adapter = await harness.start();
+    await revokeAndConverge(adapter);
+    fake.targets.set(STOCK, 'active');
+    const slowInspection = fake.hold(STOCK);
+    const verified = adapter.verifyNow(STOCK);
+    await slowInspection.reached;
+
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }));
+    slowInspection.release();
+    await verified;
+
+    await eventually(() => expectConverged(adapter, STOCK, 2));
+    expect(harness.publisher.drifts).toEqual([]);
+    expect(fake.calls.map((call) => `${call.action}@${call.generation}`)).toEqual(['revoke@1', 'restore@2']);
+    expect(adapter.system(STOCK)?.lastVerification).toBeUndefined();
+  });
+
+  it('verifies only systems that are revoked and converged', async () => {
+    const adapter = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'active' }));
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    fake.respondWith(LEDGER, { outcome: 'failed-permanent', detail: 'permission denied' });
+    await harness.source.deliver(systemAccessChanged({ systemId: LEDGER, generation: 1, state: 'revoked' }));
+    await eventually(() => expect(harness.publisher.trail(LEDGER)).toEqual(['delivered@1', 'failed(willRetry=false)@1']));
+
+    await adapter.verifyNow();
+
+    expect(fake.inspections).toEqual([]);
+    await expect(adapter.verifyNow('billing-db')).rejects.toThrow('does not serve system "billing-db"');
+  });
+
+  it('verifies revoked systems every verifyIntervalMs', async () => {
+    const adapter = await harness.start({ verifyIntervalMs: 1_000 });
+    await revokeAndConverge(adapter);
+    fake.targets.set(STOCK, 'active');
+
+    await eventually(
+      () => expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1', 'drift@1', 'enforced@1']),
+      5_000,
+    );
+    expect(fake.targets.get(STOCK)).toBe('revoked');
+  });
+
+  it('retries a re-enforcement that fails, acknowledging the failure, until it succeeds', async () => {
+    const adapter = await harness.start();
+    await revokeAndConverge(adapter);
+    fake.targets.set(STOCK, 'active');
+    fake.respondWith(STOCK, { outcome: 'failed-retriable', detail: 'target unreachable' });
+
+    await adapter.verifyNow(STOCK);
+    expect(adapter.system(STOCK)).toMatchObject({ converged: false, lastError: { source: 'enforcement', detail: 'target unreachable' } });
+
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual([
+      'delivered@1',
+      'enforced@1',
+      'drift@1',
+      'failed(willRetry=true)@1',
+      'enforced@1',
+    ]);
+    expect(fake.targets.get(STOCK)).toBe('revoked');
+  });
+
+  it('does not acknowledge a re-enforcement that a newer decision superseded', async () => {
+    const adapter = await harness.start();
+    await revokeAndConverge(adapter);
+    fake.targets.set(STOCK, 'active');
+    fake.respondWith(STOCK, { outcome: 'failed-permanent', detail: 'permission denied' });
+    await adapter.verifyNow(STOCK);
+
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }));
+
+    await eventually(() => expectConverged(adapter, STOCK, 2));
+    expect(harness.publisher.trail(STOCK)).toEqual([
+      'delivered@1',
+      'enforced@1',
+      'drift@1',
+      'failed(willRetry=false)@1',
+      'delivered@2',
+      'enforced@2',
+    ]);
+    expect(harness.stateFile(STOCK).drift).toBeUndefined();
+  });
+
+  it('re-enforces without waiting for the broker, and after a restart reports the drift and acknowledges', async () => {
+    const first = await harness.start();
+    await revokeAndConverge(first);
+    fake.targets.set(STOCK, 'active');
+    harness.publisher.failure = new Error('broker unreachable');
+
+    await first.verifyNow(STOCK);
+    expect(fake.targets.get(STOCK)).toBe('revoked');
+    expect(harness.stateFile(STOCK).drift).toMatchObject({ generation: 1, reported: false, reenforced: true });
+    expect(first.system(STOCK)).toMatchObject({ converged: false, lastError: { source: 'acknowledgement' } });
+    await first.stop();
+
+    harness.publisher.failure = undefined;
+    const second = await harness.start();
+
+    await eventually(() => expectConverged(second, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1', 'drift@1', 'enforced@1']);
+    expect(fake.calls).toHaveLength(2);
+    expect(harness.stateFile(STOCK).drift).toBeUndefined();
+  });
+});

@@ -23,6 +23,7 @@ export interface AdapterRuntimeOptions<TSystem> {
   publisher: AdapterEventPublisher;
   retry: { initialMs: number; maxMs: number };
   heartbeatIntervalMs: number;
+  verifyIntervalMs: number;
   /** Carries adapterId. */
   logger: AdapterLogger;
 }
@@ -30,7 +31,7 @@ export interface AdapterRuntimeOptions<TSystem> {
 /**
  * The shared runtime of every adapter: it loads the stored state of each served system, resumes whatever
  * a previous run left owed, feeds validated decisions from the source to one `SystemReconciler` per
- * system, and publishes heartbeats. Transport, storage and the target sit behind ports, so the whole
+ * system (which also verifies revoked systems for drift), and publishes heartbeats. Transport, storage and the target sit behind ports, so the whole
  * runtime runs in unit tests with fakes.
  */
 export class AdapterRuntime<TSystem> implements StartableAdapter {
@@ -99,13 +100,22 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
   }
 
   async inspect(systemId: string): Promise<InspectionResult> {
+    return this.reconcilerOf(systemId).inspect();
+  }
+
+  async verifyNow(systemId?: string): Promise<void> {
+    const reconcilers = systemId === undefined ? [...this.reconcilers.values()] : [this.reconcilerOf(systemId)];
+    await Promise.all(reconcilers.map((reconciler) => reconciler.verifyNow()));
+  }
+
+  private reconcilerOf(systemId: string): SystemReconciler<TSystem> {
     const reconciler = this.reconcilers.get(systemId);
     if (!reconciler) throw new Error(`adapter ${this.adapterId} does not serve system "${systemId}"`);
-    return reconciler.inspect();
+    return reconciler;
   }
 
   private reconcilerFor(system: ServedSystem<TSystem>, state: SystemStateRecord): SystemReconciler<TSystem> {
-    const { identity, enforcer, store, publisher, retry, logger } = this.options;
+    const { identity, enforcer, store, publisher, retry, verifyIntervalMs, logger } = this.options;
     return new SystemReconciler<TSystem>({
       identity,
       system,
@@ -114,6 +124,7 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
       store,
       publisher,
       backoff: new RetryBackoff(retry.initialMs, retry.maxMs),
+      verifyIntervalMs,
       logger: logger.child({ systemId: system.systemId }),
     });
   }

@@ -1,11 +1,25 @@
 import type { AccessState } from '@portcullis/contracts';
+import type { InspectionResult } from '../access-enforcer';
 
 export interface SystemError {
-  /** What failed: the enforcement itself, publishing an acknowledgement, or writing local state. */
-  source: 'enforcement' | 'acknowledgement' | 'state';
+  /**
+   * What failed: the enforcement itself, publishing an acknowledgement or a drift report, writing local
+   * state, or checking that access is still revoked (the target could not be inspected).
+   */
+  source: 'enforcement' | 'acknowledgement' | 'state' | 'verification';
   detail: string;
   generation?: number;
   at: string;
+}
+
+/** The last check that a revoked system is still revoked, and what the enforcer found. */
+export interface SystemVerification {
+  at: string;
+  /** The decision verified. */
+  generation: number;
+  /** `active` is drift: it was reported and enforced again. */
+  observedState: InspectionResult['state'];
+  detail: string;
 }
 
 /** Where one served system stands. */
@@ -15,15 +29,20 @@ export interface SystemStatus {
   applied?: { state: AccessState; generation: number; commandId: string; at: string; detail: string };
   deliveredAckGeneration: number;
   enforcedAckGeneration: number;
-  /** The target is in the desired state and that was acknowledged (or there is no decision yet). */
+  /**
+   * The target is in the desired state and that was acknowledged (or there is no decision yet); false
+   * again while drift is being dealt with.
+   */
   converged: boolean;
-  /** An enforcement or acknowledgement is running right now. */
+  /** An enforcement, acknowledgement or verification is running right now. */
   reconciling: boolean;
   /** Consecutive failed passes; resets when a pass succeeds or a newer decision arrives. */
   failures: number;
   nextRetryAt?: string;
   /** The error that currently stands between the system and its desired state; cleared on success. */
   lastError?: SystemError;
+  /** Only revoked systems are verified. */
+  lastVerification?: SystemVerification;
 }
 
 export interface AdapterStatus {

@@ -10,6 +10,12 @@ export interface RunningAdapter {
   system(systemId: string): SystemStatus | undefined;
   /** Asks the enforcer where the target actually stands (read-only). */
   inspect(systemId: string): Promise<InspectionResult>;
+  /**
+   * Verifies now, instead of at the next `verifyIntervalMs`, that access is still revoked: every served
+   * system that is revoked and converged, or only `systemId`. Resolves once those verifications, and the
+   * re-enforcement of any drift they found, have run. Rejects for a system the adapter does not serve.
+   */
+  verifyNow(systemId?: string): Promise<void>;
   /** Stops consuming, finishes in-flight enforcement and disconnects. Idempotent. */
   stop(): Promise<void>;
 }

@@ -13,8 +13,14 @@ import type { AdapterEventPublisher } from '../messaging/adapter-event.publisher
 import type { AdapterStateStore } from '../state/adapter-state.store';
 import type { DesiredAccess, SystemStateRecord } from '../state/system-state';
 import type { AdapterIdentity } from './adapter-identity';
-import { buildAcknowledgement, type AcknowledgedDecision, type AcknowledgementReport } from './adapter-messages';
-import type { SystemError, SystemStatus } from './adapter-status';
+import {
+  buildAcknowledgement,
+  buildDriftReport,
+  reportablePrincipals,
+  type AcknowledgedDecision,
+  type AcknowledgementReport,
+} from './adapter-messages';
+import type { SystemError, SystemStatus, SystemVerification } from './adapter-status';
 import type { RetryBackoff } from './retry-backoff';
 
 export interface SystemReconcilerOptions<TSystem> {
@@ -26,6 +32,8 @@ export interface SystemReconcilerOptions<TSystem> {
   store: AdapterStateStore;
   publisher: AdapterEventPublisher;
   backoff: RetryBackoff;
+  /** How often the system is verified while it is revoked and converged. */
+  verifyIntervalMs: number;
   /** Carries adapterId and systemId. */
   logger: AdapterLogger;
 }
@@ -49,12 +57,17 @@ function desiredAccessOf(event: SystemAccessChangedV1): DesiredAccess {
 
 /**
  * Converges one system to its desired state, level-triggered: each pass compares the stored state and
- * does whatever is owed — the `delivered` acknowledgement, the enforcement, the `enforced`
- * acknowledgement — so the same pass serves a new decision, a retry and a restart after a crash.
+ * does whatever is owed — the `delivered` acknowledgement, the enforcement, the drift report, the
+ * `enforced` acknowledgement — so the same pass serves a new decision, a retry, drift and a restart after
+ * a crash.
  *
  * Passes of one system never overlap; systems never wait for each other. A decision that arrives while an
  * older one is being enforced is picked up by the next pass as soon as the running enforcement returns;
  * the older one's outcome is recorded but not acknowledged (it no longer is the system's desired state).
+ *
+ * While the system is revoked and converged it is verified every `verifyIntervalMs`, in turn with the
+ * passes (never beside an enforcement). If `inspect` finds access back, that drift is stored, reported,
+ * and the same generation is enforced again and acknowledged afresh.
  */
 export class SystemReconciler<TSystem> {
   private readonly state: SystemStateRecord;
@@ -72,6 +85,11 @@ export class SystemReconciler<TSystem> {
   private heldGeneration?: number;
   /** The `delivered` acknowledgement being published, if any (one at a time). */
   private delivering?: Promise<boolean>;
+  /** The drift report being published, if any (one at a time). */
+  private reporting?: Promise<boolean>;
+  private verificationRequested = false;
+  private verifyTimer?: NodeJS.Timeout;
+  private lastVerification?: SystemVerification;
   private lastError?: SystemError;
   private stopped = false;
 
@@ -96,9 +114,10 @@ export class SystemReconciler<TSystem> {
     return this.options.system.systemId;
   }
 
-  /** Starts a pass for whatever the stored state owes (enforcement or acknowledgements). */
+  /** Starts a pass for whatever the stored state owes (enforcement or reports), and periodic verification. */
   resume(): void {
     this.schedule();
+    this.armVerification();
   }
 
   /**
@@ -116,6 +135,8 @@ export class SystemReconciler<TSystem> {
       this.state.desired = desiredAccessOf(event);
       this.failures = 0;
       this.retryNotBefore = 0;
+      // Re-enforcing an older generation is moot now; a drift not yet reported still is (see reportDrift).
+      if (this.state.drift?.reported) this.state.drift = undefined;
     }
     const desired = this.state.desired!;
     await this.persist();
@@ -129,22 +150,30 @@ export class SystemReconciler<TSystem> {
     return true;
   }
 
-  async inspect(): Promise<InspectionResult> {
-    const { system, enforcer, logger } = this.options;
-    return enforcer.inspect({
-      systemId: system.systemId,
-      system: system.config,
-      exemptPrincipals: this.exemptPrincipals(this.state.desired),
-      logger,
-    });
+  /** Asks the enforcer where the target stands, read-only, beside whatever runs. */
+  inspect(): Promise<InspectionResult> {
+    return this.callInspect(this.state.desired, this.options.logger);
+  }
+
+  /**
+   * Verifies the system now if it is due (revoked and converged), in turn with the passes. Resolves once
+   * the verification has run, and the re-enforcement too if it found drift.
+   */
+  verifyNow(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.verificationRequested = true;
+    this.pass ??= this.drain();
+    return this.pass;
   }
 
   /** Lets the running pass finish (an enforcement is never cut short), then does nothing more. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.cancelRetry();
+    clearTimeout(this.verifyTimer);
     await this.pass;
     await this.delivering;
+    await this.reporting;
     await this.saving;
   }
 
@@ -167,14 +196,23 @@ export class SystemReconciler<TSystem> {
       },
       deliveredAckGeneration: this.state.deliveredAckGeneration,
       enforcedAckGeneration: this.state.enforcedAckGeneration,
-      converged:
-        desired === undefined ||
-        (applied?.generation === desired.generation && this.state.enforcedAckGeneration >= desired.generation),
+      converged: this.converged(),
       reconciling: this.pass !== undefined,
       failures: this.failures,
       nextRetryAt: this.nextRetryAt?.toISOString(),
       lastError: this.lastError,
+      lastVerification: this.lastVerification,
     };
+  }
+
+  private converged(): boolean {
+    const { desired, applied, drift } = this.state;
+    if (desired === undefined) return true;
+    return (
+      applied?.generation === desired.generation &&
+      this.state.enforcedAckGeneration >= desired.generation &&
+      drift?.generation !== desired.generation
+    );
   }
 
   private schedule(): void {
@@ -184,12 +222,20 @@ export class SystemReconciler<TSystem> {
     this.pass ??= this.drain();
   }
 
-  /** Runs passes until none is requested, then arms the retry timer if the last pass asked for one. */
+  /**
+   * Runs passes until none is requested, a requested verification when no pass is, then arms the retry
+   * timer if the last pass asked for one.
+   */
   private async drain(): Promise<void> {
     let retryInMs: number | undefined;
-    while (this.passRequested && !this.stopped) {
-      this.passRequested = false;
-      retryInMs = await this.reconcile().catch((error: unknown) => this.onPassError(error));
+    while ((this.passRequested || this.verificationRequested) && !this.stopped) {
+      if (this.passRequested) {
+        this.passRequested = false;
+        retryInMs = await this.reconcile().catch((error: unknown) => this.onPassError(error));
+      } else {
+        this.verificationRequested = false;
+        await this.verify().catch((error: unknown) => this.onVerificationError(error));
+      }
     }
     // Synchronous with the loop's last check, so a schedule() from now on starts a new drain.
     this.pass = undefined;
@@ -197,29 +243,39 @@ export class SystemReconciler<TSystem> {
   }
 
   /**
-   * One level-triggered pass: enforcement first, then the acknowledgements owed. Returns the delay
-   * before the next pass when something failed.
+   * One level-triggered pass: enforcement first, then the reports owed. Returns the delay before the next
+   * pass when something failed.
    */
   private async reconcile(): Promise<number | undefined> {
     const desired = this.state.desired;
     if (!desired) return undefined;
     let failed = false;
     let backingOffMs: number | undefined;
-    if (this.appliedGeneration() < desired.generation && this.heldGeneration !== desired.generation) {
+    if (this.enforcementOwed(desired)) {
       const waitMs = this.retryNotBefore - Date.now();
       if (waitMs > 0) backingOffMs = waitMs;
       else failed = (await this.enforce(desired)) === 'retry';
     }
     failed = !(await this.deliver()) || failed;
-    // `enforced` only ever follows `delivered`, so the two leave in order.
+    failed = !(await this.reportDrift()) || failed;
+    // `enforced` only ever follows `delivered` and the drift report, so they leave in order.
     const applied = this.state.applied;
     const deliveredFirst = (applied?.generation ?? 0) <= this.state.deliveredAckGeneration;
-    if (applied && applied.generation === this.state.desired?.generation && deliveredFirst) {
+    const driftReportedFirst = this.state.drift?.reported !== false;
+    if (applied && applied.generation === this.state.desired?.generation && deliveredFirst && driftReportedFirst) {
       failed = !(await this.acknowledgeEnforcement()) || failed;
     }
     if (failed) return this.backOff();
     if (backingOffMs === undefined) this.failures = 0;
     return backingOffMs;
+  }
+
+  /** The desired generation is not applied yet, or the target drifted from it; unless held after a permanent failure. */
+  private enforcementOwed(desired: DesiredAccess): boolean {
+    if (this.heldGeneration === desired.generation) return false;
+    const drift = this.state.drift;
+    const drifted = drift?.generation === desired.generation && !drift.reenforced;
+    return this.appliedGeneration() < desired.generation || drifted;
   }
 
   private onPassError(error: unknown): number {
@@ -241,8 +297,9 @@ export class SystemReconciler<TSystem> {
 
   private async enforce(desired: DesiredAccess): Promise<EnforcementStep> {
     const action = desired.state === 'revoked' ? 'revoke' : 'restore';
-    const logger = this.options.logger.child({ commandId: desired.commandId, generation: desired.generation });
-    logger.info(`enforcing: ${action}`, { attempt: this.failures + 1 });
+    const logger = this.decisionLogger(desired);
+    const afterDrift = this.state.drift?.generation === desired.generation;
+    logger.info(`enforcing: ${action}`, { attempt: this.failures + 1, afterDrift });
     const result = await this.callEnforcer(action, desired, logger);
     const superseded = this.state.desired?.generation !== desired.generation;
 
@@ -256,6 +313,8 @@ export class SystemReconciler<TSystem> {
         principalsChanged: result.principalsChanged,
         sessionsTerminated: result.sessionsTerminated,
       };
+      const drift = this.state.drift;
+      if (drift?.generation === desired.generation) drift.reenforced = true;
       this.lastError = undefined;
       await this.persist();
       logger.info(`${action}: ${result.outcome}`, {
@@ -338,7 +397,9 @@ export class SystemReconciler<TSystem> {
   /** Returns false if the acknowledgement was owed and could not be published. */
   private async acknowledgeEnforcement(): Promise<boolean> {
     const applied = this.state.applied!;
-    if (this.state.enforcedAckGeneration >= applied.generation) return true;
+    const drift = this.state.drift;
+    const reenforced = drift?.generation === applied.generation && drift.reenforced;
+    if (this.state.enforcedAckGeneration >= applied.generation && !reenforced) return true;
     try {
       await this.publish(applied, {
         status: 'enforced',
@@ -347,12 +408,115 @@ export class SystemReconciler<TSystem> {
         sessionsTerminated: applied.sessionsTerminated,
       });
       this.state.enforcedAckGeneration = applied.generation;
+      if (reenforced) this.state.drift = undefined;
       await this.persist();
-      this.options.logger.info('acknowledged: enforced', { commandId: applied.commandId, generation: applied.generation });
+      this.options.logger.info(reenforced ? 'acknowledged: enforced again after drift' : 'acknowledged: enforced', {
+        commandId: applied.commandId,
+        generation: applied.generation,
+      });
       return true;
     } catch (error) {
       this.ackFailed('enforced', applied.generation, error);
       return false;
+    }
+  }
+
+  /** Publishes the drift report if one is owed, one at a time; false if that failed. */
+  private reportDrift(): Promise<boolean> {
+    this.reporting ??= this.publishDriftReport().finally(() => {
+      this.reporting = undefined;
+    });
+    return this.reporting;
+  }
+
+  private async publishDriftReport(): Promise<boolean> {
+    const drift = this.state.drift;
+    if (!drift || drift.reported) return true;
+    try {
+      await this.options.publisher.publishDrift(buildDriftReport(this.options.identity, this.systemId, drift));
+      drift.reported = true;
+      // Reported and superseded by a newer decision: nothing more is owed about it.
+      if (drift.generation !== this.state.desired?.generation) this.state.drift = undefined;
+      await this.persist();
+      return true;
+    } catch (error) {
+      this.noteError('acknowledgement', `could not report drift: ${describeError(error)}`, drift.generation);
+      this.options.logger.warn('could not report drift; will retry', { generation: drift.generation, error: describeError(error) });
+      return false;
+    }
+  }
+
+  /**
+   * Checks, if the system is due, that access is still revoked. Drift (access back) is stored, reported
+   * and the pass that follows enforces the same generation again; an unreachable target is noted and
+   * checked again at the next interval.
+   */
+  private async verify(): Promise<void> {
+    const desired = this.state.desired;
+    // Revoked and converged; no older drift still to report (it would be overwritten).
+    if (desired?.state !== 'revoked' || !this.converged() || this.state.drift) return;
+    const logger = this.decisionLogger(desired);
+    const inspection = await this.callInspect(desired, logger);
+    if (this.state.desired?.generation !== desired.generation) {
+      logger.debug('verification outdated by a newer decision');
+      return;
+    }
+    this.lastVerification = {
+      at: new Date().toISOString(),
+      generation: desired.generation,
+      observedState: inspection.state,
+      detail: inspection.detail,
+    };
+    switch (inspection.state) {
+      case 'revoked':
+        if (this.lastError?.source === 'verification') this.lastError = undefined;
+        logger.debug('verified: access is still revoked', { detail: inspection.detail });
+        return;
+      case 'unknown':
+        this.noteError('verification', inspection.detail, desired.generation);
+        logger.warn('could not verify that access is still revoked; will try again', {
+          detail: inspection.detail,
+          nextInMs: this.options.verifyIntervalMs,
+        });
+        return;
+      case 'active':
+        return this.onDrift(desired, inspection, logger);
+    }
+  }
+
+  private async onDrift(desired: DesiredAccess, inspection: InspectionResult, logger: AdapterLogger): Promise<void> {
+    const principals = reportablePrincipals(inspection.principals);
+    logger.warn('drift: access is back although it is revoked; enforcing again', { detail: inspection.detail, principals });
+    this.state.drift = {
+      generation: desired.generation,
+      commandId: desired.commandId,
+      detectedAt: new Date().toISOString(),
+      detail: inspection.detail,
+      principals,
+      reported: false,
+      reenforced: false,
+    };
+    this.schedule(); // the pass that follows enforces again, whether or not the drift is stored
+    await this.persist();
+    void this.reportDrift(); // beside the enforcement, which never waits for the broker
+  }
+
+  private onVerificationError(error: unknown): void {
+    this.noteError('state', describeError(error), this.state.desired?.generation);
+    this.options.logger.error('verification failed', { error: describeError(error) });
+  }
+
+  private async callInspect(desired: DesiredAccess | undefined, logger: AdapterLogger): Promise<InspectionResult> {
+    const { system, enforcer } = this.options;
+    try {
+      return await enforcer.inspect({
+        systemId: system.systemId,
+        system: system.config,
+        exemptPrincipals: this.exemptPrincipals(desired),
+        logger,
+      });
+    } catch (error) {
+      return { state: 'unknown', detail: `${enforcer.kind} enforcer threw: ${describeError(error)}` };
     }
   }
 
@@ -368,6 +532,10 @@ export class SystemReconciler<TSystem> {
 
   private noteError(source: SystemError['source'], detail: string, generation: number | undefined): void {
     this.lastError = { source, detail, generation, at: new Date().toISOString() };
+  }
+
+  private decisionLogger(desired: DesiredAccess): AdapterLogger {
+    return this.options.logger.child({ commandId: desired.commandId, generation: desired.generation });
   }
 
   private exemptPrincipals(desired: DesiredAccess | undefined): string[] {
@@ -394,6 +562,14 @@ export class SystemReconciler<TSystem> {
       this.retryTimer = undefined;
       this.schedule();
     }, delayMs);
+  }
+
+  /** Verifies every `verifyIntervalMs`, counted from the end of the previous verification. */
+  private armVerification(): void {
+    if (this.stopped) return;
+    this.verifyTimer = setTimeout(() => {
+      void this.verifyNow().then(() => this.armVerification());
+    }, this.options.verifyIntervalMs);
   }
 
   private cancelRetry(): void {

@@ -28,9 +28,30 @@ export const AppliedAccessSchema = z.object({
 export type AppliedAccess = z.infer<typeof AppliedAccessSchema>;
 
 /**
+ * Access found back on a target although the applied decision revoked it (someone re-enabled an account
+ * by hand), and what is still owed about it: the `access.drift-detected` report, enforcement of the same
+ * generation once more, and the `enforced` acknowledgement of that.
+ */
+export const DriftSchema = z.object({
+  /** The generation whose enforcement the target drifted from. */
+  generation: z.number().int().positive(),
+  commandId: z.uuid(),
+  detectedAt: z.iso.datetime({ offset: true }),
+  /** What `inspect` found. */
+  detail: z.string(),
+  principals: z.array(PrincipalNameSchema).optional(),
+  /** The drift report is on the broker. */
+  reported: z.boolean(),
+  /** Enforcement ran again and succeeded; its `enforced` acknowledgement is owed. */
+  reenforced: z.boolean(),
+});
+export type Drift = z.infer<typeof DriftSchema>;
+
+/**
  * Everything an adapter knows about one system, kept in one file so that every change is one atomic write.
  * `applied.generation < desired.generation` means enforcement is owed (also after a crash mid-enforcement);
- * `enforcedAckGeneration < applied.generation` means the `enforced` acknowledgement is owed.
+ * `enforcedAckGeneration < applied.generation` means the `enforced` acknowledgement is owed. A `drift`
+ * of the desired generation means enforcement is owed again, and then its acknowledgement.
  */
 export const SystemStateRecordSchema = z.object({
   format: z.literal(1),
@@ -43,6 +64,8 @@ export const SystemStateRecordSchema = z.object({
   enforcedAckGeneration: z.number().int().nonnegative(),
   /** The enforcer's own durable memory for this system (see `EnforcementJournal`). */
   journal: z.unknown().optional(),
+  /** Drift being dealt with; gone once reported, enforced again and acknowledged (or superseded). */
+  drift: DriftSchema.optional(),
 });
 export type SystemStateRecord = z.infer<typeof SystemStateRecordSchema>;
 

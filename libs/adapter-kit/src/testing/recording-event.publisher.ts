@@ -1,15 +1,21 @@
 import {
   AccessAcknowledgedV1Schema,
+  AccessDriftDetectedV1Schema,
   AdapterHeartbeatV1Schema,
   encodeMessage,
   type AccessAcknowledgedV1,
+  type AccessDriftDetectedV1,
   type AdapterHeartbeatV1,
+  type AdapterReportV1,
 } from '@portcullis/contracts';
 import type { AdapterEventPublisher } from '../messaging/adapter-event.publisher';
 
 /** Records what an adapter publishes, after checking it against the contract; can be told to fail or to stall. */
 export class RecordingEventPublisher implements AdapterEventPublisher {
+  /** Acknowledgements and drift reports in the order they were published, as `Topics.acknowledgements` holds them. */
+  readonly reports: AdapterReportV1[] = [];
   readonly acknowledgements: AccessAcknowledgedV1[] = [];
+  readonly drifts: AccessDriftDetectedV1[] = [];
   readonly heartbeats: AdapterHeartbeatV1[] = [];
   /** While set, every publish rejects with this error. */
   failure?: Error;
@@ -27,14 +33,21 @@ export class RecordingEventPublisher implements AdapterEventPublisher {
   }
 
   async publishAcknowledgement(message: AccessAcknowledgedV1): Promise<void> {
-    await this.stalled;
-    if (this.failure) throw this.failure;
-    this.acknowledgements.push(JSON.parse(encodeMessage(AccessAcknowledgedV1Schema, message)));
+    await this.accept();
+    const recorded: AccessAcknowledgedV1 = JSON.parse(encodeMessage(AccessAcknowledgedV1Schema, message));
+    this.acknowledgements.push(recorded);
+    this.reports.push(recorded);
+  }
+
+  async publishDrift(message: AccessDriftDetectedV1): Promise<void> {
+    await this.accept();
+    const recorded: AccessDriftDetectedV1 = JSON.parse(encodeMessage(AccessDriftDetectedV1Schema, message));
+    this.drifts.push(recorded);
+    this.reports.push(recorded);
   }
 
   async publishHeartbeat(message: AdapterHeartbeatV1): Promise<void> {
-    await this.stalled;
-    if (this.failure) throw this.failure;
+    await this.accept();
     this.heartbeats.push(JSON.parse(encodeMessage(AdapterHeartbeatV1Schema, message)));
   }
 
@@ -42,10 +55,22 @@ export class RecordingEventPublisher implements AdapterEventPublisher {
     this.closed = true;
   }
 
-  /** `status@generation` of the acknowledgements for a system, in order, e.g. `['delivered@1', 'enforced@1']`. */
+  /**
+   * What was reported about a system, in order: `status@generation` per acknowledgement and
+   * `drift@generation` per drift report, e.g. `['delivered@1', 'enforced@1', 'drift@1', 'enforced@1']`.
+   */
   trail(systemId: string): string[] {
-    return this.acknowledgements
-      .filter((ack) => ack.data.systemId === systemId)
-      .map((ack) => `${ack.data.status}${ack.data.willRetry === undefined ? '' : `(willRetry=${ack.data.willRetry})`}@${ack.generation}`);
+    return this.reports
+      .filter((report) => report.data.systemId === systemId)
+      .map((report) =>
+        report.type === 'access.drift-detected'
+          ? `drift@${report.generation}`
+          : `${report.data.status}${report.data.willRetry === undefined ? '' : `(willRetry=${report.data.willRetry})`}@${report.generation}`,
+      );
+  }
+
+  private async accept(): Promise<void> {
+    await this.stalled;
+    if (this.failure) throw this.failure;
   }
 }
