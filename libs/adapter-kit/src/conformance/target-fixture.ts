@@ -60,10 +60,10 @@ export interface TargetFixture<TSystem> {
   /**
    * Makes the target unreachable for the enforcer (connections refused, open ones cut) and reachable
    * again, where the fixture can simulate an outage; a TCP proxy in front of the target does for any
-   * target. Without them, the outage scenarios are skipped.
+   * target. Every adapter must show how it behaves when its target is unreachable.
    */
-  takeDown?(): Promise<void>;
-  bringUp?(): Promise<void>;
+  takeDown(): Promise<void>;
+  bringUp(): Promise<void>;
   /** Runs once after the scenarios: removes every principal the fixture created and disconnects. */
   cleanup(): Promise<void>;
 }
