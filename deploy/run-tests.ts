@@ -88,7 +88,10 @@ async function main(): Promise<number> {
     );
 
     const resultsFile = join(workDir, 'jest-results.json');
-    const exitCode = await runJest(['--runInBand', '--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)], {
+    // --forceExit: after the spec that restarts the broker, kafkajs keeps two reconnected broker
+    // connections open past every client's disconnect(), so Jest would wait forever. Known and
+    // tracked (see the closing note); every spec still stops what it started.
+    const exitCode = await runJest(['--runInBand', '--forceExit', '--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)], {
       ...process.env,
       PORTCULLIS_TEST_ENV: envFile,
       KAFKAJS_NO_PARTITIONER_WARNING: '1',

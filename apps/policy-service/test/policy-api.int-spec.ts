@@ -87,7 +87,9 @@ describe('policy service API', () => {
   });
 
   describe('bad input gets a 4xx and writes nothing', () => {
-    const auditCount = async () => Number((await service.db.query('SELECT count(*) FROM audit_entries')).rows[0].count);
+    // Entries from people only: reports of other specs' adapters on the shared topics arrive meanwhile.
+    const auditCount = async () =>
+      Number((await service.db.query(`SELECT count(*) FROM audit_entries WHERE actor LIKE 'user:%'`)).rows[0].count);
 
     it.each([
       ['a missing reason', {}, /reason/],

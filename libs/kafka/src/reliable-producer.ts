@@ -13,7 +13,7 @@ export interface OutgoingMessage {
  */
 export class ReliableProducer {
   private readonly producer: Producer;
-  private connected = false;
+  private connecting?: Promise<void>;
 
   constructor(kafka: Kafka, options: { transactionalId?: string } = {}) {
     this.producer = kafka.producer({
@@ -24,10 +24,13 @@ export class ReliableProducer {
     });
   }
 
-  async connect(): Promise<void> {
-    if (this.connected) return;
-    await this.producer.connect();
-    this.connected = true;
+  /** Connects once; concurrent callers share the attempt, and a failed attempt is retried by the next call. */
+  connect(): Promise<void> {
+    this.connecting ??= this.producer.connect().catch((error: unknown) => {
+      this.connecting = undefined;
+      throw error;
+    });
+    return this.connecting;
   }
 
   /** Sends messages in order; messages of the same key keep their relative order. */
@@ -47,9 +50,9 @@ export class ReliableProducer {
     });
   }
 
+  /** Always asks kafkajs to disconnect: a failed connect can leave broker connections open. */
   async disconnect(): Promise<void> {
-    if (!this.connected) return;
-    this.connected = false;
+    this.connecting = undefined;
     await this.producer.disconnect();
   }
 }
