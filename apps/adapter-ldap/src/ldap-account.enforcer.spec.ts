@@ -1,3 +1,4 @@
+import { CorruptJournalError } from '@portcullis/adapter-kit';
 import { randomUUID } from 'node:crypto';
 import { InsufficientAccessError, InvalidCredentialsError, NoSuchAttributeError, TypeOrValueExistsError } from 'ldapts';
 import { JsonLogger, type EnforcementContext } from '@portcullis/adapter-kit';
@@ -251,10 +252,10 @@ describe('LdapAccountEnforcer', () => {
     });
   });
 
-  it('refuses to act on a journal it did not write', async () => {
+  it('refuses to act on a journal it did not write (the runtime reports that as a permanent failure)', async () => {
     journal.value = { revokedRoles: ['clerk'] };
-    expect(await enforcer.restore(context())).toMatchObject({ outcome: 'failed-permanent' });
-    expect(await enforcer.revoke(context())).toMatchObject({ outcome: 'failed-permanent' });
+    await expect(enforcer.restore(context())).rejects.toBeInstanceOf(CorruptJournalError);
+    await expect(enforcer.revoke(context())).rejects.toBeInstanceOf(CorruptJournalError);
     expect(log).toEqual([]);
   });
 

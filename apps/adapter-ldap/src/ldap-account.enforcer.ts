@@ -5,6 +5,7 @@ import type {
   InspectionContext,
   InspectionResult,
 } from '@portcullis/adapter-kit';
+import { CorruptJournalError, readJournal } from '@portcullis/adapter-kit';
 import { z } from 'zod';
 import { isPermanentlyLocked, PERMANENT_LOCK_TIME, type DirectoryAccount } from './account-lock';
 import { LdapAccountRepository, type AccountRepository, type AccountRepositoryFactory } from './ldap-account.repository';
@@ -54,8 +55,6 @@ function describeRefusals(refusals: readonly Refusal[]): string {
   return listed(refusals.map((refusal) => `"${refusal.dn}": ${refusal.detail}`));
 }
 
-class CorruptJournalError extends Error {}
-
 /**
  * Revokes access to an LDAP directory by locking its accounts with the password policy
  * (`pwdAccountLockedTime: 000001010000Z`, locked until an administrator unlocks), and restores it by
@@ -103,7 +102,7 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
     repository: AccountRepository,
     context: EnforcementContext<LdapSystemConfig>,
   ): Promise<EnforcementResult> {
-    const owed = this.readJournal(context).lockedAccounts;
+    const owed = readJournal(context.journal, LdapAccountJournalSchema, { lockedAccounts: [] }).lockedAccounts;
     const targets = await this.accountsThatCanBind(repository, context);
     if (targets.length > 0) {
       await context.journal.write<LdapAccountJournal>({ lockedAccounts: this.withTargets(owed, targets) });
@@ -139,7 +138,7 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
     repository: AccountRepository,
     context: EnforcementContext<LdapSystemConfig>,
   ): Promise<EnforcementResult> {
-    const owed = this.readJournal(context).lockedAccounts;
+    const owed = readJournal(context.journal, LdapAccountJournalSchema, { lockedAccounts: [] }).lockedAccounts;
     if (owed.length === 0) {
       return { outcome: 'already-in-state', detail: 'nothing to unlock: no revoke by this adapter is outstanding', principalsChanged: 0 };
     }
@@ -214,13 +213,6 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
     return [...owed, ...added];
   }
 
-  private readJournal(context: EnforcementContext<LdapSystemConfig>): LdapAccountJournal {
-    const stored = context.journal.read<unknown>();
-    if (stored === undefined) return { lockedAccounts: [] };
-    const parsed = LdapAccountJournalSchema.safeParse(stored);
-    if (!parsed.success) throw new CorruptJournalError(`the stored journal is not an LDAP account journal: ${parsed.error.message}`);
-    return parsed.data;
-  }
 
   private async withRepository(
     context: EnforcementContext<LdapSystemConfig>,
@@ -231,7 +223,7 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
       repository = await this.connect(context.system);
       return await work(repository);
     } catch (error) {
-      if (error instanceof CorruptJournalError) return { outcome: 'failed-permanent', detail: error.message };
+      if (error instanceof CorruptJournalError) throw error; // the runtime reports it as a permanent failure
       return classifyLdapFailure(error);
     } finally {
       await repository?.close();

@@ -1,3 +1,4 @@
+import { CorruptJournalError } from '@portcullis/adapter-kit';
 import { randomUUID } from 'node:crypto';
 import { DatabaseError } from 'pg';
 import { JsonLogger, type EnforcementContext } from '@portcullis/adapter-kit';
@@ -214,9 +215,9 @@ describe('PostgresRoleEnforcer', () => {
     expect(await unreachable.inspect(context())).toEqual({ state: 'unknown', detail: 'connect ECONNREFUSED 10.0.0.5:5432' });
   });
 
-  it('refuses to act on a journal it did not write', async () => {
+  it('refuses to act on a journal it did not write (the runtime reports that as a permanent failure)', async () => {
     journal.value = { something: 'else' };
-    expect(await enforcer.restore(context())).toMatchObject({ outcome: 'failed-permanent' });
+    await expect(enforcer.restore(context())).rejects.toBeInstanceOf(CorruptJournalError);
     expect(log).toEqual([]);
   });
 

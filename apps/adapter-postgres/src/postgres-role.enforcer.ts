@@ -5,7 +5,7 @@ import type {
   InspectionContext,
   InspectionResult,
 } from '@portcullis/adapter-kit';
-import { describeError } from '@portcullis/adapter-kit';
+import { CorruptJournalError, describeError, readJournal } from '@portcullis/adapter-kit';
 import { z } from 'zod';
 import { classifyPostgresFailure } from './postgres-failure';
 import {
@@ -39,8 +39,6 @@ function union(...lists: (readonly string[])[]): string[] {
 function isPermanent(error: unknown): boolean {
   return classifyPostgresFailure(error).outcome === 'failed-permanent';
 }
-
-class CorruptJournalError extends Error {}
 
 /**
  * Revokes access to a PostgreSQL server by taking LOGIN from its roles and ending their sessions, and
@@ -87,7 +85,7 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
     repository: RoleRepository,
     context: EnforcementContext<PostgresSystemConfig>,
   ): Promise<EnforcementResult> {
-    const owed = this.readJournal(context).revokedRoles;
+    const owed = readJournal(context.journal, PostgresRoleJournalSchema, { revokedRoles: [] }).revokedRoles;
     const { enforceable, residualSuperusers } = this.partition(await repository.loginRoles(), context);
     const targets = enforceable.map((role) => role.name);
     if (targets.length > 0) {
@@ -132,7 +130,7 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
     repository: RoleRepository,
     context: EnforcementContext<PostgresSystemConfig>,
   ): Promise<EnforcementResult> {
-    const owed = this.readJournal(context).revokedRoles;
+    const owed = readJournal(context.journal, PostgresRoleJournalSchema, { revokedRoles: [] }).revokedRoles;
     if (owed.length === 0) {
       return { outcome: 'already-in-state', detail: 'no LOGIN to give back: no revoke by this adapter is outstanding', principalsChanged: 0 };
     }
@@ -183,13 +181,6 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
     };
   }
 
-  private readJournal(context: EnforcementContext<PostgresSystemConfig>): PostgresRoleJournal {
-    const stored = context.journal.read<unknown>();
-    if (stored === undefined) return { revokedRoles: [] };
-    const parsed = PostgresRoleJournalSchema.safeParse(stored);
-    if (!parsed.success) throw new CorruptJournalError(`the stored journal is not a role journal: ${parsed.error.message}`);
-    return parsed.data;
-  }
 
   private async withRepository(
     context: EnforcementContext<PostgresSystemConfig>,
@@ -200,7 +191,7 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
       repository = await this.connect(context.system);
       return await work(repository);
     } catch (error) {
-      if (error instanceof CorruptJournalError) return { outcome: 'failed-permanent', detail: error.message };
+      if (error instanceof CorruptJournalError) throw error; // the runtime reports it as a permanent failure
       return classifyPostgresFailure(error);
     } finally {
       await repository?.close();

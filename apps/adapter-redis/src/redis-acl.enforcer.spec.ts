@@ -1,3 +1,4 @@
+import { CorruptJournalError } from '@portcullis/adapter-kit';
 import { randomUUID } from 'node:crypto';
 import { SimpleError } from 'redis';
 import { JsonLogger, type EnforcementContext } from '@portcullis/adapter-kit';
@@ -239,11 +240,11 @@ describe('RedisAclEnforcer', () => {
     expect(await unreachable.inspect(context())).toEqual({ state: 'unknown', detail: 'connect ECONNREFUSED 10.0.0.7:6379' });
   });
 
-  it('refuses to act on a journal it did not write', async () => {
+  it('refuses to act on a journal it did not write (the runtime reports that as a permanent failure)', async () => {
     journal.value = { revokedRoles: ['checkout'] };
 
-    expect(await enforcer.restore(context())).toMatchObject({ outcome: 'failed-permanent' });
-    expect(await enforcer.revoke(context())).toMatchObject({ outcome: 'failed-permanent' });
+    await expect(enforcer.restore(context())).rejects.toBeInstanceOf(CorruptJournalError);
+    await expect(enforcer.revoke(context())).rejects.toBeInstanceOf(CorruptJournalError);
     expect(log).toEqual([]);
   });
 

@@ -5,6 +5,7 @@ import type {
   InspectionContext,
   InspectionResult,
 } from '@portcullis/adapter-kit';
+import { CorruptJournalError, readJournal } from '@portcullis/adapter-kit';
 import { z } from 'zod';
 import { classifyRedisFailure } from './redis-failure';
 import {
@@ -40,8 +41,6 @@ function users(count: number): string {
 function union(...lists: (readonly string[])[]): string[] {
   return [...new Set(lists.flat())];
 }
-
-class CorruptJournalError extends Error {}
 
 /** A failure after the enforcement had already changed users: the detail must say so. */
 class InterruptedEnforcementError extends Error {
@@ -104,7 +103,7 @@ export class RedisAclEnforcer implements AccessEnforcer<RedisSystemConfig> {
   }
 
   private async revokeWith(repository: AclRepository, context: EnforcementContext<RedisSystemConfig>): Promise<EnforcementResult> {
-    const owed = this.readJournal(context).disabledUsers;
+    const owed = readJournal(context.journal, RedisAclJournalSchema, { disabledUsers: [] }).disabledUsers;
     const scope = await this.scope(repository, context);
     const targets = scope.enabled;
     if (targets.length > 0) {
@@ -144,7 +143,7 @@ export class RedisAclEnforcer implements AccessEnforcer<RedisSystemConfig> {
   }
 
   private async restoreWith(repository: AclRepository, context: EnforcementContext<RedisSystemConfig>): Promise<EnforcementResult> {
-    const owed = this.readJournal(context).disabledUsers;
+    const owed = readJournal(context.journal, RedisAclJournalSchema, { disabledUsers: [] }).disabledUsers;
     if (owed.length === 0) {
       return { outcome: 'already-in-state', detail: 'no ACL user to switch back on: no revoke by this adapter is outstanding', principalsChanged: 0 };
     }
@@ -202,13 +201,6 @@ export class RedisAclEnforcer implements AccessEnforcer<RedisSystemConfig> {
     };
   }
 
-  private readJournal(context: EnforcementContext<RedisSystemConfig>): RedisAclJournal {
-    const stored = context.journal.read<unknown>();
-    if (stored === undefined) return { disabledUsers: [] };
-    const parsed = RedisAclJournalSchema.safeParse(stored);
-    if (!parsed.success) throw new CorruptJournalError(`the stored journal is not an ACL journal: ${parsed.error.message}`);
-    return parsed.data;
-  }
 
   private async withRepository(
     context: EnforcementContext<RedisSystemConfig>,
@@ -219,7 +211,7 @@ export class RedisAclEnforcer implements AccessEnforcer<RedisSystemConfig> {
       repository = await this.connect(context.system);
       return await work(repository);
     } catch (error) {
-      if (error instanceof CorruptJournalError) return { outcome: 'failed-permanent', detail: error.message };
+      if (error instanceof CorruptJournalError) throw error; // the runtime reports it as a permanent failure
       if (error instanceof InterruptedEnforcementError) {
         const failure = classifyRedisFailure(error.cause);
         return { ...failure, detail: `${failure.detail}; ${error.progress}`, principalsChanged: error.principalsChanged };

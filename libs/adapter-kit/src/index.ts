@@ -1,4 +1,5 @@
 export * from './access-enforcer';
+export * from './enforcement-journal';
 export * from './config/adapter-config';
 export * from './config/adapter-config.error';
 export * from './config/adapter-config.loader';

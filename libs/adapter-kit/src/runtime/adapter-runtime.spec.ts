@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { SystemAccessChangedV1 } from '@portcullis/contracts';
 import { eventually } from '@test/support/eventually';
 import type { AccessEnforcer, EnforcementContext, EnforcementResult } from '../access-enforcer';
+import { CorruptJournalError } from '../enforcement-journal';
 import { JsonLogger } from '../logging/json.logger';
 import { startAdapter } from '../start-adapter';
 import type { SystemStateRecord } from '../state/system-state';
@@ -201,6 +202,21 @@ describe('AdapterRuntime', () => {
     await eventually(() => expectConverged(adapter, STOCK, 1));
     const failed = harness.publisher.acknowledgements.find((ack) => ack.data.status === 'failed');
     expect(failed?.data).toMatchObject({ willRetry: true, detail: 'fake enforcer threw: socket hang up' });
+  });
+
+  it('reports a journal the enforcer cannot read as a permanent failure, without retrying', async () => {
+    const revoke = jest.fn().mockRejectedValue(new CorruptJournalError('the stored journal does not match'));
+    harness.enforcer = { kind: 'fake', revoke, restore: jest.fn(), inspect: jest.fn() };
+    await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+
+    const failed = await eventually(() => {
+      const ack = harness.publisher.acknowledgements.find((candidate) => candidate.data.status === 'failed');
+      expect(ack).toBeDefined();
+      return ack!;
+    });
+    expect(failed.data).toMatchObject({ willRetry: false, detail: 'the stored journal does not match' });
+    expect(revoke).toHaveBeenCalledTimes(1);
   });
 
   it('retries an acknowledgement the broker did not take', async () => {

@@ -1,3 +1,4 @@
+import { CorruptJournalError } from '../enforcement-journal';
 import type { SystemAccessChangedV1 } from '@portcullis/contracts';
 import type {
   AccessEnforcer,
@@ -367,6 +368,7 @@ export class SystemReconciler<TSystem> {
     try {
       return await enforcer[action](context);
     } catch (error) {
+      if (error instanceof CorruptJournalError) return { outcome: 'failed-permanent', detail: error.message };
       return { outcome: 'failed-retriable', detail: `${enforcer.kind} enforcer threw: ${describeError(error)}` };
     }
   }
