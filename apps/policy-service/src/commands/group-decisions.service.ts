@@ -120,6 +120,7 @@ export class GroupDecisionsService {
     const messages: OutboxMessage[] = [];
     const changed: string[] = [];
     const unchanged: { systemId: string; desiredState: string; heldBy: string[] }[] = [];
+    const changes: { id: string; desiredState: string; generation: number }[] = [];
     for (const system of systems) {
       const access = decideSystemAccess(decision.action, system.desiredState, otherRevokedGroups.get(system.id) ?? []);
       if (!access.changes) {
@@ -139,17 +140,7 @@ export class GroupDecisionsService {
         continue;
       }
       const generation = system.generation + 1;
-      await manager.query(
-        `UPDATE systems SET desired_state = $2, generation = $3, desired_command_id = $4,
-           enforcement_status = 'pending', enforcement_detail = NULL, updated_at = now() WHERE id = $1`,
-        [system.id, access.desiredState, generation, command.id],
-      );
-      // Older decisions still waiting on this system will never be acknowledged as such: a newer one replaces them.
-      await manager.query(
-        `UPDATE command_targets SET status = 'superseded', updated_at = now()
-         WHERE system_id = $1 AND generation < $2 AND status IN ('pending', 'delivered', 'failed')`,
-        [system.id, generation],
-      );
+      changes.push({ id: system.id, desiredState: access.desiredState, generation });
       targets.push({
         commandId: command.id,
         systemId: system.id,
@@ -161,6 +152,22 @@ export class GroupDecisionsService {
       });
       messages.push(this.systemAccessChanged(command, system, generation, access.desiredState));
       changed.push(system.id);
+    }
+    if (changes.length) {
+      // Set-based: two statements for the whole group instead of two per system.
+      await manager.query(
+        `UPDATE systems s SET desired_state = u.desired_state, generation = u.generation, desired_command_id = $1,
+           enforcement_status = 'pending', enforcement_detail = NULL, updated_at = now()
+         FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(id, desired_state, generation) WHERE s.id = u.id`,
+        [command.id, changes.map((c) => c.id), changes.map((c) => c.desiredState), changes.map((c) => c.generation)],
+      );
+      // Older decisions still waiting on these systems will never be acknowledged as such: a newer one replaces them.
+      await manager.query(
+        `UPDATE command_targets ct SET status = 'superseded', updated_at = now()
+         FROM unnest($1::text[], $2::bigint[]) AS u(system_id, generation)
+         WHERE ct.system_id = u.system_id AND ct.generation < u.generation AND ct.status IN ('pending', 'delivered', 'failed')`,
+        [changes.map((c) => c.id), changes.map((c) => c.generation)],
+      );
     }
     if (targets.length) await manager.insert(CommandTargetEntity, targets);
     await this.auditLog.append(manager, {

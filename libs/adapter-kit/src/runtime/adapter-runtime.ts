@@ -137,6 +137,9 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
       logger.debug('skipped a tombstone', position);
       return;
     }
+    // Every adapter reads the whole topic; the key is the system id, so another adapter's record is
+    // skipped before it is parsed and validated (most records, with many adapters).
+    if (record.key !== null && !this.reconcilers.has(record.key)) return;
     let event: SystemAccessChangedV1;
     try {
       event = decodeMessage(SystemAccessChangedV1Schema, record.value);

@@ -39,6 +39,9 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
   private readonly log = new Logger(KafkaEventServer.name);
   private consumer?: Consumer;
   private deadLetters?: ReliableProducer;
+  /** Next offset to commit per topic-partition: only offsets whose handler succeeded. */
+  private readonly handled = new Map<string, { topic: string; partition: number; offset: string }>();
+  private commitTimer?: NodeJS.Timeout;
 
   constructor(private readonly options: KafkaEventServerOptions) {
     super();
@@ -60,10 +63,22 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
       await this.consumer.connect();
       await this.consumer.subscribe({ topics, fromBeginning: this.options.fromBeginning ?? true });
       await this.consumer.run({
-        autoCommit: true,
-        partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 3,
-        eachMessage: (payload) => this.handleMessage(payload),
+        // kafkajs' autoCommit sends an OffsetCommit after every batch and waits for it before the next one
+        // (on Kafka 4 at least group.coordinator.append.linger.ms = 5 ms). Handlers are idempotent
+        // (message ids), so offsets of handled messages are committed in the background instead.
+        autoCommit: false,
+        partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 6,
+        eachMessage: async (payload) => {
+          await this.handleMessage(payload);
+          this.handled.set(`${payload.topic}/${payload.partition}`, {
+            topic: payload.topic,
+            partition: payload.partition,
+            offset: (BigInt(payload.message.offset) + 1n).toString(),
+          });
+        },
       });
+      this.commitTimer = setInterval(() => void this.commitHandled(), 1_000);
+      this.commitTimer.unref();
       callback();
     } catch (error) {
       callback(error);
@@ -126,7 +141,21 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
     return this.consumer as T;
   }
 
+  private async commitHandled(): Promise<void> {
+    if (!this.consumer || this.handled.size === 0) return;
+    const offsets = [...this.handled.values()];
+    this.handled.clear();
+    try {
+      await this.consumer.commitOffsets(offsets);
+    } catch (error) {
+      // A rebalance or a broker restart: the new owner replays from the last commit (idempotent handlers).
+      this.log.warn(`could not commit offsets: ${describe(error)}`);
+    }
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.commitTimer);
+    await this.commitHandled();
     await this.consumer?.disconnect();
     await this.deadLetters?.disconnect();
   }
