@@ -1,0 +1,132 @@
+/**
+ * One adapter worker process of the benchmark: hosts several adapter instances (the real adapter kit,
+ * each with its own Kafka clients, consumer group and state directory) and, for the raw Kafka baseline,
+ * several plain kafkajs consumers. Driven by bench/run-bench.ts over the IPC channel; exits when the
+ * orchestrator goes away.
+ *
+ *   node --import tsx bench/adapter-worker.ts     (forked by bench/lib/adapter-workers.ts)
+ */
+import { startAdapter, type RunningAdapter } from '@portcullis/adapter-kit';
+import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
+import { PostgresRoleEnforcer } from '../apps/adapter-postgres/src/postgres-role.enforcer';
+import { PostgresSystemConfigSchema } from '../apps/adapter-postgres/src/postgres-system.config';
+import { NoopAccessEnforcer, NoopSystemConfigSchema } from './lib/noop-access.enforcer';
+import type {
+  AdapterInstanceSpec,
+  StartAdaptersParams,
+  StartBaselineParams,
+  WorkerRequest,
+  WorkerResponse,
+  WorkerUsage,
+} from './lib/worker-protocol';
+
+const adapters: RunningAdapter[] = [];
+const baseline: { consumer: Consumer; producer: Producer }[] = [];
+
+function startInstance(spec: AdapterInstanceSpec, params: StartAdaptersParams): Promise<RunningAdapter> {
+  const common = {
+    adapterId: spec.adapterId,
+    stateDir: spec.stateDir,
+    heartbeatIntervalMs: params.heartbeatIntervalMs,
+    verifyIntervalMs: params.verifyIntervalMs,
+    kafka: { brokers: params.brokers, clientId: spec.adapterId },
+  };
+  if (spec.enforcer === 'postgres') {
+    return startAdapter({
+      enforcer: new PostgresRoleEnforcer(),
+      systemConfigSchema: PostgresSystemConfigSchema,
+      config: { ...common, systems: spec.systems as Record<string, { url: string }> },
+    });
+  }
+  return startAdapter({
+    enforcer: new NoopAccessEnforcer(),
+    systemConfigSchema: NoopSystemConfigSchema,
+    config: { ...common, systems: spec.systems as Record<string, Record<string, never>> },
+  });
+}
+
+async function startAdapters(params: StartAdaptersParams): Promise<number> {
+  const started = await Promise.all(params.instances.map((spec) => startInstance(spec, params)));
+  adapters.push(...started);
+  return started.length;
+}
+
+async function stopAdapters(): Promise<void> {
+  await Promise.all(adapters.splice(0).map((adapter) => adapter.stop()));
+}
+
+/** Raw kafkajs: each consumer (own group) answers every request with one reply, nothing else. */
+async function startBaseline(params: StartBaselineParams): Promise<number> {
+  await Promise.all(
+    params.consumerIds.map(async (consumerId) => {
+      const kafka = new Kafka({ clientId: `bench-baseline-${consumerId}`, brokers: params.brokers, logLevel: logLevel.ERROR });
+      const producer = kafka.producer();
+      const consumer = kafka.consumer({ groupId: `${params.groupPrefix}.${consumerId}`, maxWaitTimeInMs: 1_000 });
+      baseline.push({ consumer, producer });
+      await producer.connect();
+      await consumer.connect();
+      await consumer.subscribe({ topic: params.requestTopic, fromBeginning: false });
+      const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+      // No offset commits (as the adapters): kafkajs' default commits after every batch, which on Kafka 4
+      // waits for the group coordinator (group.coordinator.append.linger.ms = 5) — not part of the floor.
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ message }) => {
+          const request = JSON.parse(message.value?.toString('utf8') ?? '{}') as { sampleId: string };
+          await producer.send({
+            topic: params.replyTopic,
+            acks: -1,
+            messages: [{ key: consumerId, value: JSON.stringify({ sampleId: request.sampleId, consumerId, at: new Date().toISOString() }) }],
+          });
+        },
+      });
+      await joined;
+    }),
+  );
+  return params.consumerIds.length;
+}
+
+async function stopBaseline(): Promise<void> {
+  await Promise.all(
+    baseline.splice(0).map(async ({ consumer, producer }) => {
+      await consumer.disconnect();
+      await producer.disconnect();
+    }),
+  );
+}
+
+function usage(): WorkerUsage {
+  const cpu = process.cpuUsage();
+  const memory = process.memoryUsage();
+  return { pid: process.pid, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, cpuUserMicros: cpu.user, cpuSystemMicros: cpu.system };
+}
+
+async function handle(request: WorkerRequest): Promise<unknown> {
+  switch (request.method) {
+    case 'startAdapters':
+      return startAdapters(request.params);
+    case 'stopAdapters':
+      return stopAdapters();
+    case 'startBaseline':
+      return startBaseline(request.params);
+    case 'stopBaseline':
+      return stopBaseline();
+    case 'usage':
+      return usage();
+    case 'shutdown':
+      await Promise.allSettled([stopAdapters(), stopBaseline()]);
+      setImmediate(() => process.exit(0));
+      return null;
+  }
+}
+
+process.on('message', (request: WorkerRequest) => {
+  handle(request).then(
+    (result) => process.send?.({ id: request.id, ok: true, result } satisfies WorkerResponse),
+    (error: unknown) =>
+      process.send?.({ id: request.id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) } satisfies WorkerResponse),
+  );
+});
+// The orchestrator is gone (finished, Ctrl-C or killed): never outlive it.
+process.on('disconnect', () => process.exit(0));
+process.send?.({ ready: true, pid: process.pid });

@@ -1,0 +1,256 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Pool } from 'pg';
+import { createKafka, ensureTopics, portcullisTopicSpecs } from '../../libs/kafka/src';
+import { freePort } from '../../deploy/lib/free-port';
+import { startKafkaBroker, type KafkaBroker } from '../../deploy/lib/kafka-broker';
+import { warmUpKafka } from '../../deploy/lib/kafka-warm-up';
+import { startPostgres, type PostgresServer } from '../../deploy/lib/postgres-server';
+import { AdapterWorker } from './adapter-workers';
+import { CommandTracker } from './command-tracker';
+import { CpuMeter, postmasterPid, processTree } from './proc-stats';
+import { PolicyClient, type JwtSettings } from './policy-client';
+
+export const ROOT = resolve(__dirname, '..', '..');
+const POLICY_SERVICE_ENTRY = join(ROOT, 'dist', 'apps', 'policy-service', 'main.js');
+export const TOPIC_PARTITIONS = 6;
+const PROFILE_PRELOAD = join(ROOT, 'bench', 'tools', 'cpu-profile.preload.cjs');
+
+function log(message: string): void {
+  console.log(`[bench] ${message}`);
+}
+
+/** Everything a benchmark run starts, and how to stop it again (also on Ctrl-C). */
+export class BenchStack {
+  private readonly stoppers: { name: string; stop: () => Promise<void> }[] = [];
+  private readonly workers = new Set<AdapterWorker>();
+  private readonly trackers = new Set<CommandTracker>();
+  private stopping?: Promise<void>;
+  broker!: KafkaBroker;
+  policyDb!: PostgresServer;
+  targetDb!: PostgresServer;
+  /** The policy service's own database, for the service's timestamps. */
+  db!: Pool;
+  client!: PolicyClient;
+  policyService!: ChildProcess;
+  readonly jwt: JwtSettings = { secret: randomBytes(32).toString('hex'), issuer: 'portcullis-local', audience: 'portcullis' };
+
+  /** Where CPU profiles go when the run profiles (`--profile`), else undefined. */
+  profileDir?: string;
+  private checkpoints = 0;
+
+  private constructor(
+    readonly workDir: string,
+    readonly logDir: string,
+  ) {}
+
+  /** Profile the policy service and the adapter workers (see bench/tools/cpu-profile.preload.cjs). */
+  enableProfiling(): void {
+    this.profileDir = join(this.workDir, 'cpu-profiles');
+    mkdirSync(this.profileDir, { recursive: true });
+  }
+
+  private profilingEnv(label: string): NodeJS.ProcessEnv {
+    return this.profileDir ? { BENCH_CPU_PROFILE_DIR: this.profileDir, BENCH_PROCESS_LABEL: label } : {};
+  }
+
+  /** With --profile: every profiled process writes its samples since the last checkpoint as `<phase>--…`. */
+  async profileCheckpoint(phase: string): Promise<void> {
+    if (!this.profileDir) return;
+    this.checkpoints += 1;
+    writeFileSync(join(this.profileDir, 'checkpoint'), `${this.checkpoints} ${phase}`);
+    await new Promise((resolveWait) => setTimeout(resolveWait, 1_500));
+  }
+
+  static create(): BenchStack {
+    const runsDir = join(ROOT, '.portcullis', 'bench');
+    removeOldRuns(runsDir, 3);
+    const workDir = join(runsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
+    const logDir = join(workDir, 'logs');
+    mkdirSync(logDir, { recursive: true });
+    return new BenchStack(workDir, logDir);
+  }
+
+  get brokers(): string[] {
+    return this.broker.brokers;
+  }
+
+  async start(options: { build: boolean }): Promise<void> {
+    if (options.build) buildPolicyService();
+    else if (!existsSync(POLICY_SERVICE_ENTRY)) throw new Error(`${POLICY_SERVICE_ENTRY} is missing: run without --no-build`);
+    const started = Date.now();
+    log('starting the Kafka broker and PostgreSQL (policy database, target server) ...');
+    const [broker, policyDb, targetDb] = await Promise.all([
+      startKafkaBroker({ dataDir: join(this.workDir, 'kafka'), heapMb: 1024, logFile: join(this.logDir, 'kafka.log') }).then((server) =>
+        this.track('kafka broker', server),
+      ),
+      startPostgres({ name: 'policy', baseDir: this.workDir, database: 'portcullis' }).then((server) => this.track('policy database', server)),
+      startPostgres({ name: 'target', baseDir: this.workDir, database: 'postgres' }).then((server) => this.track('target database', server)),
+    ]);
+    this.broker = broker;
+    this.policyDb = policyDb;
+    this.targetDb = targetDb;
+    await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-bench-setup' }), portcullisTopicSpecs(TOPIC_PARTITIONS));
+    await warmUpKafka(broker.brokers);
+    log(`servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s (work dir ${this.workDir})`);
+    await this.startPolicyService();
+    this.db = new Pool({ connectionString: policyDb.url, max: 3, application_name: 'portcullis-bench' });
+    // An idle connection the server drops (its shutdown on Ctrl-C, say) must not crash the run.
+    this.db.on('error', (error) => {
+      if (!this.stopping) console.error(`[bench] policy database connection lost: ${error.message}`);
+    });
+    this.stoppers.push({ name: 'bench database pool', stop: () => this.db.end() });
+  }
+
+  /** The built policy service as its own OS process, configured like a deployment, through the environment. */
+  private async startPolicyService(): Promise<void> {
+    const port = await freePort();
+    const logFile = openSync(join(this.logDir, 'policy-service.log'), 'a');
+    // setpriv --pdeathsig: the kernel kills the service if this process dies without cleaning up.
+    const nodeArgs = [...(this.profileDir ? ['--require', PROFILE_PRELOAD] : []), POLICY_SERVICE_ENTRY];
+    const [command, args] = existsSync('/usr/bin/setpriv')
+      ? ['/usr/bin/setpriv', ['--pdeathsig', 'KILL', '--', process.execPath, ...nodeArgs]]
+      : [process.execPath, nodeArgs];
+    const child = spawn(command, args, {
+      cwd: ROOT,
+      stdio: ['ignore', logFile, logFile],
+      env: {
+        ...process.env,
+        NODE_ENV: 'production',
+        PORT: String(port),
+        DATABASE_URL: this.policyDb.url,
+        KAFKA_BROKERS: this.broker.brokers.join(','),
+        JWT_SECRET: this.jwt.secret,
+        JWT_ISSUER: this.jwt.issuer,
+        JWT_AUDIENCE: this.jwt.audience,
+        KAFKA_ENSURE_TOPICS: 'false',
+        KAFKA_TOPIC_PARTITIONS: String(TOPIC_PARTITIONS),
+        // Generous, so that a long global revoke is not reported `overdue` (status only; no effect on timing).
+        ACK_DEADLINE_SECONDS: '3600',
+        KAFKAJS_NO_PARTITIONER_WARNING: '1',
+        ...this.profilingEnv('policy-service'),
+      },
+    });
+    closeSync(logFile);
+    this.policyService = child;
+    const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
+    child.once('exit', (code, signal) => {
+      if (!this.stopping) console.error(`[bench] the policy service exited (${signal ?? code}); see ${join(this.logDir, 'policy-service.log')}`);
+    });
+    this.stoppers.push({
+      name: 'policy service',
+      stop: async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.kill('SIGTERM');
+        await exited;
+        clearTimeout(timer);
+      },
+    });
+    const apiUrl = `http://127.0.0.1:${port}/api/v1`;
+    await waitForHealth(`${apiUrl}/health`, child, 90_000);
+    this.client = new PolicyClient(apiUrl, this.jwt);
+    log(`policy service ready (pid ${child.pid}, ${apiUrl})`);
+  }
+
+  /** Forks `count` adapter workers; they are stopped by `stopWorkers` or at the end of the run. */
+  async startWorkers(prefix: string, count: number, instancesPerWorker: number): Promise<AdapterWorker[]> {
+    // The kit's state store fsyncs through libuv's thread pool; several instances share a process here,
+    // so give the process the threads each of them would have on its own (4), up to 64.
+    const threads = Math.min(64, Math.max(4, 4 * instancesPerWorker));
+    const workers = await Promise.all(
+      Array.from({ length: count }, (_, index) => {
+        const name = `${prefix}-${index + 1}`;
+        return AdapterWorker.start(name, this.logDir, threads, this.profileDir ? { preload: PROFILE_PRELOAD, env: this.profilingEnv(name) } : undefined);
+      }),
+    );
+    workers.forEach((worker) => this.workers.add(worker));
+    return workers;
+  }
+
+  async stopWorkers(workers: readonly AdapterWorker[]): Promise<void> {
+    await Promise.all(workers.map((worker) => worker.stop()));
+    workers.forEach((worker) => this.workers.delete(worker));
+  }
+
+  /** Measures the CPU time of every process of the run, by kind (workers: those running at `start`). */
+  cpuMeter(): CpuMeter {
+    const tree = (name: string) => () => {
+      const pid = postmasterPid(join(this.workDir, name));
+      return pid ? processTree(pid) : [];
+    };
+    return new CpuMeter([
+      { kind: 'policy_service', pids: () => [this.policyService.pid!] },
+      { kind: 'adapter_workers', pids: () => [...this.workers].map((worker) => worker.pid) },
+      { kind: 'kafka_broker', pids: () => [this.broker.pid() ?? 0].filter(Boolean) },
+      { kind: 'postgres_policy_db', pids: tree('policy') },
+      { kind: 'postgres_target', pids: tree('target') },
+      { kind: 'bench_client', pids: () => [process.pid] },
+    ]);
+  }
+
+  /** Follows commands in the policy database (see CommandTracker); stopped with the run at the latest. */
+  tracker(pollMs: number, timeoutMs?: number): CommandTracker {
+    const tracker = new CommandTracker(this.db, pollMs, timeoutMs, () => this.trackers.delete(tracker));
+    this.trackers.add(tracker);
+    return tracker;
+  }
+
+  /** Stops everything this run started, in reverse order. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const tracker of [...this.trackers]) tracker.stop();
+      await Promise.all([...this.workers].map((worker) => worker.stop().catch(() => worker.kill())));
+      for (const { name, stop } of this.stoppers.reverse()) {
+        await stop().catch((error: unknown) => console.error(`[bench] stopping the ${name} failed: ${error}`));
+      }
+    })();
+    return this.stopping;
+  }
+
+  private track<T extends { stop(): Promise<void> }>(name: string, server: T): T {
+    this.stoppers.push({ name, stop: () => server.stop() });
+    return server;
+  }
+}
+
+function buildPolicyService(): void {
+  log('building the policy service (nest build policy-service) ...');
+  const result = spawnSync(process.execPath, [require.resolve('@nestjs/cli/bin/nest.js'), 'build', 'policy-service'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  if (result.status !== 0) throw new Error('nest build policy-service failed');
+}
+
+async function waitForHealth(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error('the policy service exited during start');
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not become healthy within ${timeoutMs / 1000} s`);
+    await new Promise((resolveWait) => setTimeout(resolveWait, 250));
+  }
+}
+
+/** Keeps the `keep` newest run directories (logs of recent runs stay for inspection). */
+function removeOldRuns(runsDir: string, keep: number): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(runsDir);
+  } catch {
+    return;
+  }
+  const dirs = entries
+    .map((entry) => join(runsDir, entry))
+    .filter((dir) => statSync(dir).isDirectory())
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  for (const dir of dirs.slice(keep)) rmSync(dir, { recursive: true, force: true });
+}

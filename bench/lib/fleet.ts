@@ -1,0 +1,72 @@
+import { join } from 'node:path';
+import type { AdapterWorker } from './adapter-workers';
+import { chunk } from './adapter-workers';
+import type { BenchOptions } from './bench-options';
+import type { BenchStack } from './bench-stack';
+import { forEachLimited } from './policy-client';
+import { waitUntilQuiet } from './proc-stats';
+import type { AdapterInstanceSpec } from './worker-protocol';
+
+export interface Fleet {
+  workers: AdapterWorker[];
+  instances: AdapterInstanceSpec[];
+  /** Start of the adapters until their workers were quiet (the desired-state topic replayed). */
+  startMs: number;
+}
+
+/** No-op adapter instances `<prefix>-a<i>`, instance i serving `systemsOf(i)`. */
+export function noopInstances(stack: BenchStack, prefix: string, count: number, systemsOf: (index: number) => string[]): AdapterInstanceSpec[] {
+  return Array.from({ length: count }, (_, index) => ({
+    adapterId: `${prefix}-a${index + 1}`,
+    stateDir: join(stack.workDir, 'adapter-state', `${prefix}-a${index + 1}`),
+    enforcer: 'noop' as const,
+    systems: Object.fromEntries(systemsOf(index).map((systemId) => [systemId, {}])),
+  }));
+}
+
+/**
+ * Starts the instances in worker processes (`instancesPerWorker` each) and waits until every worker is
+ * quiet: each instance replays the whole compacted desired-state topic at start, which is real work
+ * that must not be counted in the first measurements.
+ */
+export async function startFleet(stack: BenchStack, options: BenchOptions, name: string, instances: AdapterInstanceSpec[]): Promise<Fleet> {
+  const started = Date.now();
+  const groups = chunk(instances, options.instancesPerWorker);
+  const workers = await stack.startWorkers(name, groups.length, options.instancesPerWorker);
+  await Promise.all(
+    workers.map((worker, index) =>
+      worker.startAdapters({
+        brokers: stack.brokers,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        verifyIntervalMs: options.verifyIntervalMs,
+        instances: groups[index],
+      }),
+    ),
+  );
+  await waitUntilQuiet(() => workers.map((worker) => worker.pid));
+  return { workers, instances, startMs: Date.now() - started };
+}
+
+export async function stopFleet(stack: BenchStack, fleet: Fleet): Promise<void> {
+  await stack.stopWorkers(fleet.workers);
+}
+
+/** Registers systems of one kind and groups through the API (as an administrator would). */
+export async function register(
+  stack: BenchStack,
+  systems: string[],
+  kind: string,
+  groups: { id: string; systemIds: string[] }[],
+  concurrency = 8,
+): Promise<void> {
+  await forEachLimited(systems, concurrency, (id) => stack.client.registerSystem(id, kind));
+  await forEachLimited(groups, concurrency, (group) => stack.client.createGroup(group.id, group.systemIds));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function pad(value: number, width: number): string {
+  return String(value).padStart(width, '0');
+}

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
+import { wallClockMs } from './stats';
+
+/** About the size of a `system-access.changed` envelope, so both paths move similar bytes. */
+const PADDING = 'x'.repeat(560);
+
+type Waiting = { need: number; got: Set<string>; resolve: (at: number) => void };
+
+/**
+ * The centre of the raw-Kafka baseline: sends one request and collects the N replies that the N
+ * consumers (in N consumer groups, in the adapter workers) produce. No framework, no validation, no
+ * database, no durable state: the floor a Kafka round trip to N parties and back can reach.
+ */
+export class KafkaBaselineCentre {
+  private readonly kafka: Kafka;
+  private readonly producer: Producer;
+  private readonly consumer: Consumer;
+  private readonly waiting = new Map<string, Waiting>();
+
+  constructor(
+    brokers: string[],
+    private readonly requestTopic: string,
+    private readonly replyTopic: string,
+    groupId: string,
+  ) {
+    this.kafka = new Kafka({ clientId: 'bench-baseline-centre', brokers, logLevel: logLevel.ERROR });
+    this.producer = this.kafka.producer();
+    this.consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 1_000 });
+  }
+
+  static async createTopics(brokers: string[], topics: string[], partitions: number): Promise<void> {
+    const admin = new Kafka({ clientId: 'bench-baseline-admin', brokers, logLevel: logLevel.ERROR }).admin();
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = topics.filter((topic) => !existing.has(topic));
+      if (missing.length) await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions })) });
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.producer.connect();
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: this.replyTopic, fromBeginning: false });
+    const joined = new Promise<void>((resolve) => this.consumer.on(this.consumer.events.GROUP_JOIN, () => resolve()));
+    await this.consumer.run({
+      autoCommit: false, // see adapter-worker.ts: per-batch commits are not part of the floor
+      eachMessage: async ({ message }) => {
+        const at = wallClockMs();
+        const reply = JSON.parse(message.value?.toString('utf8') ?? '{}') as { sampleId: string; consumerId: string };
+        const waiting = this.waiting.get(reply.sampleId);
+        if (!waiting) return;
+        waiting.got.add(reply.consumerId);
+        if (waiting.got.size === waiting.need) {
+          this.waiting.delete(reply.sampleId);
+          waiting.resolve(at);
+        }
+      },
+    });
+    await joined;
+  }
+
+  /** One round: request sent → all `consumers` replies received. Returns ms, or rejects after `timeoutMs`. */
+  async round(consumers: number, timeoutMs = 30_000): Promise<number> {
+    const sampleId = randomUUID();
+    let timer: NodeJS.Timeout | undefined;
+    const done = new Promise<number>((resolve, reject) => {
+      this.waiting.set(sampleId, { need: consumers, got: new Set(), resolve });
+      timer = setTimeout(() => {
+        this.waiting.delete(sampleId);
+        reject(new Error(`baseline round ${sampleId}: not all ${consumers} replies within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    const sentAt = wallClockMs();
+    await this.producer.send({
+      topic: this.requestTopic,
+      acks: -1,
+      messages: [{ key: sampleId, value: JSON.stringify({ sampleId, sentAt: new Date().toISOString(), padding: PADDING }) }],
+    });
+    try {
+      return (await done) - sentAt;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Rounds until one gets every reply: all consumers have joined and resolved their offsets. */
+  async warmUp(consumers: number, attempts = 20): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.round(consumers, 3_000);
+        return;
+      } catch (error) {
+        if (attempt >= attempts) throw error;
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer.disconnect();
+    await this.producer.disconnect();
+  }
+}

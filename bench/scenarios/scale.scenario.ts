@@ -1,0 +1,101 @@
+import type { BenchOptions } from '../lib/bench-options';
+import type { BenchStack } from '../lib/bench-stack';
+import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
+import { noopInstances, pad, register, startFleet, stopFleet } from '../lib/fleet';
+import { forEachLimited } from '../lib/policy-client';
+import { memoryOf, MemorySampler, postmasterPid, processTree, pssMbOf } from '../lib/proc-stats';
+import type { ScenarioResult } from '../lib/report';
+import { round, summarize, wallClockMs } from '../lib/stats';
+import { join } from 'node:path';
+
+function log(message: string): void {
+  console.log(`[bench] ${message}`);
+}
+
+/**
+ * scale: `systems` systems in `groups` groups (consecutive systems per group), served by `adapters`
+ * no-op adapter instances (system k by adapter k mod adapters). A security lead revokes every group at
+ * once (`revokeConcurrency` requests in flight). Measured: first request sent → the last `enforced`
+ * acknowledgement of the last group recorded by the service; and the peak memory of every process.
+ */
+export async function runScaleScenario(stack: BenchStack, options: BenchOptions): Promise<ScenarioResult> {
+  const { systems: systemCount, groups: groupCount, adapters, revokeConcurrency } = options.scale;
+  const perGroup = Math.ceil(systemCount / groupCount);
+  const systems = Array.from({ length: systemCount }, (_, index) => `sc-s${pad(index + 1, 5)}`);
+  const groups = Array.from({ length: groupCount }, (_, g) => ({ id: `sc-g${pad(g + 1, 4)}`, systemIds: systems.slice(g * perGroup, (g + 1) * perGroup) }));
+  // One probe system per adapter: a revoke of the probe group shows every instance consumes before the measurement.
+  const probes = Array.from({ length: adapters }, (_, index) => `sc-probe-a${index + 1}`);
+  log(`scale: registering ${systemCount} systems and ${groupCount} groups through the API ...`);
+  const registerStarted = Date.now();
+  await register(stack, [...systems, ...probes], 'noop', [...groups, { id: 'sc-probe', systemIds: probes }], 16);
+  log(`  registered in ${((Date.now() - registerStarted) / 1000).toFixed(1)} s; starting ${adapters} adapter instances ...`);
+  const instances = noopInstances(stack, 'sc', adapters, (a) => [...systems.filter((_, k) => k % adapters === a), probes[a]]);
+  const fleet = await startFleet(stack, options, 'sc', instances);
+  // 1,000 commands in flight: poll 4 times a second (the figures come from the service's timestamps anyway).
+  const tracker = stack.tracker(250, 900_000);
+  try {
+    log(`  adapters ready after ${(fleet.startMs / 1000).toFixed(1)} s (start + replay); probing every instance ...`);
+    await tracker.waitFor(await stack.client.decide('revoke', 'sc-probe'));
+    await tracker.waitFor(await stack.client.decide('restore', 'sc-probe'));
+
+    const policyDbPid = postmasterPid(join(stack.workDir, 'policy'));
+    const sampler = new MemorySampler(() => [
+      { name: 'policy_service', mb: memoryOf(stack.policyService.pid!).rssMb },
+      { name: 'kafka_broker', mb: memoryOf(stack.broker.pid() ?? 0).rssMb },
+      { name: 'postgres_policy_db_pss', mb: policyDbPid ? processTree(policyDbPid).reduce((sum, pid) => sum + pssMbOf(pid), 0) : 0 },
+      { name: 'bench_client', mb: memoryOf(process.pid).rssMb },
+      ...fleet.workers.map((worker) => ({ name: worker.name, mb: memoryOf(worker.pid).rssMb })),
+    ]);
+    log(`  revoking all ${groupCount} groups (${revokeConcurrency} requests in flight) ...`);
+    await stack.profileCheckpoint('setup-scale');
+    const mark = await outboxMark(stack.db);
+    sampler.start();
+    const cpu = stack.cpuMeter();
+    cpu.start();
+    const firstSentAt = wallClockMs();
+    const waits: Promise<ObservedCommand>[] = [];
+    await forEachLimited(groups, revokeConcurrency, async (group) => {
+      const wait = tracker.waitFor(await stack.client.decide('revoke', group.id));
+      wait.catch(() => undefined); // observed through Promise.all below; never an unhandled rejection meanwhile
+      waits.push(wait);
+    });
+    const requestsDoneMs = wallClockMs() - firstSentAt;
+    log(`  all ${groupCount} revokes accepted after ${Math.round(requestsDoneMs)} ms; waiting for enforcement ...`);
+    const observed = await Promise.all(waits);
+    const peaks = sampler.stop();
+    const cpuMs = cpu.stop();
+    await stack.profileCheckpoint('scale');
+    const timed = await timings(stack.db, observed, mark);
+    const enforcedSystems = timed.reduce((sum, timing) => sum + timing.systems, 0);
+    if (enforcedSystems !== systemCount) throw new Error(`only ${enforcedSystems} of ${systemCount} systems were enforced`);
+    const globalRevokeMs = Math.max(...timed.map((timing) => timing.lastEnforcedAt)) - firstSentAt;
+    const clientObservedMs = Math.max(...observed.map((command) => command.observedAt)) - firstSentAt;
+    const workerPeaks = fleet.workers.map((worker) => peaks.get(worker.name) ?? 0);
+    const perProcess = Object.fromEntries([...peaks].map(([name, mb]) => [name, round(mb)]));
+    return {
+      name: 'scale',
+      ...summarize(timed.map((timing) => timing.tteMs)),
+      systems: systemCount,
+      groups: groupCount,
+      adapters,
+      global_revoke_ms: Math.round(globalRevokeMs),
+      global_revoke_client_observed_ms: Math.round(clientObservedMs),
+      requests_accepted_ms: Math.round(requestsDoneMs),
+      peak_rss_mb: {
+        policy_service: round(peaks.get('policy_service') ?? 0),
+        adapter_worker_max: round(Math.max(...workerPeaks)),
+        adapter_instances_per_worker: options.instancesPerWorker,
+        adapter_instance_estimate: round(Math.max(...workerPeaks) / options.instancesPerWorker),
+        kafka_broker: round(peaks.get('kafka_broker') ?? 0),
+        postgres_policy_db_pss: round(peaks.get('postgres_policy_db_pss') ?? 0),
+        bench_client: round(peaks.get('bench_client') ?? 0),
+      },
+      peak_rss_mb_per_process: perProcess,
+      cpu_ms: cpuMs,
+      adapter_start_ms: fleet.startMs,
+    };
+  } finally {
+    tracker.stop();
+    await stopFleet(stack, fleet);
+  }
+}

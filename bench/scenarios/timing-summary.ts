@@ -1,0 +1,24 @@
+import type { CommandTiming, Hops } from '../lib/command-tracker';
+import { median, round } from '../lib/stats';
+
+/** Median of each hop, for the system enforced last (see "Where the time goes" in bench/README.md). */
+export function hopSummary(timed: readonly CommandTiming[]): Record<keyof Hops, number> | null {
+  const withHops = timed.map((timing) => timing.hops).filter((hops): hops is Hops => hops !== undefined);
+  if (withHops.length === 0) return null;
+  const keys: (keyof Hops)[] = ['request', 'decide', 'relay', 'toAdapter', 'inAdapter', 'ackBack'];
+  return Object.fromEntries(keys.map((key) => [key, round(median(withHops.map((hops) => hops[key])))])) as Record<keyof Hops, number>;
+}
+
+/**
+ * The client's own observation must never come before the service's timestamp (same host clock); the gap
+ * is commit + poll delay. `violations` counts samples where the service's time is later than the client
+ * saw the result (by more than 1 ms), which would mean the timestamps cannot be trusted.
+ */
+export function crossCheck(timed: readonly CommandTiming[]): { median_gap_ms: number; max_gap_ms: number; violations: number } {
+  const gaps = timed.map((timing) => timing.clientObservedMs - timing.tteMs);
+  return {
+    median_gap_ms: round(median(gaps)),
+    max_gap_ms: round(Math.max(...gaps)),
+    violations: gaps.filter((gap) => gap < -1).length,
+  };
+}
