@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import * as path from 'node:path';
 import { Client, escapeIdentifier } from 'pg';
 import { JsonLogger, startAdapter, type RunningAdapter } from '@portcullis/adapter-kit';
-import { FakeDesiredStateSource, RecordingEventPublisher, systemAccessChanged } from '@portcullis/adapter-kit/testing';
+import { FakeDesiredStateSource, RecordingEventPublisher, systemAccessChanged, testAdapterKeySettings } from '@portcullis/adapter-kit/testing';
 import { eventually } from '@test/support/eventually';
 import { readTestEnv } from '@test/support/test-env';
 import { PostgresRoleEnforcer } from '../src/postgres-role.enforcer';
@@ -35,7 +35,7 @@ describe('adapter-postgres verification against PostgreSQL', () => {
   }
 
   function decision(generation: number, state: 'revoked' | 'active') {
-    return systemAccessChanged({ systemId: SYSTEM, systemKind: 'postgres', generation, state });
+    return systemAccessChanged({ systemId: SYSTEM, systemKind: 'postgres', adapterId: 'pg-verify', generation, state });
   }
 
   beforeAll(async () => {
@@ -49,6 +49,7 @@ describe('adapter-postgres verification against PostgreSQL', () => {
       config: {
         adapterId: 'pg-verify',
         stateDir: mkdtempSync(path.join(env.workDir, 'pg-drift-')),
+        ...testAdapterKeySettings(),
         systems: { [SYSTEM]: { url: adminUrl } },
       },
       logger: new JsonLogger({ level: 'error' }),

@@ -43,7 +43,7 @@ function kafkaTransport(config: AdapterConfig<unknown>, logger: AdapterLogger): 
   const kafka = createKafka(config.kafka, { logCreator: kafkaLogCreator(logger) });
   return {
     source: new KafkaDesiredStateSource(kafka, `portcullis-adapter.${config.adapterId}`, logger),
-    publisher: new KafkaAdapterEventPublisher(new ReliableProducer(kafka)),
+    publisher: new KafkaAdapterEventPublisher(new ReliableProducer(kafka), config.signingKey),
   };
 }
 
@@ -71,6 +71,7 @@ export function composeAdapter<TSystem>(options: ComposeAdapterOptions<TSystem>)
     retry: config.retry,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     verifyIntervalMs: config.verifyIntervalMs,
+    trustedKeys: config.trustedKeys,
     logger,
   });
 }

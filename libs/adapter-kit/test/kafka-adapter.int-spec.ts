@@ -5,7 +5,7 @@ import {
   AdapterHeartbeatV1Schema,
   AdapterReportV1Schema,
   decodeMessage,
-  encodeMessage,
+  encodeSignedMessage,
   SystemAccessChangedV1Schema,
   Topics,
   type AdapterHeartbeatV1,
@@ -17,7 +17,14 @@ import { eventually } from '@test/support/eventually';
 import { readTestEnv } from '@test/support/test-env';
 import type { Consumer } from 'kafkajs';
 import { JsonLogger, startAdapter, type RunningAdapter } from '../src';
-import { FakeAccessEnforcer, FakeSystemConfigSchema, systemAccessChanged } from '../src/testing';
+import {
+  FakeAccessEnforcer,
+  FakeSystemConfigSchema,
+  systemAccessChanged as decisionFor,
+  testAdapterKeySettings,
+  testPolicySigningKey,
+  type DecisionSpec,
+} from '../src/testing';
 
 const env = readTestEnv();
 const kafka = createKafka({ brokers: env.kafka.brokers, clientId: 'adapter-kit-int-spec' });
@@ -60,7 +67,7 @@ describe('adapter runtime over Kafka', () => {
       decisions.map((decision) => ({
         topic: Topics.systemAccess,
         key: decision.data.systemId,
-        value: encodeMessage(SystemAccessChangedV1Schema, decision),
+        value: encodeSignedMessage(SystemAccessChangedV1Schema, decision, testPolicySigningKey),
       })),
     );
   }
@@ -75,6 +82,7 @@ describe('adapter runtime over Kafka', () => {
         heartbeatIntervalMs: 500,
         retry: { initialMs: 100, maxMs: 1_000 },
         kafka: { brokers: env.kafka.brokers },
+        ...testAdapterKeySettings(),
         systems: { [STOCK]: {}, [LEDGER]: {} },
       },
       logger: new JsonLogger({ level: 'error' }),
@@ -91,7 +99,29 @@ describe('adapter runtime over Kafka', () => {
   function reportsOf(systemId: string): string[] {
     return reports.messages
       .filter((report) => report.data.systemId === systemId && report.data.adapterId === ADAPTER_ID)
-      .map((report) => `${report.type === 'access.drift-detected' ? 'drift' : report.data.status}@${report.generation}`);
+      .flatMap((report) => {
+        switch (report.type) {
+          case 'access.drift-detected':
+            return [`drift@${report.generation}`];
+          case 'access.acknowledged':
+            return [`${report.data.status}@${report.generation}`];
+          case 'adapter.security-alert':
+            return [];
+        }
+      });
+  }
+
+  function alertsOf(systemId: string): string[] {
+    return reports.messages.flatMap((report) =>
+      report.type === 'adapter.security-alert' && report.data.systemId === systemId && report.data.adapterId === ADAPTER_ID
+        ? [report.data.reason]
+        : [],
+    );
+  }
+
+  /** A decision for this spec's adapter. */
+  function systemAccessChanged(spec: DecisionSpec): SystemAccessChangedV1 {
+    return decisionFor({ adapterId: ADAPTER_ID, ...spec });
   }
 
   beforeAll(async () => {
@@ -122,6 +152,8 @@ describe('adapter runtime over Kafka', () => {
     await eventually(() => {
       expect(reportsOf(STOCK).at(-1)).toBe('enforced@2');
       expect(reportsOf(LEDGER)).toEqual(['delivered@1', 'enforced@1']);
+      // The record that is not a decision was refused and reported, not skipped silently.
+      expect(alertsOf(LEDGER)).toEqual(['unsigned']);
     });
     expect(reportsOf(STOCK)).not.toContain('enforced@1');
     await eventually(() =>

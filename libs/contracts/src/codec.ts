@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { signMessage } from './signing/message-signature';
+import type { SigningKey } from './signing/signing-keys';
 
 /** A message did not match its contract. Never retried: the same bytes will fail the same way. */
 export class ContractViolationError extends Error {
@@ -41,6 +43,18 @@ export function encodeMessage<S extends z.ZodType>(schema: S, message: z.input<S
     throw new ContractViolationError('refusing to publish a message that breaks its contract', describeIssues(parsed.error));
   }
   return JSON.stringify(parsed.data);
+}
+
+/**
+ * Validates an outgoing message, signs what validation produced (`keyId`, `signature`) and encodes it.
+ * Receivers verify the signature over the JSON exactly as it arrives, before their schema drops anything.
+ */
+export function encodeSignedMessage<S extends z.ZodType>(schema: S, message: z.input<S>, key: SigningKey): string {
+  const parsed = schema.safeParse(message);
+  if (!parsed.success) {
+    throw new ContractViolationError('refusing to publish a message that breaks its contract', describeIssues(parsed.error));
+  }
+  return JSON.stringify(signMessage(parsed.data as object, key));
 }
 
 /** Fields every envelope gets from its producer at creation time. */

@@ -6,6 +6,7 @@ import {
   ContractViolationError,
   decodeMessage,
   encodeMessage,
+  SecurityAlertV1Schema,
   SystemAccessChangedV1Schema,
 } from './index';
 import { goldenMessages } from './golden';
@@ -16,6 +17,7 @@ describe('event contracts', () => {
     ['access.acknowledged v1', AccessAcknowledgedV1Schema, goldenMessages.accessAcknowledgedV1],
     ['access.drift-detected v1', AccessDriftDetectedV1Schema, goldenMessages.accessDriftDetectedV1],
     ['adapter.heartbeat v1', AdapterHeartbeatV1Schema, goldenMessages.adapterHeartbeatV1],
+    ['adapter.security-alert v1', SecurityAlertV1Schema, goldenMessages.adapterSecurityAlertV1],
   ])('accepts the golden %s message unchanged', (_name, schema, golden) => {
     expect(decodeMessage(schema, JSON.stringify(golden))).toEqual(golden);
   });

@@ -6,4 +6,6 @@ export * from './system-access-changed';
 export * from './access-acknowledged';
 export * from './adapter-heartbeat';
 export * from './access-drift-detected';
+export * from './security-alert';
 export * from './adapter-report';
+export * from './signing';

@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
+import { AdaptersModule } from '../adapters/adapters.module';
 import { AcknowledgementsController } from './acknowledgements.controller';
 import { AcknowledgementsService } from './acknowledgements.service';
+import { SecurityAlertsController } from './security-alerts.controller';
 
-@Module({ controllers: [AcknowledgementsController], providers: [AcknowledgementsService] })
+@Module({ imports: [AdaptersModule], controllers: [AcknowledgementsController, SecurityAlertsController], providers: [AcknowledgementsService] })
 export class AcknowledgementsModule {}

@@ -1,9 +1,22 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import type { AccessAcknowledgedV1, AccessDriftDetectedV1 } from '@portcullis/contracts';
+import type { AccessAcknowledgedV1, AccessDriftDetectedV1, SecurityAlertV1 } from '@portcullis/contracts';
 import { DataSource, type EntityManager } from 'typeorm';
+import { AdapterKeysService, describeSignatureFailure } from '../adapters/adapter-keys.service';
 import { AuditLog } from '../audit/audit-log.service';
-import { SystemEntity } from '../database/entities';
+import { SecurityAlertEntity, SystemEntity } from '../database/entities';
+
+/** A report as the transport decoded it, and its bytes as they arrived (the signature covers those). */
+type RawReport = Buffer | null;
+
+function parseRaw(raw: RawReport): unknown {
+  if (raw === null) return null;
+  try {
+    return JSON.parse(raw.toString('utf8'));
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Records what adapters report about each (command, system). Every acknowledgement is kept as evidence,
@@ -16,14 +29,22 @@ export class AcknowledgementsService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly auditLog: AuditLog,
+    private readonly keys: AdapterKeysService,
   ) {}
 
-  async record(ack: AccessAcknowledgedV1): Promise<void> {
+  /**
+   * Records an acknowledgement. It counts only if it comes from the adapter registered for the system,
+   * signed by a registered key of that adapter, and matches a decision that was made; otherwise it is
+   * kept as rejected evidence and audited, and changes nothing.
+   */
+  async record(ack: AccessAcknowledgedV1, raw: RawReport = null): Promise<void> {
     await this.dataSource.transaction(async (manager) => {
       const { systemId, adapterId, status } = ack.data;
       // Serialise with decisions about this system, so an ack never races a new generation.
       const system = await manager.findOne(SystemEntity, { where: { id: systemId }, lock: { mode: 'pessimistic_write' } });
-      const rejection = system ? await this.rejectionReason(manager, ack) : `unknown system "${systemId}"`;
+      const rejection = system
+        ? ((await this.trustRejection(system, ack, raw)) ?? (await this.rejectionReason(manager, ack)))
+        : `unknown system "${systemId}"`;
       const inserted = await manager.query(
         `INSERT INTO acknowledgements
            (message_id, command_id, system_id, generation, adapter_id, status, accepted, rejection_reason, occurred_at, payload)
@@ -111,11 +132,13 @@ export class AcknowledgementsService {
    * Records that an adapter found access restored out of band. Kept in the history and shown on the
    * system; the adapter's re-enforcement arrives as a normal acknowledgement right after.
    */
-  async recordDrift(drift: AccessDriftDetectedV1): Promise<void> {
+  async recordDrift(drift: AccessDriftDetectedV1, raw: RawReport = null): Promise<void> {
     await this.dataSource.transaction(async (manager) => {
       const { systemId, adapterId } = drift.data;
       const system = await manager.findOne(SystemEntity, { where: { id: systemId }, lock: { mode: 'pessimistic_write' } });
-      const rejection = system ? await this.rejectionReason(manager, drift) : `unknown system "${systemId}"`;
+      const rejection = system
+        ? ((await this.trustRejection(system, drift, raw)) ?? (await this.rejectionReason(manager, drift)))
+        : `unknown system "${systemId}"`;
       const inserted = await manager.query(
         `INSERT INTO acknowledgements
            (message_id, command_id, system_id, generation, adapter_id, status, accepted, rejection_reason, occurred_at, payload)
@@ -158,6 +181,52 @@ export class AcknowledgementsService {
         },
       });
     });
+  }
+
+  /**
+   * Records that an adapter refused a message on the desired-state topic (forged, tampered, replayed,
+   * rolled back, ...). Kept even when the alert itself is not properly signed — marked unverified — because
+   * an alert nobody can vouch for is still worth a human's look. A re-delivered alert changes nothing.
+   */
+  async recordSecurityAlert(alert: SecurityAlertV1, raw: RawReport = null): Promise<void> {
+    const { adapterId, systemId, reason, severity, detail, record } = alert.data;
+    const signatureProblem = describeSignatureFailure(await this.keys.verify(adapterId, parseRaw(raw)), adapterId);
+    const verified = signatureProblem === null;
+    await this.dataSource.transaction(async (manager) => {
+      const inserted = await manager
+        .createQueryBuilder()
+        .insert()
+        .into(SecurityAlertEntity)
+        .values({ messageId: alert.messageId, adapterId, systemId, reason, severity, verified, detail, occurredAt: new Date(alert.occurredAt), receivedAt: new Date(), payload: alert })
+        .orIgnore()
+        .returning(['messageId'])
+        .execute();
+      if (inserted.raw.length === 0) return;
+      const line = `security alert from adapter ${adapterId}${verified ? '' : ' (UNVERIFIED)'} on ${systemId}: ${reason} (${severity}): ${detail}`;
+      if (severity === 'medium') this.log.warn(line);
+      else this.log.error(line);
+      await this.auditLog.append(manager, {
+        actor: `adapter:${adapterId}`,
+        action: 'security.alert',
+        systemId,
+        commandId: record.commandId && /^[0-9a-f-]{36}$/i.test(record.commandId) ? record.commandId : null,
+        reason: `${reason}: ${detail}`,
+        details: { messageId: alert.messageId, severity, alertReason: reason, verified, signatureProblem, record, reportedAt: alert.occurredAt },
+      });
+    });
+  }
+
+  /** Why a report does not come from the adapter that enforces the system, with its key; null if it does. */
+  private async trustRejection(
+    system: SystemEntity,
+    report: AccessAcknowledgedV1 | AccessDriftDetectedV1,
+    raw: RawReport,
+  ): Promise<string | null> {
+    const { adapterId } = report.data;
+    if (system.adapterId !== adapterId) {
+      return `adapter "${adapterId}" is not the adapter registered for system "${system.id}" ("${system.adapterId}")`;
+    }
+    return describeSignatureFailure(await this.keys.verify(adapterId, parseRaw(raw)), adapterId);
   }
 
   /** Why a report cannot be accepted, or null when it matches a decision that was made. */

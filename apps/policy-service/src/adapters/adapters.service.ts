@@ -1,21 +1,39 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { AdapterHeartbeatV1 } from '@portcullis/contracts';
 import { DataSource } from 'typeorm';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import { AdapterEntity } from '../database/entities';
+import { AuditLog } from '../audit/audit-log.service';
+import { AdapterKeysService, describeSignatureFailure } from './adapter-keys.service';
+
+/** A refused heartbeat is audited at most this often per adapter (heartbeats come every few seconds). */
+const REFUSED_HEARTBEAT_AUDIT_INTERVAL_MS = 10 * 60_000;
 
 /** The inventory of adapters, from their heartbeats: who is alive and which systems each serves. */
 @Injectable()
 export class AdaptersService {
+  private readonly log = new Logger(AdaptersService.name);
+  private readonly lastRefusalAudit = new Map<string, number>();
+
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(POLICY_SERVICE_CONFIG) private readonly config: PolicyServiceConfig,
+    private readonly keys: AdapterKeysService,
+    private readonly auditLog: AuditLog,
   ) {}
 
-  /** Keeps the newest heartbeat per adapter; an older one arriving late changes nothing. */
-  async recordHeartbeat(heartbeat: AdapterHeartbeatV1): Promise<void> {
+  /**
+   * Keeps the newest heartbeat per adapter; an older one arriving late changes nothing. A heartbeat not
+   * signed by a registered key of its adapter is refused: anyone could otherwise show a dead adapter alive.
+   */
+  async recordHeartbeat(heartbeat: AdapterHeartbeatV1, raw: Buffer | null = null): Promise<void> {
     const { data } = heartbeat;
+    const refusal = describeSignatureFailure(await this.keys.verify(data.adapterId, raw && JSON.parse(raw.toString('utf8'))), data.adapterId);
+    if (refusal !== null) {
+      await this.refuseHeartbeat(heartbeat, refusal);
+      return;
+    }
     await this.dataSource.query(
       `INSERT INTO adapters (id, kind, instance_id, started_at, interval_ms, last_seen_at, systems)
        VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -24,6 +42,22 @@ export class AdaptersService {
          last_seen_at = EXCLUDED.last_seen_at, systems = EXCLUDED.systems
        WHERE adapters.last_seen_at < EXCLUDED.last_seen_at`,
       [data.adapterId, data.adapterKind, data.instanceId, data.startedAt, data.intervalMs, heartbeat.occurredAt, JSON.stringify(data.systems)],
+    );
+  }
+
+  private async refuseHeartbeat(heartbeat: AdapterHeartbeatV1, refusal: string): Promise<void> {
+    const adapterId = heartbeat.data.adapterId;
+    const last = this.lastRefusalAudit.get(adapterId) ?? 0;
+    if (Date.now() - last < REFUSED_HEARTBEAT_AUDIT_INTERVAL_MS) return;
+    this.lastRefusalAudit.set(adapterId, Date.now());
+    this.log.warn(`refused heartbeat ${heartbeat.messageId} claiming adapter ${adapterId}: ${refusal}`);
+    await this.dataSource.transaction((manager) =>
+      this.auditLog.append(manager, {
+        actor: `adapter:${adapterId}`,
+        action: 'heartbeat.rejected',
+        reason: refusal,
+        details: { messageId: heartbeat.messageId, instanceId: heartbeat.data.instanceId, keyId: heartbeat.keyId ?? null, note: 'further refusals from this adapter within 10 minutes are not audited' },
+      }),
     );
   }
 

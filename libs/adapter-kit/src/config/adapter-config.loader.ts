@@ -64,6 +64,8 @@ function kafkaFromEnv(env: NodeJS.ProcessEnv, fromFile: unknown): unknown {
  * Merges the JSON file named by `ADAPTER_CONFIG` (if any) with the environment, which wins:
  * `ADAPTER_ID`, `ADAPTER_KIND`, `ADAPTER_STATE_DIR`, `ADAPTER_HEARTBEAT_INTERVAL_MS`,
  * `ADAPTER_VERIFY_INTERVAL_MS`, `ADAPTER_RETRY_INITIAL_MS`, `ADAPTER_RETRY_MAX_MS`, `ADAPTER_SYSTEMS` (JSON object of systems),
+ * `ADAPTER_SIGNING_KEY_ID` and `ADAPTER_SIGNING_KEY` (PEM text or path), `ADAPTER_TRUSTED_KEYS` (JSON object:
+ * key id → the policy service's public key, PEM text or path),
  * `PORT`, `LOG_LEVEL` and the `KAFKA_*` variables of `kafkaConnectionFromEnv`.
  */
 export function readAdapterConfigInput(env: NodeJS.ProcessEnv): JsonObject {
@@ -83,6 +85,14 @@ export function readAdapterConfigInput(env: NodeJS.ProcessEnv): JsonObject {
     httpPort: integerFromEnv(env, 'PORT'),
     logLevel: env.LOG_LEVEL || undefined,
     systems: env.ADAPTER_SYSTEMS ? readJson('ADAPTER_SYSTEMS', env.ADAPTER_SYSTEMS) : undefined,
+    signingKey:
+      env.ADAPTER_SIGNING_KEY || env.ADAPTER_SIGNING_KEY_ID
+        ? {
+            ...(isObject(file.signingKey) ? file.signingKey : {}),
+            ...withoutUndefined({ keyId: env.ADAPTER_SIGNING_KEY_ID || undefined, privateKey: env.ADAPTER_SIGNING_KEY || undefined }),
+          }
+        : undefined,
+    trustedKeys: env.ADAPTER_TRUSTED_KEYS ? readJson('ADAPTER_TRUSTED_KEYS', env.ADAPTER_TRUSTED_KEYS) : undefined,
   });
   return { ...file, ...overrides };
 }

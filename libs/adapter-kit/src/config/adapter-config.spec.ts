@@ -5,6 +5,9 @@ import { z } from 'zod';
 import { AdapterConfigError } from './adapter-config.error';
 import { parseAdapterConfig } from './adapter-config';
 import { loadAdapterConfig } from './adapter-config.loader';
+import { testAdapterKeySettings } from '../testing/test-signing-keys';
+
+const keys = testAdapterKeySettings();
 
 const SystemSchema = z.object({ url: z.string().startsWith('postgres://'), revokeSuperusers: z.boolean().default(false) });
 
@@ -24,12 +27,18 @@ describe('parseAdapterConfig', () => {
       {
         adapterId: 'pg-main',
         stateDir: '/var/lib/portcullis',
+        ...keys,
         systems: { 'stock-db': { url: 'postgres://a@db/stock', exemptPrincipals: ['breakglass'] } },
       },
       SystemSchema,
     );
 
-    expect(config).toEqual({
+    expect(config.signingKey.keyId).toBe('adapter-unit-test');
+    expect(config.trustedKeys('policy-unit-test')?.asymmetricKeyType).toBe('ed25519');
+    expect(config.trustedKeys('policy-other')).toBeUndefined();
+    expect({ ...config, signingKey: undefined, trustedKeys: undefined }).toEqual({
+      signingKey: undefined,
+      trustedKeys: undefined,
       adapterId: 'pg-main',
       kind: undefined,
       stateDir: '/var/lib/portcullis',
@@ -53,6 +62,7 @@ describe('parseAdapterConfig', () => {
           stateDir: '/state',
           verifyIntervalMs: 500,
           retry: { initialMs: 5_000, maxMs: 1_000 },
+          ...keys,
           systems: { 'stock-db': { url: 'mysql://x' } },
         },
         SystemSchema,
@@ -66,7 +76,7 @@ describe('parseAdapterConfig', () => {
 
     const systemIssues = issuesOf(() =>
       parseAdapterConfig(
-        { adapterId: 'pg-main', stateDir: '/state', systems: { 'Stock DB': { url: 'postgres://x' }, 'ledger-db': { url: 'mysql://x', exemptPrincipals: [''] } } },
+        { adapterId: 'pg-main', stateDir: '/state', ...keys, systems: { 'Stock DB': { url: 'postgres://x' }, 'ledger-db': { url: 'mysql://x', exemptPrincipals: [''] } } },
         SystemSchema,
       ),
     );
@@ -77,11 +87,29 @@ describe('parseAdapterConfig', () => {
     ]);
   });
 
-  it('requires at least one system and a state directory', () => {
+  it('requires at least one system, a state directory, a signing key and a trusted key', () => {
     expect(issuesOf(() => parseAdapterConfig({ adapterId: 'pg-main', systems: {} }, SystemSchema))).toEqual([
       expect.stringMatching(/^stateDir: /),
+      expect.stringMatching(/^signingKey: /),
+      expect.stringMatching(/^trustedKeys: /),
       'systems: at least one system must be configured',
     ]);
+    expect(
+      issuesOf(() =>
+        parseAdapterConfig(
+          { adapterId: 'pg-main', stateDir: '/s', signingKey: { keyId: 'k', privateKey: 'no key' }, trustedKeys: {}, systems: { a: { url: 'postgres://x' } } },
+          SystemSchema,
+        ),
+      ),
+    ).toEqual(['trustedKeys: at least one trusted policy-service key is needed']);
+    expect(
+      issuesOf(() =>
+        parseAdapterConfig(
+          { adapterId: 'pg-main', stateDir: '/s', signingKey: { keyId: 'k', privateKey: '/no/such/key.pem' }, trustedKeys: keys.trustedKeys, systems: { a: { url: 'postgres://x' } } },
+          SystemSchema,
+        ),
+      ),
+    ).toEqual([expect.stringMatching(/^signingKey\.privateKey: /)]);
   });
 });
 
@@ -100,6 +128,8 @@ describe('loadAdapterConfig', () => {
       stateDir: '/from-file',
       retry: { initialMs: 500 },
       kafka: { brokers: ['file-broker:9092'], ssl: true },
+      trustedKeys: keys.trustedKeys,
+      signingKey: { keyId: 'from-file', privateKey: '/nowhere' },
       systems: { 'stock-db': { url: 'postgres://a@db/stock' } },
     });
 
@@ -112,6 +142,7 @@ describe('loadAdapterConfig', () => {
         KAFKA_BROKERS: 'k1:9092, k2:9092',
         PORT: '8081',
         LOG_LEVEL: 'debug',
+        ADAPTER_SIGNING_KEY: keys.signingKey.privateKey,
       },
       SystemSchema,
     );
@@ -124,6 +155,7 @@ describe('loadAdapterConfig', () => {
       kafka: { brokers: ['k1:9092', 'k2:9092'], ssl: true },
       httpPort: 8081,
       logLevel: 'debug',
+      signingKey: { keyId: 'from-file' },
       systems: [{ systemId: 'stock-db' }],
     });
   });
@@ -134,10 +166,14 @@ describe('loadAdapterConfig', () => {
         ADAPTER_ID: 'pg-main',
         ADAPTER_STATE_DIR: '/state',
         ADAPTER_SYSTEMS: JSON.stringify({ 'stock-db': { url: 'postgres://a@db/stock' } }),
+        ADAPTER_SIGNING_KEY_ID: 'pg-main-1',
+        ADAPTER_SIGNING_KEY: keys.signingKey.privateKey,
+        ADAPTER_TRUSTED_KEYS: JSON.stringify(keys.trustedKeys),
       },
       SystemSchema,
     );
     expect(config.systems.map((system) => system.systemId)).toEqual(['stock-db']);
+    expect(config.signingKey.keyId).toBe('pg-main-1');
   });
 
   it('says clearly what is wrong with the file or the environment', () => {

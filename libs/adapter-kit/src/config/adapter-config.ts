@@ -1,4 +1,13 @@
-import { PrincipalNameSchema, SLUG_PATTERN, SlugSchema } from '@portcullis/contracts';
+import {
+  parsePrivateKey,
+  parsePublicKey,
+  PrincipalNameSchema,
+  SLUG_PATTERN,
+  SlugSchema,
+  type PublicKeyLookup,
+  type SigningKey,
+} from '@portcullis/contracts';
+import type { KeyObject } from 'node:crypto';
 import type { KafkaConnectionConfig } from '@portcullis/kafka';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel } from '../logging/adapter-logger';
@@ -36,6 +45,16 @@ const AdapterSettingsSchema = z
     /** Port of the `/health` endpoint; 0 disables HTTP. */
     httpPort: z.number().int().min(0).max(65_535).default(0),
     logLevel: z.enum(LOG_LEVELS as [LogLevel, ...LogLevel[]]).default('info'),
+    /** The adapter's own Ed25519 key: it signs every acknowledgement, drift report, alert and heartbeat. */
+    signingKey: z.object({
+      keyId: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, { message: 'must be 1-100 characters of A-Z a-z 0-9 . _ -' }),
+      /** PKCS#8 PEM text, or the path of a PEM file. */
+      privateKey: z.string().min(1),
+    }),
+    /** The policy service's public keys, by key id (SPKI PEM text or file path): only decisions they sign are obeyed. */
+    trustedKeys: z.record(z.string().min(1), z.string().min(1)).refine((keys) => Object.keys(keys).length > 0, {
+      message: 'at least one trusted policy-service key is needed',
+    }),
     systems: z.record(z.string(), z.unknown()).refine((systems) => Object.keys(systems).length > 0, {
       message: 'at least one system must be configured',
     }),
@@ -70,6 +89,8 @@ export interface AdapterConfig<TSystem> {
   httpPort: number;
   logLevel: LogLevel;
   systems: ServedSystem<TSystem>[];
+  signingKey: SigningKey;
+  trustedKeys: PublicKeyLookup;
 }
 
 /**
@@ -86,6 +107,8 @@ export interface AdapterConfigInput<TSystemInput> {
   kafka?: { brokers: string[]; clientId?: string; sasl?: KafkaConnectionConfig['sasl']; ssl?: boolean };
   httpPort?: number;
   logLevel?: LogLevel;
+  signingKey: { keyId: string; privateKey: string };
+  trustedKeys: Record<string, string>;
   systems: Record<string, TSystemInput & { exemptPrincipals?: string[] }>;
 }
 
@@ -121,9 +144,25 @@ export function parseAdapterConfig<TSystem, TSystemInput>(
       systems.push({ systemId, exemptPrincipals: base.data.exemptPrincipals, config: own.data });
     }
   }
-  if (issues.length > 0) throw new AdapterConfigError(issues);
+  let signingKey: SigningKey | undefined;
+  try {
+    signingKey = { keyId: settings.signingKey.keyId, privateKey: parsePrivateKey(settings.signingKey.privateKey) };
+  } catch (error) {
+    issues.push(`signingKey.privateKey: ${(error as Error).message}`);
+  }
+  const trusted = new Map<string, KeyObject>();
+  for (const [keyId, pem] of Object.entries(settings.trustedKeys)) {
+    try {
+      trusted.set(keyId, parsePublicKey(pem));
+    } catch (error) {
+      issues.push(`trustedKeys.${keyId}: ${(error as Error).message}`);
+    }
+  }
+  if (issues.length > 0 || !signingKey) throw new AdapterConfigError(issues);
 
   return {
+    signingKey,
+    trustedKeys: (keyId) => trusted.get(keyId),
     adapterId: settings.adapterId,
     kind: settings.kind,
     stateDir: settings.stateDir,

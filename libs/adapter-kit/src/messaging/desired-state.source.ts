@@ -4,6 +4,11 @@ export interface DesiredStateRecord {
   value: Buffer | null;
   partition: number;
   offset: string;
+  /**
+   * The record was on the topic before this start (catch-up), not new. Lets the runtime tell history
+   * (old, possibly expired decisions a fresh adapter reads on its way to the current one) from new records.
+   */
+  catchUp?: boolean;
 }
 
 /** Handles one record; a rejection asks the source to deliver the record again later. */

@@ -43,13 +43,32 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       this.connected = false;
     });
     await consumer.connect();
+    const catchUpEnds = await this.endOffsets();
     await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
       partitionsConsumedConcurrently: 4,
       eachMessage: ({ partition, message }) =>
-        handler({ key: message.key?.toString('utf8') ?? null, value: message.value, partition, offset: message.offset }),
+        handler({
+          key: message.key?.toString('utf8') ?? null,
+          value: message.value,
+          partition,
+          offset: message.offset,
+          catchUp: BigInt(message.offset) < (catchUpEnds.get(partition) ?? 0n),
+        }),
     });
+  }
+
+  /** Where each partition ended when this run started: what lies before is catch-up. */
+  private async endOffsets(): Promise<Map<number, bigint>> {
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+      const offsets = await admin.fetchTopicOffsets(Topics.systemAccess);
+      return new Map(offsets.map((entry) => [entry.partition, BigInt(entry.high)]));
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   async stop(): Promise<void> {

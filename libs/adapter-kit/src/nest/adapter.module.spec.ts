@@ -7,7 +7,7 @@ import request from 'supertest';
 import { parseAdapterConfig } from '../config/adapter-config';
 import { JsonLogger } from '../logging/json.logger';
 import { composeAdapter } from '../start-adapter';
-import { FakeAccessEnforcer, FakeDesiredStateSource, FakeSystemConfigSchema, RecordingEventPublisher } from '../testing';
+import { FakeAccessEnforcer, FakeDesiredStateSource, FakeSystemConfigSchema, RecordingEventPublisher, testAdapterKeySettings } from '../testing';
 import { AdapterModule } from './adapter.module';
 
 describe('AdapterModule', () => {
@@ -21,6 +21,7 @@ describe('AdapterModule', () => {
         adapterId: 'fake-main',
         stateDir: mkdtempSync(path.join(tmpdir(), 'adapter-module-')),
         systems: { 'stock-db': {} },
+        ...testAdapterKeySettings(),
       },
       FakeSystemConfigSchema,
     );

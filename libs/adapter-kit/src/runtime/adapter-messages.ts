@@ -2,6 +2,10 @@ import {
   ACCESS_ACKNOWLEDGED,
   ACCESS_DRIFT_DETECTED,
   ADAPTER_HEARTBEAT,
+  ADAPTER_SECURITY_ALERT,
+  type SecurityAlertReason,
+  type SecurityAlertSeverity,
+  type SecurityAlertV1,
   envelopeHeader,
   PrincipalNameSchema,
   type AccessAcknowledgedV1,
@@ -111,6 +115,49 @@ export function buildHeartbeat(
         desiredGeneration: system.desired?.generation,
         enforcedGeneration: system.applied?.generation,
       })),
+    },
+  };
+}
+
+/** What a refused desired-state record claimed to be (unverified), for the alert. */
+export interface RefusedRecord {
+  partition: number;
+  offset: string;
+  messageId?: string;
+  commandId?: string;
+  generation?: number;
+  keyId?: string;
+  desiredState?: string;
+}
+
+/** Reports a desired-state record the adapter refused to act on. */
+export function buildSecurityAlert(
+  identity: AdapterIdentity,
+  systemId: string,
+  refusal: { reason: SecurityAlertReason; severity: SecurityAlertSeverity; detail: string },
+  record: RefusedRecord,
+  now = new Date(),
+): SecurityAlertV1 {
+  const clip = (value: unknown, max = 200) => (typeof value === 'string' ? value.slice(0, max) : undefined);
+  return {
+    ...envelopeHeader(producerOf(identity), now),
+    type: ADAPTER_SECURITY_ALERT,
+    version: 1,
+    data: {
+      adapterId: identity.adapterId,
+      systemId,
+      reason: refusal.reason,
+      severity: refusal.severity,
+      detail: truncate(refusal.detail),
+      record: {
+        partition: record.partition,
+        offset: record.offset,
+        messageId: clip(record.messageId),
+        commandId: clip(record.commandId),
+        generation: Number.isSafeInteger(record.generation) ? record.generation : undefined,
+        keyId: clip(record.keyId),
+        desiredState: clip(record.desiredState, 50),
+      },
     },
   };
 }

@@ -1,7 +1,8 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { SystemAccessChangedV1 } from '@portcullis/contracts';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { encodeSignedMessage, signMessage, SystemAccessChangedV1Schema, type SystemAccessChangedV1 } from '@portcullis/contracts';
 import { eventually } from '@test/support/eventually';
 import type { AccessEnforcer, EnforcementContext, EnforcementResult } from '../access-enforcer';
 import { CorruptJournalError } from '../enforcement-journal';
@@ -14,6 +15,8 @@ import {
   FakeSystemConfigSchema,
   RecordingEventPublisher,
   systemAccessChanged,
+  testAdapterKeySettings,
+  testPolicySigningKey,
   type FakeSystemConfig,
 } from '../testing';
 import type { RunningAdapter } from './running-adapter';
@@ -42,6 +45,7 @@ class AdapterHarness {
         stateDir: this.stateDir,
         heartbeatIntervalMs: 100,
         retry: { initialMs: 20, maxMs: 80 },
+        ...testAdapterKeySettings(),
         ...settings,
         systems: { [STOCK]: { exemptPrincipals: ['local-dba'] }, [LEDGER]: {} },
       },
@@ -107,18 +111,90 @@ describe('AdapterRuntime', () => {
     });
   });
 
-  it('ignores stale and repeated generations', async () => {
+  it('refuses and reports a replayed message and an older generation, and changes nothing', async () => {
     const adapter = await harness.start();
     const decision = systemAccessChanged({ systemId: STOCK, generation: 2, state: 'revoked' });
-    await harness.source.deliver(decision);
+    const signed = encodeSignedMessage(SystemAccessChangedV1Schema, decision, testPolicySigningKey);
+    await harness.source.deliverRaw(STOCK, signed);
     await eventually(() => expectConverged(adapter, STOCK, 2));
 
-    await harness.source.deliver(decision);
+    await harness.source.deliverRaw(STOCK, signed); // the same bytes, appended again
     await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'active' }));
 
     expect(adapter.system(STOCK)?.desired?.generation).toBe(2);
     expect(fake.calls).toHaveLength(1);
-    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@2', 'enforced@2']);
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@2', 'enforced@2', 'alert:replayed', 'alert:rolled-back']);
+    expect(harness.publisher.alerts[1].data).toMatchObject({
+      adapterId: 'fake-main',
+      severity: 'high',
+      record: { generation: 1, desiredState: 'active', keyId: testPolicySigningKey.keyId },
+    });
+  });
+
+  it('takes a re-issue of the decision it holds as a renewal: no enforcement, no alert', async () => {
+    const adapter = await harness.start();
+    const decision = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' });
+    await harness.source.deliver(decision);
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+
+    const reissue = { ...decision, messageId: randomUUID(), data: { ...decision.data, expiresAt: new Date(Date.now() + 7_200_000).toISOString() } };
+    await harness.source.deliver(reissue);
+
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    expect(fake.calls).toHaveLength(1);
+    expect(harness.stateFile(STOCK).desired).toMatchObject({ messageId: reissue.messageId, expiresAt: reissue.data.expiresAt });
+  });
+
+  it('flags a second, different decision at a generation it holds as critical, and keeps the first', async () => {
+    const adapter = await harness.start();
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 4, state: 'revoked' }));
+    await eventually(() => expectConverged(adapter, STOCK, 4));
+
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 4, state: 'active' }));
+
+    expect(harness.publisher.alerts.map((alert) => [alert.data.reason, alert.data.severity])).toEqual([['conflicting-generation', 'critical']]);
+    expect(fake.targets.get(STOCK)).toBe('revoked');
+    expect(adapter.system(STOCK)?.desired?.state).toBe('revoked');
+  });
+
+  it('does not alert again, after a restart, about records it judged before; judges new ones', async () => {
+    await harness.start();
+    const first = systemAccessChanged({ systemId: STOCK, generation: 2, state: 'revoked' });
+    await harness.source.deliver(first);
+    const forgedAt = harness.source.nextOffset;
+    await harness.source.deliverRaw(STOCK, JSON.stringify(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'active' })));
+    await eventually(() => expect(harness.publisher.trail(STOCK).sort()).toEqual(['alert:unsigned', 'delivered@2', 'enforced@2']));
+    await harness.stopAll();
+
+    const restarted = await harness.start();
+    // The topic read again from its beginning: the decision and the refused record, at their offsets.
+    await harness.source.deliverRaw(STOCK, encodeSignedMessage(SystemAccessChangedV1Schema, first, testPolicySigningKey), { offset: 0, catchUp: true });
+    await harness.source.deliverRaw(STOCK, JSON.stringify(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'active' })), {
+      offset: forgedAt,
+      catchUp: true,
+    });
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'active' }));
+
+    expect(harness.publisher.alerts.map((alert) => alert.data.reason)).toEqual(['unsigned', 'rolled-back']);
+    expect(restarted.system(STOCK)?.desired).toMatchObject({ generation: 2, state: 'revoked' });
+  });
+
+  it('passes over expired decisions in the topic history when it starts fresh, and refuses an expired new one', async () => {
+    const adapter = await harness.start();
+    const expired = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked', expiresAt: new Date(Date.now() - 1000) });
+    const current = systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' });
+    const sign = (event: SystemAccessChangedV1) => encodeSignedMessage(SystemAccessChangedV1Schema, event, testPolicySigningKey);
+    await harness.source.deliverRaw(STOCK, sign(expired), { catchUp: true });
+    await harness.source.deliverRaw(STOCK, sign(current), { catchUp: true });
+    await eventually(() => expectConverged(adapter, STOCK, 2));
+    expect(harness.publisher.alerts).toEqual([]);
+
+    await harness.source.deliverRaw(
+      STOCK,
+      sign(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'revoked', expiresAt: new Date(Date.now() - 1000) })),
+    );
+    expect(harness.publisher.alerts.map((alert) => alert.data.reason)).toEqual(['expired']);
+    expect(fake.calls.map((call) => call.action)).toEqual(['restore']);
   });
 
   it('converges to the newest decision when decisions arrive out of order', async () => {
@@ -317,23 +393,41 @@ describe('AdapterRuntime', () => {
     await eventually(() => expectConverged(adapter, STOCK, 1));
   });
 
-  it('skips invalid messages, tombstones, other kinds, mismatched keys and systems it does not serve', async () => {
+  it('refuses, and reports, every record for its systems that is not a valid signed decision for it', async () => {
     const adapter = await harness.start();
+    const attacker = { keyId: testPolicySigningKey.keyId, privateKey: generateKeyPairSync('ed25519').privateKey };
+    const sign = (event: SystemAccessChangedV1, key = testPolicySigningKey) => encodeSignedMessage(SystemAccessChangedV1Schema, event, key);
+    const restore = () => systemAccessChanged({ systemId: STOCK, generation: 9, state: 'active' });
+    const tampered = JSON.parse(sign(systemAccessChanged({ systemId: STOCK, generation: 9, state: 'revoked' })));
+    tampered.data.desiredState = 'active';
+
     await harness.source.deliverRaw(STOCK, 'not json');
-    await harness.source.deliverRaw(STOCK, JSON.stringify({ type: 'system-access.changed', version: 1 }));
+    await harness.source.deliverRaw(STOCK, JSON.stringify(restore()));
+    await harness.source.deliverRaw(STOCK, sign(restore(), { keyId: 'policy-unknown', privateKey: attacker.privateKey }));
+    await harness.source.deliverRaw(STOCK, sign(restore(), attacker));
+    await harness.source.deliverRaw(STOCK, JSON.stringify(tampered));
+    await harness.source.deliverRaw(STOCK, JSON.stringify(signMessage({ ...restore(), generation: -1 }, testPolicySigningKey)));
+    await harness.source.deliverRaw(LEDGER, sign(restore())); // a decision for STOCK, re-keyed onto LEDGER
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 9, state: 'active', adapterId: 'pg-other' }));
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 9, state: 'active', systemKind: 'ldap' }));
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 9, state: 'active', expiresAt: new Date(Date.now() - 1) }));
     await harness.source.deliverRaw(STOCK, null);
-    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked', systemKind: 'ldap' }));
-    const misKeyed = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' });
-    await harness.source.deliverRaw(LEDGER, JSON.stringify(misKeyed));
     await harness.source.deliver(systemAccessChanged({ systemId: 'billing-db', generation: 1, state: 'revoked' }));
 
-    expect(harness.publisher.acknowledgements).toEqual([]);
-    expect(harness.warnings()).toEqual([
-      'skipped an invalid desired-state message',
-      'skipped an invalid desired-state message',
-      'skipped a decision for a system of kind "ldap"; this adapter enforces "fake"',
-      'skipped a desired-state message whose key is not its system id',
+    expect(harness.publisher.alerts.map((alert) => `${alert.data.systemId === STOCK ? 'stock' : 'ledger'}:${alert.data.reason}`)).toEqual([
+      'stock:unsigned',
+      'stock:unsigned',
+      'stock:unknown-key',
+      'stock:bad-signature',
+      'stock:bad-signature',
+      'stock:malformed',
+      'ledger:wrong-target',
+      'stock:wrong-target',
+      'stock:wrong-target',
+      'stock:expired',
     ]);
+    expect(harness.publisher.acknowledgements).toEqual([]);
+    expect(fake.calls).toEqual([]);
 
     await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
     await eventually(() => expectConverged(adapter, STOCK, 1));

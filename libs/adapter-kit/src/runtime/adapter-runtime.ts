@@ -1,4 +1,11 @@
-import { decodeMessage, SystemAccessChangedV1Schema, type SystemAccessChangedV1 } from '@portcullis/contracts';
+import {
+  SystemAccessChangedV1Schema,
+  verifyMessage,
+  type PublicKeyLookup,
+  type SecurityAlertReason,
+  type SecurityAlertSeverity,
+  type SystemAccessChangedV1,
+} from '@portcullis/contracts';
 import type { AccessEnforcer, InspectionResult } from '../access-enforcer';
 import type { ServedSystem } from '../config/adapter-config';
 import type { AdapterLogger } from '../logging/adapter-logger';
@@ -8,7 +15,7 @@ import type { DesiredStateRecord, DesiredStateSource } from '../messaging/desire
 import type { AdapterStateStore } from '../state/adapter-state.store';
 import { emptySystemState, type SystemStateRecord } from '../state/system-state';
 import type { AdapterIdentity } from './adapter-identity';
-import { buildHeartbeat } from './adapter-messages';
+import { buildHeartbeat, buildSecurityAlert, type RefusedRecord } from './adapter-messages';
 import type { AdapterStatus, SystemStatus } from './adapter-status';
 import { RetryBackoff } from './retry-backoff';
 import type { StartableAdapter } from './running-adapter';
@@ -24,6 +31,8 @@ export interface AdapterRuntimeOptions<TSystem> {
   retry: { initialMs: number; maxMs: number };
   heartbeatIntervalMs: number;
   verifyIntervalMs: number;
+  /** The policy service's public keys: only decisions signed by one of them are obeyed. */
+  trustedKeys: PublicKeyLookup;
   /** Carries adapterId. */
   logger: AdapterLogger;
 }
@@ -129,37 +138,89 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
     });
   }
 
-  /** Validates one record where it arrives; anything that is not a decision for a served system is skipped. */
+  /**
+   * Judges one record of the desired-state topic. Records of systems this adapter does not serve are
+   * skipped unread. For a served system, a record already judged (at or before the system's last record)
+   * is history; anything else must be a well-formed decision for this system and this adapter, signed by
+   * a trusted policy-service key and not expired — and then the system's reconciler judges its generation.
+   * Every refusal is published as `adapter.security-alert` before the record counts as handled, and the
+   * target is never touched for it.
+   */
   private async receive(record: DesiredStateRecord): Promise<void> {
-    const { logger, identity } = this.options;
+    const { logger, identity, trustedKeys } = this.options;
     const position = { partition: record.partition, offset: record.offset, key: record.key };
     if (record.value === null) {
       logger.debug('skipped a tombstone', position);
       return;
     }
     // Every adapter reads the whole topic; the key is the system id, so another adapter's record is
-    // skipped before it is parsed and validated (most records, with many adapters).
+    // skipped before it is parsed (most records, with many adapters).
     if (record.key !== null && !this.reconcilers.has(record.key)) return;
-    let event: SystemAccessChangedV1;
+    let raw: unknown;
     try {
-      event = decodeMessage(SystemAccessChangedV1Schema, record.value);
-    } catch (error) {
-      logger.warn('skipped an invalid desired-state message', { ...position, error: describeError(error) });
-      return;
+      raw = JSON.parse(record.value.toString('utf8'));
+    } catch {
+      raw = undefined;
     }
-    const { systemId, systemKind } = event.data;
-    const log = logger.child({ systemId, commandId: event.commandId, generation: event.generation });
-    if (record.key !== null && record.key !== systemId) {
-      log.warn('skipped a desired-state message whose key is not its system id', position);
-      return;
+    const claimed = claimsOf(raw);
+    const systemId = record.key ?? claimed.systemId;
+    const reconciler = systemId === undefined ? undefined : this.reconcilers.get(systemId);
+    if (!reconciler) return; // a record without a key that names no system this adapter serves
+    if (reconciler.hasJudged(record.partition, record.offset)) return; // history: judged before this start
+    const refuse = (reason: SecurityAlertReason, severity: SecurityAlertSeverity, detail: string) =>
+      this.refuse(reconciler, { reason, severity, detail }, { ...claimed, partition: record.partition, offset: record.offset });
+
+    if (record.key === null) return refuse('wrong-target', 'high', `a record without a key claims system "${systemId}"`);
+    const signature = verifyMessage(raw, trustedKeys);
+    if (!signature.valid) {
+      switch (signature.reason) {
+        case 'unsigned':
+          return refuse('unsigned', 'high', 'refused an unsigned decision');
+        case 'unknown-key':
+          return refuse('unknown-key', 'high', `refused a decision signed with key "${signature.keyId}", which this adapter does not trust`);
+        case 'bad-signature':
+          return refuse('bad-signature', 'high', `refused a decision whose signature does not verify with key "${signature.keyId}": forged or altered after signing`);
+      }
     }
-    const reconciler = this.reconcilers.get(systemId);
-    if (!reconciler) return; // another adapter's system: every adapter reads the whole topic
-    if (systemKind !== identity.kind) {
-      log.warn(`skipped a decision for a system of kind "${systemKind}"; this adapter enforces "${identity.kind}"`);
-      return;
+    const parsed = SystemAccessChangedV1Schema.safeParse(raw);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(message)'}: ${issue.message}`);
+      return refuse('malformed', 'medium', `refused a signed decision that breaks the contract: ${issues.join('; ')}`);
     }
-    if (!(await reconciler.accept(event))) log.debug('ignored a stale or repeated decision');
+    const event: SystemAccessChangedV1 = parsed.data;
+    const { data } = event;
+    if (data.systemId !== systemId) {
+      return refuse('wrong-target', 'high', `refused a decision for system "${data.systemId}" published under the key of "${systemId}"`);
+    }
+    if (data.adapterId !== identity.adapterId) {
+      return refuse('wrong-target', 'high', `refused a decision addressed to adapter "${data.adapterId}"; this is "${identity.adapterId}"`);
+    }
+    if (data.systemKind !== identity.kind) {
+      return refuse('wrong-target', 'high', `refused a decision for a system of kind "${data.systemKind}"; this adapter enforces "${identity.kind}"`);
+    }
+    if (Date.parse(data.expiresAt) <= Date.now()) {
+      if (record.catchUp && !reconciler.hasJudgedAny()) {
+        // A fresh adapter reading the history of the topic on its way to the current decision.
+        logger.info('skipped an expired decision in the topic history', { ...position, generation: event.generation });
+        return;
+      }
+      return refuse('expired', 'medium', `refused a decision that expired at ${data.expiresAt}`);
+    }
+    const verdict = await reconciler.accept(event, { partition: record.partition, offset: record.offset, catchUp: record.catchUp === true });
+    if (verdict.outcome === 'refused') return refuse(verdict.reason, verdict.severity, verdict.detail);
+    if (verdict.outcome === 'ignored') logger.debug('ignored a decision already held', { ...position, generation: event.generation });
+  }
+
+  private async refuse(
+    reconciler: SystemReconciler<TSystem>,
+    refusal: { reason: SecurityAlertReason; severity: SecurityAlertSeverity; detail: string },
+    record: RefusedRecord,
+  ): Promise<void> {
+    const { identity, publisher, logger } = this.options;
+    logger.error(`security alert: ${refusal.detail}`, { systemId: reconciler.systemId, reason: refusal.reason, severity: refusal.severity, ...record });
+    // Published before the record counts as judged: if the broker does not take it, the record comes again.
+    await publisher.publishSecurityAlert(buildSecurityAlert(identity, reconciler.systemId, refusal, record));
+    await reconciler.noteJudged({ partition: record.partition, offset: record.offset, messageId: record.messageId });
   }
 
   private beat(): void {
@@ -187,4 +248,20 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
     await publisher.close().catch((error: unknown) => logger.warn('could not close the publisher', { error: describeError(error) }));
     logger.info('adapter stopped');
   }
+}
+
+/** What a record claims about itself, read without trusting it (for alerts and routing only). */
+function claimsOf(raw: unknown): Omit<RefusedRecord, 'partition' | 'offset'> & { systemId?: string } {
+  if (typeof raw !== 'object' || raw === null) return {};
+  const message = raw as Record<string, unknown>;
+  const data = (typeof message.data === 'object' && message.data !== null ? message.data : {}) as Record<string, unknown>;
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+  return {
+    systemId: text(data.systemId),
+    messageId: text(message.messageId),
+    commandId: text(message.commandId),
+    generation: typeof message.generation === 'number' ? message.generation : undefined,
+    keyId: text(message.keyId),
+    desiredState: text(data.desiredState),
+  };
 }

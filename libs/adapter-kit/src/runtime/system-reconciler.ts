@@ -1,5 +1,5 @@
 import { CorruptJournalError } from '../enforcement-journal';
-import type { SystemAccessChangedV1 } from '@portcullis/contracts';
+import type { SecurityAlertReason, SecurityAlertSeverity, SystemAccessChangedV1 } from '@portcullis/contracts';
 import type {
   AccessEnforcer,
   EnforcementContext,
@@ -12,7 +12,7 @@ import type { AdapterLogger } from '../logging/adapter-logger';
 import { describeError } from '../logging/describe-error';
 import type { AdapterEventPublisher } from '../messaging/adapter-event.publisher';
 import type { AdapterStateStore } from '../state/adapter-state.store';
-import type { DesiredAccess, SystemStateRecord } from '../state/system-state';
+import type { DesiredAccess, RecordPosition, SystemStateRecord } from '../state/system-state';
 import type { AdapterIdentity } from './adapter-identity';
 import {
   buildAcknowledgement,
@@ -39,6 +39,15 @@ export interface SystemReconcilerOptions<TSystem> {
   logger: AdapterLogger;
 }
 
+/** What the reconciler made of a signed, valid decision for its system. */
+export type AcceptVerdict =
+  | { outcome: 'accepted' }
+  /** The decision already held, re-issued with a later expiry: kept, nothing to enforce. */
+  | { outcome: 'renewed' }
+  /** The record being handled, delivered again (its storing had failed): stored again. */
+  | { outcome: 'ignored' }
+  | { outcome: 'refused'; reason: SecurityAlertReason; severity: SecurityAlertSeverity; detail: string };
+
 /** How an enforcement attempt ended, from the reconciler's point of view. */
 type EnforcementStep = 'converged' | 'superseded' | 'retry' | 'held';
 
@@ -53,7 +62,13 @@ function desiredAccessOf(event: SystemAccessChangedV1): DesiredAccess {
     reason: event.data.reason,
     incidentRef: event.data.incidentRef,
     receivedAt: new Date().toISOString(),
+    messageId: event.messageId,
+    expiresAt: event.data.expiresAt,
   };
+}
+
+function after(position: { partition: number; offset: string }, last: RecordPosition | undefined): boolean {
+  return last === undefined || position.partition !== last.partition || BigInt(position.offset) > BigInt(last.offset);
 }
 
 /**
@@ -74,6 +89,8 @@ export class SystemReconciler<TSystem> {
   private readonly state: SystemStateRecord;
   /** The desired generation of the newest record known to be on disk. */
   private savedDesiredGeneration: number;
+  /** The last judged record known to be on disk: records at or before it are history. */
+  private savedLastRecord?: RecordPosition;
   private saving: Promise<void> = Promise.resolve();
   private pass?: Promise<void>;
   private passRequested = false;
@@ -109,6 +126,24 @@ export class SystemReconciler<TSystem> {
   constructor(private readonly options: SystemReconcilerOptions<TSystem>) {
     this.state = structuredClone(options.state);
     this.savedDesiredGeneration = this.state.desired?.generation ?? 0;
+    this.savedLastRecord = this.state.lastRecord;
+  }
+
+  /** Whether the record was judged already (it is at or before the last judged record on disk). */
+  hasJudged(partition: number, offset: string): boolean {
+    return !after({ partition, offset }, this.savedLastRecord);
+  }
+
+  /** Whether any record was ever judged for this system (false for a fresh adapter, or state from before signing). */
+  hasJudgedAny(): boolean {
+    return this.state.lastRecord !== undefined;
+  }
+
+  /** Remembers a refused record as judged, so a restart does not alert about it again. */
+  async noteJudged(position: RecordPosition): Promise<void> {
+    if (!after(position, this.state.lastRecord)) return;
+    this.state.lastRecord = position;
+    await this.persist();
   }
 
   get systemId(): string {
@@ -122,24 +157,73 @@ export class SystemReconciler<TSystem> {
   }
 
   /**
-   * Takes a decision for this system. A generation below the one held is stale and a repeat of it is
-   * a duplicate: both are ignored (returns false). A newer one is stored durably; then it is
-   * acknowledged as `delivered` and enforced, side by side, so that enforcement never waits for the
-   * broker and the source is never held up by it. Rejects if the decision cannot be stored, so the
-   * source delivers it again.
+   * Judges a signed, valid decision for this system by its generation, against the one held:
+   * - newer: stored durably, then acknowledged as `delivered` and enforced, side by side, so enforcement
+   *   never waits for the broker and the source is never held up by it;
+   * - the same decision again in a new message (same command, same state): a renewal before expiry;
+   * - the same message id again as a new record: a replay — refused;
+   * - the same generation with a different decision: only the signing key can make that — refused, critical;
+   * - older: a rollback — refused. During catch-up of an adapter whose state predates record tracking,
+   *   older records are the topic's history and are passed over quietly.
+   * Rejects if the decision cannot be stored, so the source delivers it again.
    */
-  async accept(event: SystemAccessChangedV1): Promise<boolean> {
-    const held = this.state.desired?.generation ?? 0;
-    const repeatOfUnsaved = event.generation === held && this.savedDesiredGeneration < held;
-    if (event.generation < held || (event.generation === held && !repeatOfUnsaved)) return false;
-    if (event.generation > held) {
-      this.state.desired = desiredAccessOf(event);
-      this.failures = 0;
-      this.retryNotBefore = 0;
-      // Re-enforcing an older generation is moot now; a drift not yet reported still is (see reportDrift).
-      if (this.state.drift?.reported) this.state.drift = undefined;
+  async accept(event: SystemAccessChangedV1, position: { partition: number; offset: string; catchUp: boolean }): Promise<AcceptVerdict> {
+    const held = this.state.desired;
+    const heldGeneration = held?.generation ?? 0;
+    const record: RecordPosition = { partition: position.partition, offset: position.offset, messageId: event.messageId };
+    const last = this.state.lastRecord;
+    const sameRecord = last !== undefined && last.partition === position.partition && last.offset === position.offset;
+    if (sameRecord) {
+      // This record was taken but not stored (the save failed): store it again.
+      if (this.savedDesiredGeneration < heldGeneration || !this.hasJudged(position.partition, position.offset)) await this.persist();
+      return { outcome: 'ignored' };
     }
-    const desired = this.state.desired!;
+    const history = position.catchUp && last === undefined;
+    if (held?.messageId !== undefined && held.messageId === event.messageId) {
+      if (history) return { outcome: 'ignored' };
+      return {
+        outcome: 'refused',
+        reason: 'replayed',
+        severity: 'medium',
+        detail: `refused message ${event.messageId} (generation ${event.generation}): already applied, now arriving again as a new record`,
+      };
+    }
+    if (event.generation < heldGeneration) {
+      if (history) return { outcome: 'ignored' };
+      return {
+        outcome: 'refused',
+        reason: 'rolled-back',
+        severity: 'high',
+        detail: `refused generation ${event.generation} (${event.data.desiredState}): generation ${heldGeneration} (${held!.state}) is already held`,
+      };
+    }
+    if (event.generation === heldGeneration) {
+      if (event.commandId !== held!.commandId || event.data.desiredState !== held!.state) {
+        return {
+          outcome: 'refused',
+          reason: 'conflicting-generation',
+          severity: 'critical',
+          detail:
+            `refused a second decision at generation ${event.generation}: command ${event.commandId} (${event.data.desiredState}) ` +
+            `but command ${held!.commandId} (${held!.state}) holds it; only the policy service's key can sign this — check its use`,
+        };
+      }
+      // The same decision, re-issued before it expires (or the policy service published it twice).
+      held!.messageId = event.messageId;
+      held!.expiresAt = event.data.expiresAt;
+      held!.exemptPrincipals = event.data.exemptPrincipals;
+      this.state.lastRecord = record;
+      await this.persist();
+      this.options.logger.debug('decision renewed', { commandId: event.commandId, generation: event.generation, expiresAt: event.data.expiresAt });
+      return { outcome: 'renewed' };
+    }
+    this.state.desired = desiredAccessOf(event);
+    this.state.lastRecord = record;
+    this.failures = 0;
+    this.retryNotBefore = 0;
+    // Re-enforcing an older generation is moot now; a drift not yet reported still is (see reportDrift).
+    if (this.state.drift?.reported) this.state.drift = undefined;
+    const desired = this.state.desired;
     await this.persist();
     this.options.logger.info(`decision received: ${desired.state}`, {
       commandId: desired.commandId,
@@ -148,7 +232,7 @@ export class SystemReconciler<TSystem> {
     });
     this.schedule();
     void this.deliver().then(() => this.schedule()); // the pass then sends `enforced`, or retries `delivered`
-    return true;
+    return { outcome: 'accepted' };
   }
 
   /** Asks the enforcer where the target stands, read-only, beside whatever runs. */
@@ -555,6 +639,7 @@ export class SystemReconciler<TSystem> {
     this.saving = saved.catch(() => undefined);
     return saved.then(() => {
       this.savedDesiredGeneration = Math.max(this.savedDesiredGeneration, snapshot.desired?.generation ?? 0);
+      if (snapshot.lastRecord && after(snapshot.lastRecord, this.savedLastRecord)) this.savedLastRecord = snapshot.lastRecord;
     });
   }
 

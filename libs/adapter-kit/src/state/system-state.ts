@@ -12,6 +12,10 @@ export const DesiredAccessSchema = z.object({
   reason: z.string(),
   incidentRef: z.string().optional(),
   receivedAt: z.iso.datetime({ offset: true }),
+  /** The signed message this decision came in (optional: files written before messages were signed lack it). */
+  messageId: z.uuid().optional(),
+  /** Until when the message is valid; a renewal of the same decision moves it on. */
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
 });
 export type DesiredAccess = z.infer<typeof DesiredAccessSchema>;
 
@@ -48,6 +52,18 @@ export const DriftSchema = z.object({
 export type Drift = z.infer<typeof DriftSchema>;
 
 /**
+ * The last record of the desired-state topic that was judged for this system (accepted or refused). Records
+ * at or before it are history when the topic is read again from its beginning (every start); anything after
+ * it is new, and judged — so a replayed or rolled-back message is told apart from the adapter's own catch-up.
+ */
+export const RecordPositionSchema = z.object({
+  partition: z.number().int().nonnegative(),
+  offset: z.string().regex(/^[0-9]+$/),
+  messageId: z.string().optional(),
+});
+export type RecordPosition = z.infer<typeof RecordPositionSchema>;
+
+/**
  * Everything an adapter knows about one system, kept in one file so that every change is one atomic write.
  * `applied.generation < desired.generation` means enforcement is owed (also after a crash mid-enforcement);
  * `enforcedAckGeneration < applied.generation` means the `enforced` acknowledgement is owed. A `drift`
@@ -66,6 +82,8 @@ export const SystemStateRecordSchema = z.object({
   journal: z.unknown().optional(),
   /** Drift being dealt with; gone once reported, enforced again and acknowledged (or superseded). */
   drift: DriftSchema.optional(),
+  /** The last desired-state record judged for this system. */
+  lastRecord: RecordPositionSchema.optional(),
 });
 export type SystemStateRecord = z.infer<typeof SystemStateRecordSchema>;
 

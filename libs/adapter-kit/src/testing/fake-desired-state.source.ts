@@ -1,4 +1,5 @@
-import { encodeMessage, SystemAccessChangedV1Schema, type SystemAccessChangedV1 } from '@portcullis/contracts';
+import { encodeSignedMessage, SystemAccessChangedV1Schema, type SigningKey, type SystemAccessChangedV1 } from '@portcullis/contracts';
+import { testPolicySigningKey } from './test-signing-keys';
 import type { DesiredStateHandler, DesiredStateRecord, DesiredStateSource } from '../messaging/desired-state.source';
 
 /** A desired-state topic in memory: tests push records and await their handling. */
@@ -6,6 +7,11 @@ export class FakeDesiredStateSource implements DesiredStateSource {
   connected = false;
   private handler?: DesiredStateHandler;
   private offset = 0;
+
+  /** Where the next record lands (a topic keeps growing across adapter restarts). */
+  get nextOffset(): number {
+    return this.offset;
+  }
 
   async start(handler: DesiredStateHandler): Promise<void> {
     this.handler = handler;
@@ -21,18 +27,27 @@ export class FakeDesiredStateSource implements DesiredStateSource {
     return this.connected;
   }
 
-  /** Delivers a decision as the policy service would publish it (keyed by system id). */
-  deliver(event: SystemAccessChangedV1): Promise<void> {
-    return this.deliverRaw(event.data.systemId, encodeMessage(SystemAccessChangedV1Schema, event));
+  /** Delivers a decision as the policy service would publish it: keyed by system id, signed with its key. */
+  deliver(event: SystemAccessChangedV1, key: SigningKey = testPolicySigningKey): Promise<void> {
+    return this.deliverRaw(event.data.systemId, encodeSignedMessage(SystemAccessChangedV1Schema, event, key));
   }
 
-  async deliverRaw(key: string | null, value: Buffer | string | null): Promise<void> {
+  /**
+   * Delivers exactly these bytes; `catchUp` marks a record as read from the topic's history, `offset`
+   * delivers it again at the offset it had (a restart reading the topic from its beginning).
+   */
+  async deliverRaw(
+    key: string | null,
+    value: Buffer | string | null,
+    options: { catchUp?: boolean; offset?: number } = {},
+  ): Promise<void> {
     if (!this.handler) throw new Error('FakeDesiredStateSource is not started');
     const record: DesiredStateRecord = {
       key,
       value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value,
       partition: 0,
-      offset: String(this.offset++),
+      offset: String(options.offset ?? this.offset++),
+      catchUp: options.catchUp,
     };
     await this.handler(record);
   }

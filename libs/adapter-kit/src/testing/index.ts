@@ -4,3 +4,4 @@ export * from './fake-desired-state.source';
 export * from './in-memory-enforcement.journal';
 export * from './recording-event.publisher';
 export * from './system-access-changed.builder';
+export * from './test-signing-keys';

@@ -3,6 +3,8 @@ import {
   AccessDriftDetectedV1Schema,
   AdapterHeartbeatV1Schema,
   encodeMessage,
+  SecurityAlertV1Schema,
+  type SecurityAlertV1,
   type AccessAcknowledgedV1,
   type AccessDriftDetectedV1,
   type AdapterHeartbeatV1,
@@ -17,6 +19,7 @@ export class RecordingEventPublisher implements AdapterEventPublisher {
   readonly acknowledgements: AccessAcknowledgedV1[] = [];
   readonly drifts: AccessDriftDetectedV1[] = [];
   readonly heartbeats: AdapterHeartbeatV1[] = [];
+  readonly alerts: SecurityAlertV1[] = [];
   /** While set, every publish rejects with this error. */
   failure?: Error;
   closed = false;
@@ -46,6 +49,13 @@ export class RecordingEventPublisher implements AdapterEventPublisher {
     this.reports.push(recorded);
   }
 
+  async publishSecurityAlert(message: SecurityAlertV1): Promise<void> {
+    await this.accept();
+    const recorded: SecurityAlertV1 = JSON.parse(encodeMessage(SecurityAlertV1Schema, message));
+    this.alerts.push(recorded);
+    this.reports.push(recorded);
+  }
+
   async publishHeartbeat(message: AdapterHeartbeatV1): Promise<void> {
     await this.accept();
     this.heartbeats.push(JSON.parse(encodeMessage(AdapterHeartbeatV1Schema, message)));
@@ -57,16 +67,22 @@ export class RecordingEventPublisher implements AdapterEventPublisher {
 
   /**
    * What was reported about a system, in order: `status@generation` per acknowledgement and
-   * `drift@generation` per drift report, e.g. `['delivered@1', 'enforced@1', 'drift@1', 'enforced@1']`.
+   * `drift@generation` per drift report and `alert:reason` per security alert, e.g.
+   * `['delivered@1', 'enforced@1', 'drift@1', 'enforced@1', 'alert:rolled-back']`.
    */
   trail(systemId: string): string[] {
     return this.reports
       .filter((report) => report.data.systemId === systemId)
-      .map((report) =>
-        report.type === 'access.drift-detected'
-          ? `drift@${report.generation}`
-          : `${report.data.status}${report.data.willRetry === undefined ? '' : `(willRetry=${report.data.willRetry})`}@${report.generation}`,
-      );
+      .map((report) => {
+        switch (report.type) {
+          case 'access.drift-detected':
+            return `drift@${report.generation}`;
+          case 'adapter.security-alert':
+            return `alert:${report.data.reason}`;
+          case 'access.acknowledged':
+            return `${report.data.status}${report.data.willRetry === undefined ? '' : `(willRetry=${report.data.willRetry})`}@${report.generation}`;
+        }
+      });
   }
 
   private async accept(): Promise<void> {

@@ -8,9 +8,13 @@ export interface DecisionSpec {
   systemKind?: string;
   exemptPrincipals?: string[];
   commandId?: string;
+  /** Default: `fake-main`, the adapter id of the runtime specs. */
+  adapterId?: string;
+  /** Default: an hour from now. */
+  expiresAt?: Date;
 }
 
-/** A valid `system-access.changed` decision, as the policy service publishes it. */
+/** A valid `system-access.changed` decision, as the policy service publishes it (before signing). */
 export function systemAccessChanged(spec: DecisionSpec): SystemAccessChangedV1 {
   const now = new Date();
   return {
@@ -22,6 +26,7 @@ export function systemAccessChanged(spec: DecisionSpec): SystemAccessChangedV1 {
     data: {
       systemId: spec.systemId,
       systemKind: spec.systemKind ?? 'fake',
+      adapterId: spec.adapterId ?? 'fake-main',
       desiredState: spec.state,
       groupId: 'back-office',
       action: spec.state === 'revoked' ? 'revoke' : 'restore',
@@ -29,6 +34,7 @@ export function systemAccessChanged(spec: DecisionSpec): SystemAccessChangedV1 {
       requestedBy: 'alice',
       exemptPrincipals: spec.exemptPrincipals ?? [],
       acknowledgeBy: new Date(now.getTime() + 60_000).toISOString(),
+      expiresAt: (spec.expiresAt ?? new Date(now.getTime() + 3_600_000)).toISOString(),
     },
   };
 }

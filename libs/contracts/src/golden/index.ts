@@ -6,6 +6,7 @@
 import accessAcknowledged from './access-acknowledged.v1.json';
 import accessDriftDetected from './access-drift-detected.v1.json';
 import adapterHeartbeat from './adapter-heartbeat.v1.json';
+import adapterSecurityAlert from './adapter-security-alert.v1.json';
 import systemAccessChanged from './system-access-changed.v1.json';
 
 export const goldenMessages = {
@@ -13,4 +14,5 @@ export const goldenMessages = {
   accessAcknowledgedV1: accessAcknowledged,
   accessDriftDetectedV1: accessDriftDetected,
   adapterHeartbeatV1: adapterHeartbeat,
+  adapterSecurityAlertV1: adapterSecurityAlert,
 } as const;

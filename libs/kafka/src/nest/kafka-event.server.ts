@@ -22,6 +22,8 @@ export interface KafkaEventContext {
   offset: string;
   key: string | null;
   timestamp: string;
+  /** The record's bytes as they arrived, for checks the contract cannot make (signatures cover them). */
+  value: Buffer | null;
 }
 
 /**
@@ -95,6 +97,7 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
       offset: message.offset,
       key: message.key?.toString('utf8') ?? null,
       timestamp: message.timestamp,
+      value: message.value,
     };
     let data: unknown;
     try {

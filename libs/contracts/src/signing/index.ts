@@ -1,0 +1,3 @@
+export * from './canonical-json';
+export * from './signing-keys';
+export * from './message-signature';
