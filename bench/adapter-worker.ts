@@ -29,7 +29,9 @@ function startInstance(spec: AdapterInstanceSpec, params: StartAdaptersParams): 
     stateDir: spec.stateDir,
     heartbeatIntervalMs: params.heartbeatIntervalMs,
     verifyIntervalMs: params.verifyIntervalMs,
-    kafka: { brokers: params.brokers, clientId: spec.adapterId },
+    kafka: { ...params.kafka, clientId: spec.adapterId },
+    signingKey: spec.signingKey,
+    trustedKeys: params.trustedKeys,
   };
   if (spec.enforcer === 'postgres') {
     return startAdapter({
@@ -59,7 +61,12 @@ async function stopAdapters(): Promise<void> {
 async function startBaseline(params: StartBaselineParams): Promise<number> {
   await Promise.all(
     params.consumerIds.map(async (consumerId) => {
-      const kafka = new Kafka({ clientId: `bench-baseline-${consumerId}`, brokers: params.brokers, logLevel: logLevel.ERROR });
+      const kafka = new Kafka({
+        clientId: `bench-baseline-${consumerId}`,
+        brokers: params.kafka.brokers,
+        sasl: params.kafka.sasl,
+        logLevel: logLevel.ERROR,
+      });
       const producer = kafka.producer();
       const consumer = kafka.consumer({ groupId: `${params.groupPrefix}.${consumerId}`, maxWaitTimeInMs: 1_000 });
       baseline.push({ consumer, producer });

@@ -9,6 +9,7 @@
  *   npm run bench -- --no-build         # use the policy service already built in dist/
  *   npm run bench -- --samples 500      # samples per tte-noop-N (default 200; 20 with --quick)
  *   npm run bench -- --profile          # also write CPU profiles of the policy service and the adapter workers
+ *   npm run bench -- --kafka-listener tooling   # services on the broker's plaintext loopback listener (default: sasl)
  *
  * Everything it starts (broker, PostgreSQL servers, the policy service, adapter workers) stops at the end,
  * also on Ctrl-C. Logs of the last runs stay in .portcullis/bench/<run>/logs.
@@ -18,7 +19,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchOptions, SCENARIOS, type BenchOptions, type ScenarioName } from './lib/bench-options';
-import { BenchStack, ROOT } from './lib/bench-stack';
+import { BenchStack, ROOT, type KafkaListener } from './lib/bench-stack';
 import { scenarioTable, targets, targetTable, tteChart, writeAtomically, type ScenarioResult } from './lib/report';
 import { median, round } from './lib/stats';
 import { runPostgresScenario } from './scenarios/postgres-1000.scenario';
@@ -26,7 +27,7 @@ import { runScaleScenario } from './scenarios/scale.scenario';
 import { runThroughputScenario } from './scenarios/throughput.scenario';
 import { runTteScenarios } from './scenarios/tte-noop.scenario';
 
-function parseOptions(): { options: BenchOptions; build: boolean; profile: boolean } {
+function parseOptions(): { options: BenchOptions; build: boolean; profile: boolean; kafkaListener: KafkaListener } {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -34,6 +35,7 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
       only: { type: 'string' },
       profile: { type: 'boolean', default: false },
       samples: { type: 'string' },
+      'kafka-listener': { type: 'string', default: 'sasl' },
     },
     strict: true,
   });
@@ -49,7 +51,9 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
     if (unknown.length) throw new Error(`--only: unknown scenario(s) ${unknown.join(', ')}; choose from ${SCENARIOS.join(', ')}`);
     options.scenarios = SCENARIOS.filter((name) => wanted.includes(name));
   }
-  return { options, build: !values['no-build'], profile: values.profile ?? false };
+  const kafkaListener = values['kafka-listener'];
+  if (kafkaListener !== 'sasl' && kafkaListener !== 'tooling') throw new Error('--kafka-listener must be sasl or tooling');
+  return { options, build: !values['no-build'], profile: values.profile ?? false, kafkaListener };
 }
 
 /** Median latency of a 4 KiB write + fsync in the run's directory: what the adapters' durable state pays per save. */
@@ -76,7 +80,7 @@ function fsyncMs(dir: string): number {
 let interrupted = false;
 
 async function main(): Promise<number> {
-  const { options, build, profile } = parseOptions();
+  const { options, build, profile, kafkaListener } = parseOptions();
   const stack = BenchStack.create();
   if (profile) stack.enableProfiling();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -100,8 +104,10 @@ async function main(): Promise<number> {
     fsync_4k_ms: fsyncMs(stack.workDir),
   };
   try {
-    await stack.start({ build });
-    console.log(`[bench] ${options.mode} run: ${options.scenarios.join(', ')}; fsync of 4 KiB takes ${environment.fsync_4k_ms} ms here`);
+    await stack.start({ build, kafkaListener });
+    console.log(
+      `[bench] ${options.mode} run: ${options.scenarios.join(', ')}; Kafka clients on the ${kafkaListener === 'sasl' ? 'SASL/SCRAM listener (ACLs enforced)' : 'plaintext tooling listener'}; fsync of 4 KiB takes ${environment.fsync_4k_ms} ms here`,
+    );
     for (const scenario of options.scenarios) {
       switch (scenario) {
         case 'tte':
@@ -139,7 +145,7 @@ async function main(): Promise<number> {
     mode: options.mode,
     duration_s: durationS,
     environment: { ...environment, load_average_at_end: loadavg().map((value) => round(value, 2)) },
-    settings: options,
+    settings: { ...options, kafkaListener, restoreApproval: 'four-eyes' },
     scenarios: results,
     targets: found,
   };

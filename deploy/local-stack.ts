@@ -19,12 +19,15 @@ import { join, resolve } from 'node:path';
 import { sign } from 'jsonwebtoken';
 import { Client } from 'pg';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
-import { seedDemoRegistry, type DemoTargets } from './demo/demo-registry';
+import { adapterGroupId, applyPortcullisAcls, KafkaUsers, literalGroup, userPrincipal } from './kafka/acls';
+import { APP_ROLE, createAppRoleSql } from '../apps/policy-service/src/database/migrations/1764400150000-AppRoleGrants';
+import { generateSigningKeyPair } from '../libs/contracts/src';
+import { seedDemoRegistry, type DemoAdapterKey, type DemoTargets } from './demo/demo-registry';
 import { seedDemoCache, seedDemoDirectory } from './demo/demo-targets';
 import { startRedis } from './lib/redis-server';
 import { startSlapd } from './lib/slapd-server';
 import { warmUpKafka } from './lib/kafka-warm-up';
-import { startKafkaBroker } from './lib/kafka-broker';
+import { KAFKA_SASL_MECHANISM, newScramUser, startKafkaBroker, type ScramUser } from './lib/kafka-broker';
 import { startPostgres } from './lib/postgres-server';
 
 const root = resolve(__dirname, '..');
@@ -107,11 +110,75 @@ async function optionalTarget<T>(what: string, start: () => Promise<T>): Promise
   }
 }
 
+/** The demo adapters; each has its own Kafka user and consumer group. */
+const DEMO_ADAPTERS = ['pg-demo', 'ldap-demo', 'redis-demo'] as const;
+
+interface AdapterKafka {
+  brokers: string[];
+  sasl: { mechanism: typeof KAFKA_SASL_MECHANISM; username: string; password: string };
+}
+
+/**
+ * The stack's signing keys, as PEM files in the stack directory (mode 0600): the policy service's (it signs
+ * every decision; adapters trust its public half) and one per adapter (it signs their reports; the policy
+ * service trusts the public half once an admin registers it).
+ */
+class StackKeys {
+  readonly policyKeyId = 'policy-local-1';
+  readonly policyPrivateKeyFile = join(stackDir, 'keys', 'policy-service.key.pem');
+  readonly policyPublicKeyFile = join(stackDir, 'keys', 'policy-service.pub.pem');
+  private readonly adapterPublicKeys = new Map<string, string>();
+
+  constructor() {
+    mkdirSync(join(stackDir, 'keys'), { recursive: true, mode: 0o700 });
+    const policy = generateSigningKeyPair();
+    writeFileSync(this.policyPrivateKeyFile, policy.privateKeyPem, { mode: 0o600 });
+    writeFileSync(this.policyPublicKeyFile, policy.publicKeyPem);
+    for (const adapterId of DEMO_ADAPTERS) {
+      const pair = generateSigningKeyPair();
+      writeFileSync(this.adapterPrivateKeyFile(adapterId), pair.privateKeyPem, { mode: 0o600 });
+      this.adapterPublicKeys.set(adapterId, pair.publicKeyPem);
+    }
+  }
+
+  adapterPrivateKeyFile(adapterId: string): string {
+    return join(stackDir, 'keys', `${adapterId}.key.pem`);
+  }
+
+  adapterKeys(): DemoAdapterKey[] {
+    return [...this.adapterPublicKeys].map(([adapterId, publicKeyPem]) => ({ adapterId, keyId: `${adapterId}-1`, publicKeyPem }));
+  }
+}
+
+/** Creates the policy service's login role (member of `portcullis_app`) and returns its URL. */
+async function createServiceLoginRole(ownerUrl: string): Promise<string> {
+  const password = randomBytes(16).toString('hex');
+  const client = new Client({ connectionString: ownerUrl });
+  await client.connect();
+  try {
+    await client.query(createAppRoleSql());
+    await client.query(`CREATE ROLE portcullis_service LOGIN PASSWORD '${password}' IN ROLE ${APP_ROLE}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(ownerUrl);
+  url.username = 'portcullis_service';
+  url.password = password;
+  return url.toString();
+}
+
 /** Writes an adapter's configuration and starts the built adapter. */
-function startAdapter(app: string, adapterId: string, systems: Record<string, object>, kafka: { brokers: string[] }): void {
+function startAdapter(app: string, adapterId: string, systems: Record<string, object>, kafka: AdapterKafka, keys: StackKeys): void {
   log(`starting ${app} (${adapterId}) for ${Object.keys(systems).join(', ')} ...`);
   const configFile = join(stackDir, `${adapterId}.json`);
-  const config = { adapterId, stateDir: join(stackDir, `state-${adapterId}`), kafka: { ...kafka, clientId: adapterId }, systems };
+  const config = {
+    adapterId,
+    stateDir: join(stackDir, `state-${adapterId}`),
+    kafka: { ...kafka, clientId: adapterId },
+    signingKey: { keyId: `${adapterId}-1`, privateKey: keys.adapterPrivateKeyFile(adapterId) },
+    trustedKeys: { [keys.policyKeyId]: keys.policyPublicKeyFile },
+    systems,
+  };
   writeFileSync(configFile, JSON.stringify(config, null, 2), { mode: 0o600 });
   runService(app, `dist/apps/${app}/main.js`, { ADAPTER_CONFIG: configFile, PORT: '0' });
 }
@@ -124,12 +191,26 @@ async function main(): Promise<void> {
   if (!process.argv.includes('--no-build')) build();
 
   log('starting Kafka and PostgreSQL ...');
+  // Kafka users with random passwords for this run: a super user for administration, the policy
+  // service, and one per demo adapter. The services connect through the SASL/SCRAM listener;
+  // KAFKA_PORT is the loopback tooling listener (no authentication, super user: setup only).
+  const kafkaUsers = {
+    admin: newScramUser(KafkaUsers.admin),
+    policyService: newScramUser(KafkaUsers.policyService),
+    adapters: Object.fromEntries(DEMO_ADAPTERS.map((id) => [id, newScramUser(KafkaUsers.adapter(id))])) as Record<
+      (typeof DEMO_ADAPTERS)[number],
+      ScramUser
+    >,
+  };
   const [broker, policyDb, stockDb, crmDb] = await Promise.all([
     startKafkaBroker({
       dataDir: join(stackDir, 'kafka'),
       port: Number(process.env.KAFKA_PORT ?? 19092),
+      saslPort: Number(process.env.KAFKA_SASL_PORT ?? 19094),
       controllerPort: Number(process.env.KAFKA_CONTROLLER_PORT ?? 19093),
       logFile: join(logsDir, 'kafka.log'),
+      scramUsers: [kafkaUsers.admin, kafkaUsers.policyService, ...Object.values(kafkaUsers.adapters)],
+      superUsers: [kafkaUsers.admin.username],
     }),
     process.env.DATABASE_URL ? Promise.resolve(null) : startPostgres({ name: 'policy', baseDir: stackDir, database: 'portcullis' }),
     startPostgres({ name: 'stock-db', baseDir: stackDir, database: 'stock' }),
@@ -151,6 +232,25 @@ async function main(): Promise<void> {
   });
   const targets: DemoTargets = { ldap: directory !== null, redis: cache !== null };
   await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-stack' }), portcullisTopicSpecs(6));
+  // Least privilege per service (deploy/kafka/acls.ts), set by the admin user over SASL; each demo
+  // adapter may use only its own consumer group.
+  const aclAdmin = createKafka({
+    brokers: broker.saslBrokers,
+    clientId: 'portcullis-stack',
+    sasl: { mechanism: KAFKA_SASL_MECHANISM, ...kafkaUsers.admin },
+  }).admin();
+  await aclAdmin.connect();
+  try {
+    await applyPortcullisAcls(aclAdmin, {
+      policyService: { principal: userPrincipal(kafkaUsers.policyService.username) },
+      adapters: DEMO_ADAPTERS.map((id) => ({
+        principal: userPrincipal(kafkaUsers.adapters[id].username),
+        consumerGroups: [literalGroup(adapterGroupId(id))],
+      })),
+    });
+  } finally {
+    await aclAdmin.disconnect();
+  }
   await warmUpKafka(broker.brokers);
   for (const target of [stockDb, crmDb]) {
     const client = new Client({ connectionString: target.url });
@@ -160,15 +260,35 @@ async function main(): Promise<void> {
   }
 
   const jwt = { secret: randomBytes(32).toString('hex'), issuer: 'portcullis-local', audience: 'portcullis' };
-  const databaseUrl = process.env.DATABASE_URL ?? policyDb!.url;
-  writeFileSync(join(stackDir, 'stack.json'), JSON.stringify({ jwt, apiUrl, kafka: broker.brokers }, null, 2), { mode: 0o600 });
+  // As in production: migrations run as the owner, the service as a login role in `portcullis_app`, which
+  // may only read and append the audit trail. (A DATABASE_URL given from outside is used as it is.)
+  const databaseMigrationUrl = process.env.DATABASE_URL ?? policyDb!.url;
+  const databaseUrl = process.env.DATABASE_URL ?? (await createServiceLoginRole(policyDb!.url));
+  writeFileSync(
+    join(stackDir, 'stack.json'),
+    JSON.stringify(
+      { jwt, apiUrl, kafka: broker.brokers, kafkaSasl: { brokers: broker.saslBrokers, mechanism: KAFKA_SASL_MECHANISM, users: kafkaUsers } },
+      null,
+      2,
+    ),
+    { mode: 0o600 },
+  );
 
+  const keys = new StackKeys();
   log('starting the policy service ...');
   runService('policy-service', 'dist/apps/policy-service/main.js', {
     PORT: String(port),
     DATABASE_URL: databaseUrl,
-    KAFKA_BROKERS: broker.brokers.join(','),
+    DATABASE_MIGRATION_URL: databaseMigrationUrl,
+    KAFKA_BROKERS: broker.saslBrokers.join(','),
+    KAFKA_SASL_MECHANISM: KAFKA_SASL_MECHANISM,
+    KAFKA_SASL_USERNAME: kafkaUsers.policyService.username,
+    KAFKA_SASL_PASSWORD: kafkaUsers.policyService.password,
+    // The stack created the topics; the policy service has no CREATE permission.
+    KAFKA_ENSURE_TOPICS: 'false',
     JWT_SECRET: jwt.secret,
+    SIGNING_KEY: keys.policyPrivateKeyFile,
+    SIGNING_KEY_ID: keys.policyKeyId,
     JWT_ISSUER: jwt.issuer,
     JWT_AUDIENCE: jwt.audience,
     ACK_DEADLINE_SECONDS: process.env.ACK_DEADLINE_SECONDS ?? '30',
@@ -176,23 +296,34 @@ async function main(): Promise<void> {
   await waitForHealth(`${apiUrl}/health`, 60_000);
 
   const adminToken = sign({ roles: ['admin'] }, jwt.secret, { subject: 'stack-setup', issuer: jwt.issuer, audience: jwt.audience, expiresIn: '5m' });
-  await seedDemoRegistry(apiUrl, adminToken, targets);
+  await seedDemoRegistry(apiUrl, adminToken, targets, keys.adapterKeys());
 
-  const kafka = { brokers: broker.brokers };
-  startAdapter('adapter-postgres', 'pg-demo', { 'stock-db': { url: stockDb.url }, 'crm-db': { url: crmDb.url } }, kafka);
+  const kafka = (adapterId: (typeof DEMO_ADAPTERS)[number]): AdapterKafka => ({
+    brokers: broker.saslBrokers,
+    sasl: { mechanism: KAFKA_SASL_MECHANISM, ...kafkaUsers.adapters[adapterId] },
+  });
+  startAdapter('adapter-postgres', 'pg-demo', { 'stock-db': { url: stockDb.url }, 'crm-db': { url: crmDb.url } }, kafka('pg-demo'), keys);
   if (directory) {
     const { url, baseDn, bindDn, bindPassword } = directory;
-    startAdapter('adapter-ldap', 'ldap-demo', { 'staff-directory': { url, baseDn: `ou=people,${baseDn}`, bindDn, bindPassword } }, kafka);
+    startAdapter(
+      'adapter-ldap',
+      'ldap-demo',
+      { 'staff-directory': { url, baseDn: `ou=people,${baseDn}`, bindDn, bindPassword } },
+      kafka('ldap-demo'),
+      keys,
+    );
   }
-  if (cache) startAdapter('adapter-redis', 'redis-demo', { 'session-cache': { url: cache.url } }, kafka);
+  if (cache) startAdapter('adapter-redis', 'redis-demo', { 'session-cache': { url: cache.url } }, kafka('redis-demo'), keys);
 
   const lead = 'npm run --silent token -- --sub alice --roles security-lead';
   const auditor = 'npm run --silent token -- --sub audrey --roles auditor';
+  const secondLead = 'npm run --silent token -- --sub bob --roles security-lead';
   console.log(`
 Portcullis is running.
 
   API          ${apiUrl}          (OpenAPI: http://127.0.0.1:${port}/api/docs)
-  Kafka        ${broker.brokers.join(',')}
+  Kafka        ${broker.saslBrokers.join(',')}  (SASL/SCRAM-SHA-512; users and passwords in ${join(stackDir, 'stack.json')})
+               ${broker.brokers.join(',')}  (loopback tooling listener: no authentication, not for services)
   Targets      stock-db         ${stockDb.url}
                crm-db           ${crmDb.url}
                staff-directory  ${directory ? `${directory.url} (${directory.bindDn})` : '(skipped: see above)'}
@@ -203,13 +334,17 @@ Try it (in another terminal):
 
   LEAD=$(${lead})
   AUDITOR=$(${auditor})
+  LEAD2=$(${secondLead})
   curl -s -H "Authorization: Bearer $AUDITOR" ${apiUrl}/groups/back-office
   curl -s -X POST -H "Authorization: Bearer $LEAD" -H 'content-type: application/json' \\
        -d '{"reason":"Back-office credentials phished","incidentRef":"INC-2041"}' ${apiUrl}/groups/back-office/revoke
   curl -s -H "Authorization: Bearer $AUDITOR" ${apiUrl}/commands/<commandId>
   psql "${stockDb.url.replace(/\/\/[^@]+@/, '//clerk_anna:anna@')}" -c 'select 1'   # refused while revoked
   curl -s -X POST -H "Authorization: Bearer $LEAD" -H 'content-type: application/json' \\
-       -d '{"reason":"Credentials rotated"}' ${apiUrl}/groups/back-office/restore
+       -d '{"reason":"Credentials rotated"}' ${apiUrl}/groups/back-office/restore   # a request: four eyes
+  curl -s -X POST -H "Authorization: Bearer $LEAD2" -H 'content-type: application/json' \\
+       -d '{"comment":"checked the rotation"}' ${apiUrl}/commands/<restore commandId>/approve
+  curl -s -H "Authorization: Bearer $AUDITOR" ${apiUrl}/audit/verify
   curl -s -H "Authorization: Bearer $AUDITOR" "${apiUrl}/audit?groupId=back-office"
 
 Ctrl-C stops everything.

@@ -16,8 +16,9 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '../libs/kafka/src';
+import { applyPortcullisAcls, KafkaUsers, POLICY_SERVICE_GROUP_PREFIX, prefixedGroup, userPrincipal } from './kafka/acls';
 import { warmUpKafka } from './lib/kafka-warm-up';
-import { startKafkaBroker, type KafkaBroker } from './lib/kafka-broker';
+import { KAFKA_SASL_MECHANISM, newScramUser, startKafkaBroker, type KafkaBroker } from './lib/kafka-broker';
 import { startPostgres, type PostgresServer } from './lib/postgres-server';
 import { startRedis, type RedisServer } from './lib/redis-server';
 import { startSlapd, type SlapdServer } from './lib/slapd-server';
@@ -38,8 +39,20 @@ async function main(): Promise<number> {
   };
   try {
     console.log('[test] starting Kafka and PostgreSQL servers for this run ...');
+    // Kafka: the services connect through the SASL/SCRAM listener, each with its own user (random
+    // passwords per run); setup code and the specs' "attacker" use the loopback tooling listener.
+    const kafkaUsers = {
+      admin: newScramUser(KafkaUsers.admin),
+      policyService: newScramUser(KafkaUsers.policyService),
+      adapter: newScramUser(KafkaUsers.adapter()),
+    };
     const [broker, policyDb, ldap, redis, ...targets] = await Promise.all([
-      startKafkaBroker({ dataDir: join(workDir, 'kafka'), heapMb: 512 }).then((server) => track(server)),
+      startKafkaBroker({
+        dataDir: join(workDir, 'kafka'),
+        heapMb: 512,
+        scramUsers: Object.values(kafkaUsers),
+        superUsers: [kafkaUsers.admin.username],
+      }).then((server) => track(server)),
       process.env.DATABASE_URL
         ? Promise.resolve(null)
         : startPostgres({ name: 'policy', baseDir: workDir, database: 'portcullis' }).then((server) => track(server)),
@@ -64,6 +77,26 @@ async function main(): Promise<number> {
     });
     stoppers.push(() => control.close());
     await ensureTopics(createKafka({ brokers: kafkaBroker.brokers, clientId: 'portcullis-test-setup' }), portcullisTopicSpecs(3));
+    // ACLs through the SASL listener as the admin super user (also proves that user works). The
+    // specs' policy services use consumer groups `policy-service-test-<uuid>`; all test adapters
+    // share the adapter user and the default group prefix `portcullis-adapter.`.
+    const aclAdmin = createKafka({
+      brokers: kafkaBroker.saslBrokers,
+      clientId: 'portcullis-test-setup',
+      sasl: { mechanism: KAFKA_SASL_MECHANISM, ...kafkaUsers.admin },
+    }).admin();
+    await aclAdmin.connect();
+    try {
+      await applyPortcullisAcls(aclAdmin, {
+        policyService: {
+          principal: userPrincipal(kafkaUsers.policyService.username),
+          consumerGroups: [prefixedGroup(POLICY_SERVICE_GROUP_PREFIX), prefixedGroup('policy-service-test-')],
+        },
+        adapters: [{ principal: userPrincipal(kafkaUsers.adapter.username) }],
+      });
+    } finally {
+      await aclAdmin.disconnect();
+    }
     await warmUpKafka(kafkaBroker.brokers);
     console.log(`[test] servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
@@ -72,7 +105,10 @@ async function main(): Promise<number> {
       envFile,
       JSON.stringify(
         {
-          kafka: { brokers: kafkaBroker.brokers },
+          kafka: {
+            brokers: kafkaBroker.brokers,
+            sasl: { brokers: kafkaBroker.saslBrokers, mechanism: KAFKA_SASL_MECHANISM, ...kafkaUsers },
+          },
           postgres: {
             policyUrl: process.env.DATABASE_URL ?? (policyDb as PostgresServer).url,
             targetUrls: (targets as PostgresServer[]).map((target) => target.url),

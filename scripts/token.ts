@@ -1,11 +1,14 @@
 /**
- * Prints a bearer token for the local stack (or for any policy service whose JWT_SECRET you hold):
+ * Prints a local HS256 bearer token for the demo stack (or for any policy service whose JWT_SECRET you hold):
  *
  *   npm run --silent token -- --sub alice --roles security-lead
  *   npm run --silent token -- --sub audrey --roles auditor --ttl 1h
+ *   npm run --silent token -- --sub ada --roles admin,auditor        # several roles
  *
  * The secret, issuer and audience come from JWT_SECRET / JWT_ISSUER / JWT_AUDIENCE when set, otherwise
- * from the running local stack (.portcullis/stack/stack.json).
+ * from the running local stack (.portcullis/stack/stack.json). The token carries no `kid`, which is how
+ * the service tells it from a single sign-on token (those are verified against OIDC_JWKS_URL instead).
+ * For automation, prefer an API key (`POST /api/v1/api-keys`): it can be revoked on its own.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -32,6 +35,7 @@ const stackFile = join(resolve(__dirname, '..'), '.portcullis', 'stack', 'stack.
 const stack = existsSync(stackFile) ? (JSON.parse(readFileSync(stackFile, 'utf8')) as { jwt?: Record<string, string> }).jwt : undefined;
 const secret = process.env.JWT_SECRET ?? stack?.secret;
 if (!secret) fail('no JWT_SECRET set and no local stack running (start it with `npm start`)');
+if (secret.length < 32) fail('JWT_SECRET must be at least 32 characters (the policy service refuses a shorter one)');
 
 process.stdout.write(
   sign({ roles }, secret, {

@@ -2,21 +2,47 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Pool } from 'pg';
+import { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes, type AclEntry } from 'kafkajs';
+import { Client, escapeIdentifier, escapeLiteral, Pool } from 'pg';
+import { generateSigningKeyPair } from '../../libs/contracts/src/signing';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '../../libs/kafka/src';
+import { APP_ROLE, createAppRoleSql } from '../../apps/policy-service/src/database/migrations/1764400150000-AppRoleGrants';
+import { applyPortcullisAcls, KafkaUsers, userPrincipal } from '../../deploy/kafka/acls';
 import { freePort } from '../../deploy/lib/free-port';
-import { startKafkaBroker, type KafkaBroker } from '../../deploy/lib/kafka-broker';
+import { KAFKA_SASL_MECHANISM, newScramUser, startKafkaBroker, type KafkaBroker, type ScramUser } from '../../deploy/lib/kafka-broker';
 import { warmUpKafka } from '../../deploy/lib/kafka-warm-up';
 import { startPostgres, type PostgresServer } from '../../deploy/lib/postgres-server';
 import { AdapterWorker } from './adapter-workers';
 import { CommandTracker } from './command-tracker';
 import { CpuMeter, postmasterPid, processTree } from './proc-stats';
 import { PolicyClient, type JwtSettings } from './policy-client';
+import type { KafkaConnection } from './worker-protocol';
 
 export const ROOT = resolve(__dirname, '..', '..');
 const POLICY_SERVICE_ENTRY = join(ROOT, 'dist', 'apps', 'policy-service', 'main.js');
 export const TOPIC_PARTITIONS = 6;
 const PROFILE_PRELOAD = join(ROOT, 'bench', 'tools', 'cpu-profile.preload.cjs');
+/** The raw-Kafka baseline's topics and consumer groups start with these (its user may use only those). */
+export const BASELINE_TOPIC_PREFIX = 'bench.baseline-';
+export const BASELINE_GROUP_PREFIX = 'bench-baseline';
+/** The key id the policy service signs decisions under (SIGNING_KEY_ID); adapters trust it by this id. */
+const POLICY_KEY_ID = 'policy-bench';
+
+/**
+ * Which broker listener the services, the adapters and the raw-Kafka baseline use. `sasl` (default): the
+ * SASL/SCRAM-SHA-512 listener, each with its own user, ACLs enforced, as deployed. `tooling`: the broker's
+ * unauthenticated loopback listener (super user, no ACLs), e.g. if the SASL listener is unavailable.
+ * Setup (topics, ACLs, the warm-up) always uses the tooling listener.
+ */
+export type KafkaListener = 'sasl' | 'tooling';
+
+/** SCRAM users of a run (random passwords); all adapter instances share one user, as the tests' adapters do. */
+interface BenchKafkaUsers {
+  admin: ScramUser;
+  policyService: ScramUser;
+  adapter: ScramUser;
+  baseline: ScramUser;
+}
 
 function log(message: string): void {
   console.log(`[bench] ${message}`);
@@ -36,6 +62,15 @@ export class BenchStack {
   client!: PolicyClient;
   policyService!: ChildProcess;
   readonly jwt: JwtSettings = { secret: randomBytes(32).toString('hex'), issuer: 'portcullis-local', audience: 'portcullis' };
+  /** The policy service's signing key of this run (SIGNING_KEY, a file in the work dir); adapters trust its public half. */
+  private readonly policyKey = generateSigningKeyPair();
+  private readonly kafkaUsers: BenchKafkaUsers = {
+    admin: newScramUser(KafkaUsers.admin),
+    policyService: newScramUser(KafkaUsers.policyService),
+    adapter: newScramUser(KafkaUsers.adapter()),
+    baseline: newScramUser('bench-baseline'),
+  };
+  kafkaListener: KafkaListener = 'sasl';
 
   /** Where CPU profiles go when the run profiles (`--profile`), else undefined. */
   profileDir?: string;
@@ -73,19 +108,37 @@ export class BenchStack {
     return new BenchStack(workDir, logDir);
   }
 
+  /** The loopback tooling listener: topic setup only. */
   get brokers(): string[] {
     return this.broker.brokers;
   }
 
-  async start(options: { build: boolean }): Promise<void> {
+  /** How a client of the given kind connects to Kafka in this run (see KafkaListener). */
+  kafkaAs(user: 'policyService' | 'adapter' | 'baseline'): KafkaConnection {
+    if (this.kafkaListener === 'tooling') return { brokers: this.broker.brokers };
+    const { username, password } = this.kafkaUsers[user];
+    return { brokers: this.broker.saslBrokers, sasl: { mechanism: KAFKA_SASL_MECHANISM, username, password } };
+  }
+
+  /** What every adapter instance trusts: the policy service's public key of this run, by its key id. */
+  get trustedPolicyKeys(): Record<string, string> {
+    return { [POLICY_KEY_ID]: this.policyKey.publicKeyPem };
+  }
+
+  async start(options: { build: boolean; kafkaListener: KafkaListener }): Promise<void> {
+    this.kafkaListener = options.kafkaListener;
     if (options.build) buildPolicyService();
     else if (!existsSync(POLICY_SERVICE_ENTRY)) throw new Error(`${POLICY_SERVICE_ENTRY} is missing: run without --no-build`);
     const started = Date.now();
     log('starting the Kafka broker and PostgreSQL (policy database, target server) ...');
     const [broker, policyDb, targetDb] = await Promise.all([
-      startKafkaBroker({ dataDir: join(this.workDir, 'kafka'), heapMb: 1024, logFile: join(this.logDir, 'kafka.log') }).then((server) =>
-        this.track('kafka broker', server),
-      ),
+      startKafkaBroker({
+        dataDir: join(this.workDir, 'kafka'),
+        heapMb: 1024,
+        logFile: join(this.logDir, 'kafka.log'),
+        scramUsers: Object.values(this.kafkaUsers),
+        superUsers: [this.kafkaUsers.admin.username],
+      }).then((server) => this.track('kafka broker', server)),
       startPostgres({ name: 'policy', baseDir: this.workDir, database: 'portcullis' }).then((server) => this.track('policy database', server)),
       startPostgres({ name: 'target', baseDir: this.workDir, database: 'postgres' }).then((server) => this.track('target database', server)),
     ]);
@@ -93,6 +146,7 @@ export class BenchStack {
     this.policyDb = policyDb;
     this.targetDb = targetDb;
     await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-bench-setup' }), portcullisTopicSpecs(TOPIC_PARTITIONS));
+    await this.applyKafkaAcls();
     await warmUpKafka(broker.brokers);
     log(`servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s (work dir ${this.workDir})`);
     await this.startPolicyService();
@@ -104,9 +158,71 @@ export class BenchStack {
     this.stoppers.push({ name: 'bench database pool', stop: () => this.db.end() });
   }
 
+  /**
+   * Least privilege per service as deployed (deploy/kafka/acls.ts: the policy service and the adapters'
+   * shared user), plus the baseline's user on the baseline's own topics and groups. Set through the
+   * tooling listener (a super user).
+   */
+  private async applyKafkaAcls(): Promise<void> {
+    const admin = createKafka({ brokers: this.broker.brokers, clientId: 'portcullis-bench-setup' }).admin();
+    await admin.connect();
+    try {
+      await applyPortcullisAcls(admin, {
+        policyService: { principal: userPrincipal(this.kafkaUsers.policyService.username) },
+        adapters: [{ principal: userPrincipal(this.kafkaUsers.adapter.username) }],
+      });
+      const baseline = userPrincipal(this.kafkaUsers.baseline.username);
+      const allow = (resourceType: AclResourceTypes, resourceName: string, operation: AclOperationTypes): AclEntry => ({
+        principal: baseline,
+        host: '*',
+        resourceType,
+        resourceName,
+        resourcePatternType: ResourcePatternTypes.PREFIXED,
+        operation,
+        permissionType: AclPermissionTypes.ALLOW,
+      });
+      await admin.createAcls({
+        acl: [
+          allow(AclResourceTypes.TOPIC, BASELINE_TOPIC_PREFIX, AclOperationTypes.READ),
+          allow(AclResourceTypes.TOPIC, BASELINE_TOPIC_PREFIX, AclOperationTypes.WRITE),
+          allow(AclResourceTypes.GROUP, BASELINE_GROUP_PREFIX, AclOperationTypes.READ),
+        ],
+      });
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  /**
+   * As deployed, the service runs as a login role in the group role `portcullis_app` (it may only read and
+   * append to the audit trail); the migrations run as the owner (the server's superuser here). Returns
+   * DATABASE_URL for that role.
+   */
+  private async createServiceLoginRole(): Promise<string> {
+    const role = 'portcullis_bench_service';
+    const password = randomBytes(16).toString('hex');
+    const admin = new Client({ connectionString: this.policyDb.url });
+    await admin.connect();
+    try {
+      await admin.query(createAppRoleSql());
+      await admin.query(`CREATE ROLE ${escapeIdentifier(role)} LOGIN PASSWORD ${escapeLiteral(password)} IN ROLE ${escapeIdentifier(APP_ROLE)}`);
+    } finally {
+      await admin.end();
+    }
+    const url = new URL(this.policyDb.url);
+    url.username = role;
+    url.password = password;
+    return url.toString();
+  }
+
   /** The built policy service as its own OS process, configured like a deployment, through the environment. */
   private async startPolicyService(): Promise<void> {
     const port = await freePort();
+    const databaseUrl = await this.createServiceLoginRole();
+    // The signing key as a file only this user can read (SIGNING_KEY takes PEM text or a path).
+    const keyFile = join(this.workDir, 'policy-signing-key.pem');
+    writeFileSync(keyFile, this.policyKey.privateKeyPem, { mode: 0o600 });
+    const kafka = this.kafkaAs('policyService');
     const logFile = openSync(join(this.logDir, 'policy-service.log'), 'a');
     // setpriv --pdeathsig: the kernel kills the service if this process dies without cleaning up.
     const nodeArgs = [...(this.profileDir ? ['--require', PROFILE_PRELOAD] : []), POLICY_SERVICE_ENTRY];
@@ -120,8 +236,14 @@ export class BenchStack {
         ...process.env,
         NODE_ENV: 'production',
         PORT: String(port),
-        DATABASE_URL: this.policyDb.url,
-        KAFKA_BROKERS: this.broker.brokers.join(','),
+        DATABASE_URL: databaseUrl,
+        DATABASE_MIGRATION_URL: this.policyDb.url,
+        KAFKA_BROKERS: kafka.brokers.join(','),
+        ...(kafka.sasl
+          ? { KAFKA_SASL_MECHANISM: kafka.sasl.mechanism, KAFKA_SASL_USERNAME: kafka.sasl.username, KAFKA_SASL_PASSWORD: kafka.sasl.password }
+          : { KAFKA_SASL_USERNAME: '' }),
+        SIGNING_KEY: keyFile,
+        SIGNING_KEY_ID: POLICY_KEY_ID,
         JWT_SECRET: this.jwt.secret,
         JWT_ISSUER: this.jwt.issuer,
         JWT_AUDIENCE: this.jwt.audience,
@@ -129,6 +251,9 @@ export class BenchStack {
         KAFKA_TOPIC_PARTITIONS: String(TOPIC_PARTITIONS),
         // Generous, so that a long global revoke is not reported `overdue` (status only; no effect on timing).
         ACK_DEADLINE_SECONDS: '3600',
+        // Approvals are a rate-limited ("sensitive") route: 30 per caller per minute by default, and the
+        // benchmark's one approver approves every restore. Lifted so the limit never shapes a figure.
+        SENSITIVE_RATE_LIMIT: '1000000',
         KAFKAJS_NO_PARTITIONER_WARNING: '1',
         ...this.profilingEnv('policy-service'),
       },

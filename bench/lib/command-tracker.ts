@@ -10,24 +10,32 @@ export interface ObservedCommand extends SentCommand {
 /** A command's timing from the policy service's own timestamps, joined with the client's. */
 export interface CommandTiming extends ObservedCommand {
   systems: number;
-  /** commands.requested_at. */
+  /**
+   * When the service took the decision: commands.requested_at, or for a four-eyes restore commands.decided_at
+   * (the approval, in whose transaction the restore is applied; requested_at is then the restore request's).
+   */
   requestedAt: number;
   /** The latest, over the command's systems, of the first accepted `enforced` acknowledgement's received_at. */
   lastEnforcedAt: number;
-  /** Time to enforce: client request sent → last `enforced` acknowledgement recorded (service timestamp). */
+  /**
+   * Time to enforce: client request sent → last `enforced` acknowledgement recorded (service timestamp).
+   * The request is the one that decides: the revoke, or a restore's approval (see SentCommand).
+   */
   tteMs: number;
+  /** Restores only: the restore request sent (before the approval) → last `enforced` recorded. */
+  restoreTotalMs?: number;
   /** The same, as the client saw it by polling the database (includes commit and poll delay). */
   clientObservedMs: number;
-  /** requested_at → last enforced (what the service alone would report). */
+  /** requestedAt → last enforced (what the service alone would report). */
   serviceMs: number;
   /** Where the time went, for the system that was enforced last (see bench/README.md). */
   hops?: Hops;
 }
 
 export interface Hops {
-  /** Client sent → commands.requested_at: HTTP, authentication, validation, group and system locks. */
+  /** Client sent → requestedAt (see CommandTiming): HTTP, authentication, validation, the group lock. */
   request: number;
-  /** requested_at → the audit entry of the decision (clock_timestamp, written last in the transaction). */
+  /** requestedAt → the decision's audit entry (`group.revoked` / `group.restored`, appended last in the transaction). */
   decide: number;
   /** Audit entry → outbox.published_at: commit, NOTIFY, relay reads the outbox, Kafka send (acks=all), UPDATE. */
   relay: number;
@@ -157,7 +165,7 @@ export async function timings(db: Pool, observed: readonly ObservedCommand[], ou
        SELECT DISTINCT ON (command_id) command_id, system_id, occurred_at, received_at
        FROM acks WHERE status = 'enforced' ORDER BY command_id, received_at DESC)
      SELECT l.command_id, l.system_id, n.systems,
-            ${ms('c.requested_at')} AS requested,
+            ${ms('coalesce(c.decided_at, c.requested_at)')} AS requested,
             ${ms('l.received_at')} AS enforced_received,
             ${ms('l.occurred_at')} AS enforced_occurred,
             ${ms('d.occurred_at')} AS delivered_occurred,
@@ -201,6 +209,7 @@ export async function timings(db: Pool, observed: readonly ObservedCommand[], ou
       requestedAt: row.requested,
       lastEnforcedAt: row.enforced_received,
       tteMs: row.enforced_received - command.sentAt,
+      restoreTotalMs: command.restoreRequest ? row.enforced_received - command.restoreRequest.sentAt : undefined,
       clientObservedMs: command.observedAt - command.sentAt,
       serviceMs: row.enforced_received - row.requested,
       hops,

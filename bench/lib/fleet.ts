@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { generateSigningKeyPair, parsePrivateKey, publicKeyPem } from '../../libs/contracts/src/signing';
 import type { AdapterWorker } from './adapter-workers';
 import { chunk } from './adapter-workers';
 import type { BenchOptions } from './bench-options';
@@ -14,14 +15,30 @@ export interface Fleet {
   startMs: number;
 }
 
+/**
+ * One adapter instance with its own Ed25519 key pair, made for this run (key id `<adapterId>-bench`); its
+ * public half is registered by `register` before the instance starts.
+ */
+export function adapterInstance(
+  stack: BenchStack,
+  adapterId: string,
+  enforcer: AdapterInstanceSpec['enforcer'],
+  systems: AdapterInstanceSpec['systems'],
+): AdapterInstanceSpec {
+  return {
+    adapterId,
+    stateDir: join(stack.workDir, 'adapter-state', adapterId),
+    enforcer,
+    systems,
+    signingKey: { keyId: `${adapterId}-bench`, privateKey: generateSigningKeyPair().privateKeyPem },
+  };
+}
+
 /** No-op adapter instances `<prefix>-a<i>`, instance i serving `systemsOf(i)`. */
 export function noopInstances(stack: BenchStack, prefix: string, count: number, systemsOf: (index: number) => string[]): AdapterInstanceSpec[] {
-  return Array.from({ length: count }, (_, index) => ({
-    adapterId: `${prefix}-a${index + 1}`,
-    stateDir: join(stack.workDir, 'adapter-state', `${prefix}-a${index + 1}`),
-    enforcer: 'noop' as const,
-    systems: Object.fromEntries(systemsOf(index).map((systemId) => [systemId, {}])),
-  }));
+  return Array.from({ length: count }, (_, index) =>
+    adapterInstance(stack, `${prefix}-a${index + 1}`, 'noop', Object.fromEntries(systemsOf(index).map((systemId) => [systemId, {}]))),
+  );
 }
 
 /**
@@ -36,9 +53,10 @@ export async function startFleet(stack: BenchStack, options: BenchOptions, name:
   await Promise.all(
     workers.map((worker, index) =>
       worker.startAdapters({
-        brokers: stack.brokers,
+        kafka: stack.kafkaAs('adapter'),
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         verifyIntervalMs: options.verifyIntervalMs,
+        trustedKeys: stack.trustedPolicyKeys,
         instances: groups[index],
       }),
     ),
@@ -51,15 +69,22 @@ export async function stopFleet(stack: BenchStack, fleet: Fleet): Promise<void> 
   await stack.stopWorkers(fleet.workers);
 }
 
-/** Registers systems of one kind and groups through the API (as an administrator would). */
+/**
+ * Registers through the API, as an administrator would: each instance's public key for its adapter id,
+ * every system it serves (of one kind) with that adapter id, then the groups.
+ */
 export async function register(
   stack: BenchStack,
-  systems: string[],
+  instances: readonly AdapterInstanceSpec[],
   kind: string,
   groups: { id: string; systemIds: string[] }[],
   concurrency = 8,
 ): Promise<void> {
-  await forEachLimited(systems, concurrency, (id) => stack.client.registerSystem(id, kind));
+  await forEachLimited(instances, concurrency, (instance) =>
+    stack.client.registerAdapterKey(instance.adapterId, instance.signingKey.keyId, publicKeyPem(parsePrivateKey(instance.signingKey.privateKey))),
+  );
+  const systems = instances.flatMap((instance) => Object.keys(instance.systems).map((id) => ({ id, adapterId: instance.adapterId })));
+  await forEachLimited(systems, concurrency, (system) => stack.client.registerSystem(system.id, kind, system.adapterId));
   await forEachLimited(groups, concurrency, (group) => stack.client.createGroup(group.id, group.systemIds));
 }
 

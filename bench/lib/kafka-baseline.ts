@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
 import { wallClockMs } from './stats';
+import type { KafkaConnection } from './worker-protocol';
 
 /** About the size of a `system-access.changed` envelope, so both paths move similar bytes. */
 const PADDING = 'x'.repeat(560);
@@ -19,16 +20,17 @@ export class KafkaBaselineCentre {
   private readonly waiting = new Map<string, Waiting>();
 
   constructor(
-    brokers: string[],
+    connection: KafkaConnection,
     private readonly requestTopic: string,
     private readonly replyTopic: string,
     groupId: string,
   ) {
-    this.kafka = new Kafka({ clientId: 'bench-baseline-centre', brokers, logLevel: logLevel.ERROR });
+    this.kafka = new Kafka({ clientId: 'bench-baseline-centre', brokers: connection.brokers, sasl: connection.sasl, logLevel: logLevel.ERROR });
     this.producer = this.kafka.producer();
     this.consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 1_000 });
   }
 
+  /** Creates the topics through `brokers`, the loopback tooling listener (setup, as for Portcullis' own topics). */
   static async createTopics(brokers: string[], topics: string[], partitions: number): Promise<void> {
     const admin = new Kafka({ clientId: 'bench-baseline-admin', brokers, logLevel: logLevel.ERROR }).admin();
     await admin.connect();

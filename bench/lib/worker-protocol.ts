@@ -1,5 +1,12 @@
 /** Requests the bench orchestrator sends to an adapter worker over the IPC channel, and their answers. */
 
+/** How a Kafka client of the run connects: the broker's SASL/SCRAM listener as a user, or the loopback tooling listener. */
+export interface KafkaConnection {
+  brokers: string[];
+  /** Absent on the tooling listener (`--kafka-listener tooling`). */
+  sasl?: { mechanism: 'scram-sha-512'; username: string; password: string };
+}
+
 export interface AdapterInstanceSpec {
   adapterId: string;
   stateDir: string;
@@ -7,17 +14,24 @@ export interface AdapterInstanceSpec {
   enforcer: 'noop' | 'postgres';
   /** System id → adapter-specific settings (`{}` for noop, `{ url }` for postgres). */
   systems: Record<string, Record<string, unknown>>;
+  /**
+   * The instance's own Ed25519 key (one per instance, made by the orchestrator for this run): it signs
+   * the instance's acknowledgements and heartbeats; an admin registered its public half for `adapterId`.
+   */
+  signingKey: { keyId: string; privateKey: string };
 }
 
 export interface StartAdaptersParams {
-  brokers: string[];
+  kafka: KafkaConnection;
   heartbeatIntervalMs: number;
   verifyIntervalMs: number;
+  /** The policy service's public key(s) by key id (SPKI PEM): only decisions they sign are obeyed. */
+  trustedKeys: Record<string, string>;
   instances: AdapterInstanceSpec[];
 }
 
 export interface StartBaselineParams {
-  brokers: string[];
+  kafka: KafkaConnection;
   requestTopic: string;
   replyTopic: string;
   /** One raw kafkajs consumer (own consumer group) and producer per id. */

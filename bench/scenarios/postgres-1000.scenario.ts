@@ -1,9 +1,8 @@
-import { join } from 'node:path';
 import { Client, escapeIdentifier, escapeLiteral } from 'pg';
 import type { BenchOptions } from '../lib/bench-options';
 import type { BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
-import { pad, register, startFleet, stopFleet } from '../lib/fleet';
+import { adapterInstance, pad, register, startFleet, stopFleet } from '../lib/fleet';
 import { CpuAccount } from '../lib/proc-stats';
 import type { ScenarioResult } from '../lib/report';
 import { round, summarize, wallClockMs } from '../lib/stats';
@@ -40,10 +39,9 @@ export async function runPostgresScenario(stack: BenchStack, options: BenchOptio
   });
   const systemId = 'pg1000-target';
   const groupId = 'pg1000-group';
-  await register(stack, [systemId], 'postgres', [{ id: groupId, systemIds: [systemId] }]);
-  const fleet = await startFleet(stack, options, 'pg1000', [
-    { adapterId: 'pg1000-adapter', stateDir: join(stack.workDir, 'adapter-state', 'pg1000-adapter'), enforcer: 'postgres', systems: { [systemId]: { url } } },
-  ]);
+  const instances = [adapterInstance(stack, 'pg1000-adapter', 'postgres', { [systemId]: { url } })];
+  await register(stack, instances, 'postgres', [{ id: groupId, systemIds: [systemId] }]);
+  const fleet = await startFleet(stack, options, 'pg1000', instances);
   const tracker = stack.tracker(options.pollMs);
   const open: Client[] = [];
   const openSessions = async () => {
@@ -98,7 +96,9 @@ export async function runPostgresScenario(stack: BenchStack, options: BenchOptio
       direct: directSummary,
       roles,
       sessions,
+      // From the second security lead's approval (four eyes); restore_request_portcullis: the request before it.
       restore_portcullis: summarize(restoreTimed.map((timing) => timing.tteMs)),
+      restore_request_portcullis: summarize(restores.flatMap((command) => (command.restoreRequest ? [command.restoreRequest.answeredAt - command.restoreRequest.sentAt] : []))),
       restore_direct: summarize(directRestores),
       cpu_ms_per_revoke: portcullisCpu.perOperation(),
       cpu_ms_per_direct_revoke: directCpu.perOperation(),

@@ -1,5 +1,5 @@
 import type { CommandTiming, Hops } from '../lib/command-tracker';
-import { median, round } from '../lib/stats';
+import { median, round, summarize, type Summary } from '../lib/stats';
 
 /** Median of each hop, for the system enforced last (see "Where the time goes" in bench/README.md). */
 export function hopSummary(timed: readonly CommandTiming[]): Record<keyof Hops, number> | null {
@@ -20,5 +20,28 @@ export function crossCheck(timed: readonly CommandTiming[]): { median_gap_ms: nu
     median_gap_ms: round(median(gaps)),
     max_gap_ms: round(Math.max(...gaps)),
     violations: gaps.filter((gap) => gap < -1).length,
+  };
+}
+
+/**
+ * Revokes and restores apart. A restore goes through four eyes: `restore` is its time to enforce from the
+ * second security lead's approval (where the service decides, as a revoke does at its request);
+ * `restore_request` is the first lead's restore request alone (client round trip, 202 `awaiting-approval`);
+ * `restore_total` runs from that request to the last `enforced` (both leads answering at once, as here).
+ */
+export function byAction(timed: readonly CommandTiming[]): {
+  revoke: Summary;
+  restore: Summary;
+  restore_request: Summary;
+  restore_total: Summary;
+} | null {
+  const restores = timed.filter((timing) => timing.action === 'restore');
+  const revokes = timed.filter((timing) => timing.action === 'revoke');
+  if (restores.length === 0) return null;
+  return {
+    revoke: summarize(revokes.map((timing) => timing.tteMs)),
+    restore: summarize(restores.map((timing) => timing.tteMs)),
+    restore_request: summarize(restores.flatMap((timing) => (timing.restoreRequest ? [timing.restoreRequest.answeredAt - timing.restoreRequest.sentAt] : []))),
+    restore_total: summarize(restores.flatMap((timing) => (timing.restoreTotalMs !== undefined ? [timing.restoreTotalMs] : []))),
   };
 }

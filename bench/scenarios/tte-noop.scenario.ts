@@ -1,5 +1,5 @@
 import type { BenchOptions } from '../lib/bench-options';
-import { TOPIC_PARTITIONS, type BenchStack } from '../lib/bench-stack';
+import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, TOPIC_PARTITIONS, type BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type CommandTiming, type ObservedCommand } from '../lib/command-tracker';
 import { noopInstances, register, sleep, startFleet, stopFleet } from '../lib/fleet';
 import { KafkaBaselineCentre } from '../lib/kafka-baseline';
@@ -7,7 +7,7 @@ import type { ScenarioResult } from '../lib/report';
 import { round, summarize } from '../lib/stats';
 import { chunk } from '../lib/adapter-workers';
 import { CpuAccount } from '../lib/proc-stats';
-import { hopSummary, crossCheck } from './timing-summary';
+import { byAction, hopSummary, crossCheck } from './timing-summary';
 
 function log(message: string): void {
   console.log(`[bench] ${message}`);
@@ -19,7 +19,9 @@ function log(message: string): void {
  *
  * - tte-noop-N: N no-op adapter instances (real adapter kit), each serving its own system, one group with
  *   all N systems. A sample is one revoke or restore (alternating): client request sent → the policy
- *   service has recorded the last `enforced` acknowledgement (its own received_at).
+ *   service has recorded the last `enforced` acknowledgement (its own received_at). A restore is four eyes:
+ *   a lead's request, then a second lead's approval; its sample starts at the approval (`by_action` has
+ *   revokes and restores apart, and the restore request's own time).
  * - baseline-kafka-N: raw kafkajs. A sample: a producer sends one message, N consumers in N consumer groups
  *   each receive it and produce a reply, one consumer receives all N replies.
  */
@@ -37,22 +39,28 @@ async function runOne(stack: BenchStack, options: BenchOptions, n: number): Prom
   const systems = Array.from({ length: n }, (_, index) => `${prefix}-s${index + 1}`);
   const groupId = `${prefix}-all`;
   log(`tte-noop-${n} / baseline-kafka-${n}: registering ${n} systems, starting ${n} adapter instances ...`);
-  await register(stack, systems, 'noop', [{ id: groupId, systemIds: systems }]);
   const instances = noopInstances(stack, prefix, n, (index) => [systems[index]]);
+  await register(stack, instances, 'noop', [{ id: groupId, systemIds: systems }]);
   const fleet = await startFleet(stack, options, prefix, instances);
 
   // The baseline's consumers live in the same worker processes, spread the same way as the adapters.
-  const requestTopic = `bench.baseline-request.n${n}`;
-  const replyTopic = `bench.baseline-reply.n${n}`;
+  const requestTopic = `${BASELINE_TOPIC_PREFIX}request.n${n}`;
+  const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.n${n}`;
   await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], TOPIC_PARTITIONS);
   const consumerIds = Array.from({ length: n }, (_, index) => `n${n}-c${index + 1}`);
   const runTag = `${process.pid}-${Date.now()}`;
   await Promise.all(
     chunk(consumerIds, options.instancesPerWorker).map((ids, index) =>
-      fleet.workers[index].startBaseline({ brokers: stack.brokers, requestTopic, replyTopic, consumerIds: ids, groupPrefix: `bench-baseline.${runTag}` }),
+      fleet.workers[index].startBaseline({
+        kafka: stack.kafkaAs('baseline'),
+        requestTopic,
+        replyTopic,
+        consumerIds: ids,
+        groupPrefix: `${BASELINE_GROUP_PREFIX}.${runTag}`,
+      }),
     ),
   );
-  const centre = new KafkaBaselineCentre(stack.brokers, requestTopic, replyTopic, `bench-baseline-centre.${runTag}.n${n}`);
+  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.n${n}`);
   await centre.start();
   log(`  adapters ready after ${(fleet.startMs / 1000).toFixed(1)} s (start + replay of the desired-state topic); warming up ...`);
 
@@ -97,6 +105,7 @@ async function runOne(stack: BenchStack, options: BenchOptions, n: number): Prom
         ratio_p99: round(tte.p99_ms / base.p99_ms, 2),
         service_p50_ms: summarize(timed.map((timing) => timing.serviceMs)).p50_ms,
         client_observed_p50_ms: summarize(timed.map((timing) => timing.clientObservedMs)).p50_ms,
+        by_action: byAction(timed),
         hops_p50_ms: hopSummary(timed),
         cross_check: crossCheck(timed),
         cpu_ms_per_command: tteCpu.perOperation(),

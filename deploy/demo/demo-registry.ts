@@ -7,10 +7,14 @@ export interface DemoTargets {
 
 export function demoSystems(targets: DemoTargets) {
   return [
-    { id: 'stock-db', name: 'Stock database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] },
-    { id: 'crm-db', name: 'Call-centre CRM database', kind: 'postgres', exemptPrincipals: ['breakglass_dba'] },
-    ...(targets.ldap ? [{ id: 'staff-directory', name: 'Staff directory (LDAP)', kind: 'ldap', exemptPrincipals: ['breakglass'] }] : []),
-    ...(targets.redis ? [{ id: 'session-cache', name: 'Session cache (Redis)', kind: 'redis', exemptPrincipals: ['breakglass'] }] : []),
+    { id: 'stock-db', name: 'Stock database', kind: 'postgres', adapterId: 'pg-demo', exemptPrincipals: ['breakglass_dba'] },
+    { id: 'crm-db', name: 'Call-centre CRM database', kind: 'postgres', adapterId: 'pg-demo', exemptPrincipals: ['breakglass_dba'] },
+    ...(targets.ldap
+      ? [{ id: 'staff-directory', name: 'Staff directory (LDAP)', kind: 'ldap', adapterId: 'ldap-demo', exemptPrincipals: ['breakglass'] }]
+      : []),
+    ...(targets.redis
+      ? [{ id: 'session-cache', name: 'Session cache (Redis)', kind: 'redis', adapterId: 'redis-demo', exemptPrincipals: ['breakglass'] }]
+      : []),
   ];
 }
 
@@ -22,7 +26,27 @@ export function demoGroups(targets: DemoTargets) {
   ];
 }
 
-export async function seedDemoRegistry(apiUrl: string, adminToken: string, targets: DemoTargets): Promise<void> {
+/** An adapter's public key, registered so that its signed acknowledgements count. */
+export interface DemoAdapterKey {
+  adapterId: string;
+  keyId: string;
+  publicKeyPem: string;
+}
+
+export async function seedDemoRegistry(
+  apiUrl: string,
+  adminToken: string,
+  targets: DemoTargets,
+  adapterKeys: readonly DemoAdapterKey[] = [],
+): Promise<void> {
+  for (const key of adapterKeys) {
+    const response = await fetch(`${apiUrl}/adapters/${key.adapterId}/keys/${key.keyId}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ publicKey: key.publicKeyPem }),
+    });
+    if (!response.ok) throw new Error(`PUT adapter key ${key.adapterId}/${key.keyId} answered ${response.status}: ${await response.text()}`);
+  }
   const post = async (path: string, body: unknown) => {
     const response = await fetch(`${apiUrl}${path}`, {
       method: 'POST',

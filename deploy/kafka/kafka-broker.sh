@@ -6,16 +6,22 @@
 #       deploy/kafka/lib/. Idempotent; a no-op (milliseconds) when the cache is complete.
 #
 #   kafka-broker.sh run --data-dir DIR --port P --controller-port C [--heap-mb 512]
+#                       [--sasl-port S] [--scram-file FILE] [--super-user NAME]...
 #                       [--override key=value]... [--die-with-parent]
 #       Fetch if needed, write DIR/server.properties, format DIR/data once (a restart on the same DIR
 #       keeps the cluster id and all data), then exec the broker in the foreground: the PID of this
 #       script becomes the PID of the JVM. Logs go to stderr; "Kafka Server started" marks startup.
+#       P is the unauthenticated PLAINTEXT listener on 127.0.0.1 (loopback tooling only);
+#       --sasl-port adds a SASL_PLAINTEXT listener (SCRAM-SHA-512) on 127.0.0.1 for the services;
+#       --scram-file names a file of SCRAM credentials, one `SCRAM-SHA-512=[name=N,password=P]` per
+#       line, created at format time (ignored once DIR is formatted); --super-user adds User:NAME to
+#       super.users (User:ANONYMOUS always is one). The StandardAuthorizer is always on.
 #       --override is passed to kafka.Kafka (e.g. extra listeners); --die-with-parent makes the
 #       kernel SIGKILL the broker when the process that started this script dies (prctl PDEATHSIG).
 #
 # Environment: JAVA_HOME (optional; otherwise the Debian JDK 17 when present, else `java` on PATH),
 #              KAFKA_MVN (default `mvn`).
-# See deploy/README.md.
+# See deploy/README.md and docs/kafka-security.md.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -28,7 +34,7 @@ die() { echo "kafka-broker.sh: $*" >&2; exit 1; }
 log() { echo "kafka-broker.sh: $*" >&2; }
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -135,8 +141,8 @@ new_cluster_id() {
 }
 
 cmd_run() {
-  local data_dir="" port="" controller_port="" heap_mb=512 die_with_parent=0
-  local -a overrides=()
+  local data_dir="" port="" controller_port="" heap_mb=512 die_with_parent=0 sasl_port="" scram_file=""
+  local -a overrides=() super_users=()
   while (($#)); do
     case "$1" in
       --data-dir) data_dir="${2:?--data-dir needs a value}"; shift 2 ;;
@@ -147,6 +153,12 @@ cmd_run() {
       --controller-port=*) controller_port="${1#*=}"; shift ;;
       --heap-mb) heap_mb="${2:?--heap-mb needs a value}"; shift 2 ;;
       --heap-mb=*) heap_mb="${1#*=}"; shift ;;
+      --sasl-port) sasl_port="${2:?--sasl-port needs a value}"; shift 2 ;;
+      --sasl-port=*) sasl_port="${1#*=}"; shift ;;
+      --scram-file) scram_file="${2:?--scram-file needs a value}"; shift 2 ;;
+      --scram-file=*) scram_file="${1#*=}"; shift ;;
+      --super-user) super_users+=("${2:?--super-user needs a name}"); shift 2 ;;
+      --super-user=*) super_users+=("${1#*=}"); shift ;;
       --override) overrides+=(--override "${2:?--override needs key=value}"); shift 2 ;;
       --override=*) overrides+=(--override "${1#*=}"); shift ;;
       --die-with-parent) die_with_parent=1; shift ;;
@@ -159,6 +171,17 @@ cmd_run() {
   is_port "$controller_port" || die "run: --controller-port must be a TCP port number"
   [[ "$port" != "$controller_port" ]] || die "run: --port and --controller-port must differ"
   [[ "$heap_mb" =~ ^[0-9]+$ ]] && (( heap_mb >= 128 )) || die "run: --heap-mb must be a number >= 128"
+  if [[ -n "$sasl_port" ]]; then
+    is_port "$sasl_port" || die "run: --sasl-port must be a TCP port number"
+    [[ "$sasl_port" != "$port" && "$sasl_port" != "$controller_port" ]] || die "run: --sasl-port must differ from the other ports"
+  fi
+  [[ -z "$scram_file" || -f "$scram_file" ]] || die "run: --scram-file $scram_file does not exist"
+  [[ -z "$scram_file" || -n "$sasl_port" ]] || die "run: --scram-file needs --sasl-port"
+  local name super="User:ANONYMOUS"
+  for name in "${super_users[@]}"; do
+    [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "run: --super-user '$name' must match [A-Za-z0-9._-]+"
+    super="$super;User:$name"
+  done
 
   local parent_pid
   parent_pid=$(awk '{print $4}' "/proc/$$/stat" 2>/dev/null || echo "$PPID")
@@ -174,6 +197,23 @@ cmd_run() {
   local props="$data_dir/server.properties"
   local log4j="-Dlog4j2.configurationFile=$LOG4J_CONFIG"
 
+  # PLAINTEXT: unauthenticated, loopback only, for tooling (topic setup, tests); SASL_PLAINTEXT: the
+  # services' authenticated listener (SCRAM-SHA-512; no TLS: loopback only, see docs/kafka-security.md).
+  local listener_props
+  if [[ -n "$sasl_port" ]]; then
+    listener_props="listeners=PLAINTEXT://127.0.0.1:${port},SASL_PLAINTEXT://127.0.0.1:${sasl_port},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:${port},SASL_PLAINTEXT://127.0.0.1:${sasl_port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+# Server side of SCRAM: the credentials come from the metadata log; no options needed (the broker
+# itself never logs in through SASL: inter-broker traffic uses PLAINTEXT on loopback).
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  else
+    listener_props="listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  fi
+
   # Rewritten on every run (ports may change between runs: the quorum is static, see README).
   cat >"$props.tmp" <<EOF
 # Written by deploy/kafka/kafka-broker.sh on every start; edits are lost.
@@ -181,11 +221,20 @@ process.roles=broker,controller
 node.id=1
 # static quorum (format without --standalone): ports may change between restarts
 controller.quorum.voters=1@127.0.0.1:${controller_port}
-listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+${listener_props}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+# ACLs are enforced (KRaft's own authorizer; ACLs live in the metadata log, kept across restarts).
+# No ACL means no access. Super users bypass ACLs:
+# - User:ANONYMOUS is the principal of every PLAINTEXT connection: this node's own broker->controller
+#   and inter-broker traffic (CONTROLLER and PLAINTEXT listeners, both on 127.0.0.1) and the loopback
+#   tooling listener. It must be a super user or the node could not talk to itself; it also makes the
+#   tooling listener all-powerful, which is why it is bound to 127.0.0.1 and exists for local tooling
+#   and tests only (never in production: see docs/kafka-security.md).
+# - the SCRAM admin user(s) given with --super-user, for administration over the SASL listener.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=${super}
 log.dirs=${log_dirs}
 num.partitions=1
 default.replication.factor=1
@@ -227,11 +276,29 @@ EOF
     log "formatting $log_dirs (cluster id $cluster_id)"
     local format_start
     format_start=$(date +%s%N)
+    # The formatter's main class and arguments go through a java @argfile (mode 0600, deleted right
+    # after): SCRAM passwords never appear on a command line (ps, /proc/PID/cmdline).
     # --ignore-formatted: harmless for a fresh dir, tolerates a format interrupted after meta.properties
+    local argfile="$data_dir/.format.args" line n_scram=0
+    (
+      umask 077
+      printf '%s\n' kafka.tools.StorageTool format --ignore-formatted --cluster-id "$cluster_id" --config "$props" >"$argfile"
+    )
+    if [[ -n "$scram_file" ]]; then
+      while IFS= read -r line || [[ -n "$line" ]]; do
+        [[ -z "$line" ]] && continue
+        # Only characters that need no quoting in an argfile nor escaping in SCRAM's [k=v,...] syntax.
+        [[ "$line" =~ ^SCRAM-SHA-(256|512)=\[name=[A-Za-z0-9._-]+,password=[A-Za-z0-9_-]+\]$ ]] \
+          || { rm -f "$argfile"; die "--scram-file: bad line (expected SCRAM-SHA-512=[name=N,password=P], N: [A-Za-z0-9._-], P: [A-Za-z0-9_-])"; }
+        printf '%s\n%s\n' --add-scram "$line" >>"$argfile"
+        n_scram=$((n_scram + 1))
+      done <"$scram_file"
+    fi
     "$java" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true "$log4j" \
-      -cp "$cp" kafka.tools.StorageTool format --ignore-formatted \
-      --cluster-id "$cluster_id" --config "$props" 1>&2 \
-      || die "storage format failed for $log_dirs"
+      -cp "$cp" "@$argfile" 1>&2 \
+      || { rm -f "$argfile"; die "storage format failed for $log_dirs"; }
+    rm -f "$argfile"
+    (( n_scram == 0 )) || log "created $n_scram SCRAM credential(s) at format time"
     log "formatted in $(( ($(date +%s%N) - format_start) / 1000000 )) ms"
   fi
 

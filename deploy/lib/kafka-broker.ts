@@ -2,10 +2,21 @@
  * Test/local-stack harness for a real single-node KRaft Apache Kafka broker, run on the JDK from
  * the jars on Maven Central by deploy/kafka/kafka-broker.sh (no Docker). See deploy/README.md.
  *
- *   const broker = await startKafkaBroker({ dataDir: '/tmp/x/kafka' });
- *   new Kafka({ brokers: broker.brokers });
+ *   const broker = await startKafkaBroker({
+ *     dataDir: '/tmp/x/kafka',
+ *     scramUsers: [newScramUser('portcullis-admin'), newScramUser('portcullis-policy-service')],
+ *     superUsers: ['portcullis-admin'],
+ *   });
+ *   new Kafka({ brokers: broker.brokers });   // loopback tooling listener: PLAINTEXT, no auth, super user
+ *   new Kafka({ brokers: broker.saslBrokers, sasl: { mechanism: 'scram-sha-512', username, password } });
  *   await broker.stop();   // SIGTERM (controlled shutdown), SIGKILL after 20 s
- *   await broker.start();  // same data dir and ports: topics, offsets and records are kept
+ *   await broker.start();  // same data dir and ports: topics, offsets, records, users and ACLs are kept
+ *
+ * Two client listeners, both bound to 127.0.0.1:
+ * - `brokers`: PLAINTEXT, unauthenticated (principal User:ANONYMOUS, a super user). Loopback tooling
+ *   only — topic setup, ACL setup, and the tests' "attacker with network access" — never production.
+ * - `saslBrokers`: SASL_PLAINTEXT with SCRAM-SHA-512 (no TLS: loopback only). The services connect
+ *   here with their own users; the StandardAuthorizer enforces ACLs (deploy/kafka/acls.ts).
  *
  * The JVM never outlives this Node process: one set of 'exit'/SIGINT/SIGTERM/SIGHUP handlers
  * (child-process-guard.ts, installed only while servers run) SIGKILLs it at exit; on a signal the
@@ -17,17 +28,49 @@
  * Plain TypeScript/CommonJS, no Nest imports.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { trackChild } from './child-process-guard';
 import { freePort } from './free-port';
 
+/** A SCRAM-SHA-512 user of the broker. */
+export interface ScramUser {
+  /** Letters, digits, `.`, `_`, `-`. The Kafka principal is `User:<username>`. */
+  username: string;
+  /** Letters, digits, `_`, `-` (e.g. base64url), so it needs no escaping anywhere. */
+  password: string;
+}
+
+/** The kafkajs `sasl.mechanism` of the broker's SASL listener. */
+export const KAFKA_SASL_MECHANISM = 'scram-sha-512' as const;
+
+/** A user with a random 192-bit password (base64url), for one run of the tests or the local stack. */
+export function newScramUser(username: string): ScramUser {
+  return { username, password: randomBytes(24).toString('base64url') };
+}
+
+const USERNAME = /^[A-Za-z0-9._-]+$/;
+const PASSWORD = /^[A-Za-z0-9_-]+$/;
+
 export interface KafkaBrokerOptions {
   /** Broker state (server.properties, data/, cluster-id); created if missing, reused if formatted. */
   dataDir: string;
-  /** PLAINTEXT listener on 127.0.0.1; a free port when omitted. */
+  /** Unauthenticated PLAINTEXT listener on 127.0.0.1 (loopback tooling only); a free port when omitted. */
   port?: number;
+  /** SASL_PLAINTEXT (SCRAM-SHA-512) listener on 127.0.0.1; a free port when omitted. */
+  saslPort?: number;
+  /**
+   * SCRAM-SHA-512 users, created when the data dir is formatted (the first start on it): a restart on
+   * a formatted dir keeps the users it was formatted with and ignores this list.
+   */
+  scramUsers?: ScramUser[];
+  /**
+   * SCRAM user names that are super users (they bypass ACLs), e.g. the admin. User:ANONYMOUS — the
+   * node's own controller and inter-broker traffic and the loopback tooling listener — always is one.
+   */
+  superUsers?: string[];
   /** CONTROLLER listener on 127.0.0.1; a free port when omitted. Never give this port to clients. */
   controllerPort?: number;
   /** Maximum heap (-Xmx) in MiB; default 512. */
@@ -39,9 +82,15 @@ export interface KafkaBrokerOptions {
 }
 
 export interface KafkaBroker {
-  /** kafkajs `brokers` list, e.g. `['127.0.0.1:40123']`. */
+  /**
+   * kafkajs `brokers` list of the unauthenticated loopback tooling listener, e.g. `['127.0.0.1:40123']`.
+   * Anyone who can connect to it is a super user: for setup code and tests, never for the services.
+   */
   readonly brokers: string[];
   readonly port: number;
+  /** kafkajs `brokers` list of the SASL/SCRAM-SHA-512 listener (use with `sasl: { mechanism: KAFKA_SASL_MECHANISM, ... }`). */
+  readonly saslBrokers: string[];
+  readonly saslPort: number;
   readonly controllerPort: number;
   readonly dataDir: string;
   readonly logFile: string;
@@ -175,19 +224,24 @@ class BindError extends Error {}
 
 class LocalKafkaBroker implements KafkaBroker {
   readonly brokers: string[];
+  readonly saslBrokers: string[];
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private lastExit = '';
 
   constructor(
     readonly port: number,
+    readonly saslPort: number,
     readonly controllerPort: number,
     readonly dataDir: string,
     readonly logFile: string,
     private readonly heapMb: number,
     private readonly startTimeoutMs: number,
+    private readonly scramUsers: readonly ScramUser[],
+    private readonly superUsers: readonly string[],
   ) {
     this.brokers = [`127.0.0.1:${port}`];
+    this.saslBrokers = [`127.0.0.1:${saslPort}`];
   }
 
   pid(): number | undefined {
@@ -201,11 +255,26 @@ class LocalKafkaBroker implements KafkaBroker {
     fs.mkdirSync(this.dataDir, { recursive: true });
     fs.mkdirSync(path.dirname(this.logFile), { recursive: true });
 
+    // The SCRAM credentials reach the formatter through a file only this user can read (never argv);
+    // the script reads it only when it formats, and it is deleted as soon as the broker is ready.
+    const scramFile = path.join(this.dataDir, '.scram-users');
+    const scramArgs: string[] = [];
+    if (this.scramUsers.length > 0) {
+      fs.writeFileSync(
+        scramFile,
+        this.scramUsers.map((user) => `SCRAM-SHA-512=[name=${user.username},password=${user.password}]\n`).join(''),
+        { mode: 0o600 },
+      );
+      scramArgs.push('--scram-file', scramFile);
+    }
     const fd = fs.openSync(this.logFile, 'a');
     let offset: number;
     let child: ChildProcess;
     try {
-      fs.writeSync(fd, `\n==== ${new Date().toISOString()} kafka-broker.ts: starting 127.0.0.1:${this.port} ====\n`);
+      fs.writeSync(
+        fd,
+        `\n==== ${new Date().toISOString()} kafka-broker.ts: starting 127.0.0.1:${this.port} (SASL 127.0.0.1:${this.saslPort}) ====\n`,
+      );
       offset = fs.fstatSync(fd).size;
       child = spawn(
         'bash',
@@ -214,13 +283,19 @@ class LocalKafkaBroker implements KafkaBroker {
           'run',
           '--data-dir', this.dataDir,
           '--port', String(this.port),
+          '--sasl-port', String(this.saslPort),
           '--controller-port', String(this.controllerPort),
           '--heap-mb', String(this.heapMb),
+          ...scramArgs,
+          ...this.superUsers.flatMap((name) => ['--super-user', name]),
           '--die-with-parent',
         ],
         // Output goes straight to the file: no pipe the broker could block on, nothing lost.
         { detached: true, stdio: ['ignore', fd, fd] },
       );
+    } catch (err) {
+      fs.rmSync(scramFile, { force: true });
+      throw err;
     } finally {
       fs.closeSync(fd);
     }
@@ -247,6 +322,8 @@ class LocalKafkaBroker implements KafkaBroker {
         await this.waitExit(child);
       }
       throw err;
+    } finally {
+      fs.rmSync(scramFile, { force: true });
     }
   }
 
@@ -349,11 +426,21 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions): Promise<KafkaB
   const logFile = path.resolve(opts.logFile ?? path.join(dataDir, 'broker.log'));
   const heapMb = opts.heapMb ?? DEFAULT_HEAP_MB;
   const startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
-  const autoPorts = opts.port === undefined || opts.controllerPort === undefined;
+  const scramUsers = opts.scramUsers ?? [];
+  const superUsers = opts.superUsers ?? [];
+  for (const user of scramUsers) {
+    if (!USERNAME.test(user.username)) throw new Error(`SCRAM user name "${user.username}" must match ${USERNAME}`);
+    if (!PASSWORD.test(user.password)) throw new Error(`the password of SCRAM user "${user.username}" must match ${PASSWORD}`);
+  }
+  for (const name of superUsers) {
+    if (!USERNAME.test(name)) throw new Error(`super user name "${name}" must match ${USERNAME}`);
+  }
+  const autoPorts = opts.port === undefined || opts.controllerPort === undefined || opts.saslPort === undefined;
   for (let attempt = 1; ; attempt++) {
     const port = opts.port ?? (await freePort());
+    const saslPort = opts.saslPort ?? (await freePort());
     const controllerPort = opts.controllerPort ?? (await freePort());
-    const broker = new LocalKafkaBroker(port, controllerPort, dataDir, logFile, heapMb, startTimeoutMs);
+    const broker = new LocalKafkaBroker(port, saslPort, controllerPort, dataDir, logFile, heapMb, startTimeoutMs, scramUsers, superUsers);
     try {
       await broker.start();
       return broker;

@@ -31,7 +31,7 @@ describe('convergence under faults', () => {
   async function scenario(name: string, targetUrls: Record<string, string>) {
     const adapterId = `pg-${name}-${suffix}`;
     const groupId = `${name}-${suffix}`;
-    for (const systemId of Object.keys(targetUrls)) await api.registerSystem(systemId);
+    for (const systemId of Object.keys(targetUrls)) await api.registerSystem(systemId, adapterId);
     await api.createGroup(groupId, Object.keys(targetUrls));
     const config = postgresAdapterConfig(env, adapterId, join(env.workDir, `adapter-${adapterId}`), targetUrls);
     const start = async () => {
@@ -90,7 +90,7 @@ describe('convergence under faults', () => {
     expect(done.systems[0]).toMatchObject({ status: 'enforced', principalsChanged: 0 });
     expect((await acknowledgements(system)).filter((ack) => ack.status === 'enforced')).toEqual([{ generation: 1, status: 'enforced' }]);
 
-    await api.until(await api.decide('restore', groupId, { reason: 'Crash test over' }));
+    await api.until(await api.restoreWithApproval(groupId, { reason: 'Crash test over' }));
     expect(await stockDb.canLogIn('clerk')).toBe(true); // the journal survived the crash
     expect(await stockDb.canLogIn('dormant')).toBe(false);
   });
@@ -99,7 +99,7 @@ describe('convergence under faults', () => {
     const system = `late-${suffix}`;
     const { groupId, start } = await scenario('late', { [system]: crmDb.url });
     const first = await api.decide('revoke', groupId, { reason: 'First' });
-    const second = await api.decide('restore', groupId, { reason: 'Second' });
+    const second = await api.restoreWithApproval(groupId, { reason: 'Second' });
     const third = await api.decide('revoke', groupId, { reason: 'Third' });
 
     await start();
@@ -109,7 +109,7 @@ describe('convergence under faults', () => {
     expect((await acknowledgements(system)).filter((ack) => ack.status === 'enforced')).toEqual([{ generation: 3, status: 'enforced' }]);
     expect(await crmDb.canLogIn('clerk')).toBe(false);
 
-    await api.until(await api.decide('restore', groupId, { reason: 'Done' }));
+    await api.until(await api.restoreWithApproval(groupId, { reason: 'Done' }));
     expect(await crmDb.canLogIn('clerk')).toBe(true);
     expect(await crmDb.canLogIn('dormant')).toBe(false);
   });
@@ -130,7 +130,7 @@ describe('convergence under faults', () => {
     const { rows } = await service.db.query('SELECT count(*)::int AS unpublished FROM outbox WHERE published_at IS NULL');
     expect(rows[0].unpublished).toBe(0);
 
-    await api.until(await api.decide('restore', groupId, { reason: 'Broker back' }), 'enforced', 60_000);
+    await api.until(await api.restoreWithApproval(groupId, { reason: 'Broker back' }), 'enforced', 60_000);
     expect(await stockDb.canLogIn('clerk')).toBe(true);
   });
 
@@ -157,7 +157,7 @@ describe('convergence under faults', () => {
     await api.until(commandId);
     expect(await unpublished()).toBe(0);
     expect(await crmDb.canLogIn('clerk')).toBe(false);
-    await api.until(await api.decide('restore', groupId, { reason: 'Relay test over' }));
+    await api.until(await api.restoreWithApproval(groupId, { reason: 'Relay test over' }));
     expect(await crmDb.canLogIn('clerk')).toBe(true);
   });
 
@@ -181,7 +181,7 @@ describe('convergence under faults', () => {
     } finally {
       await proxy.up().catch(() => undefined);
     }
-    await api.until(await api.decide('restore', groupId, { reason: 'Outage over' }));
+    await api.until(await api.restoreWithApproval(groupId, { reason: 'Outage over' }));
     expect(await stockDb.canLogIn('clerk')).toBe(true);
     expect(await crmDb.canLogIn('clerk')).toBe(true);
     await proxy.down();
@@ -193,6 +193,6 @@ describe('convergence under faults', () => {
     const commandId = await api.decide('revoke', groupId, { reason: 'Nobody serves this system' });
     await service.db.query(`UPDATE commands SET acknowledge_by = now() WHERE id = $1`, [commandId]);
     await eventually(async () => expect((await api.command(commandId)).status).toBe('overdue'));
-    await api.decide('restore', groupId, { reason: 'Cleanup' });
+    await api.restoreWithApproval(groupId, { reason: 'Cleanup' });
   });
 });

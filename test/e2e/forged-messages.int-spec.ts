@@ -21,6 +21,7 @@ import { readTestEnv } from '@test/support/test-env';
 import { testKeys } from '@test/support/test-keys';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { Client } from 'pg';
 
 interface AlertView {
   adapterId: string;
@@ -288,6 +289,23 @@ describe('forged, replayed and re-targeted messages on Kafka', () => {
       const ack = signMessage(enforcedAck(absentAdapterId, generation), testKeys.adapter(absentAdapterId));
       await publishAck(JSON.stringify(ack));
       await api.until(commandId, 'enforced');
+    });
+
+    it('keeps the evidence: the service\'s own database role cannot change or remove acknowledgements or alerts', async () => {
+      const asService = new Client({ connectionString: service.config.databaseUrl });
+      await asService.connect();
+      try {
+        for (const statement of [
+          `UPDATE acknowledgements SET accepted = true WHERE system_id = '${orphan}'`,
+          `DELETE FROM acknowledgements WHERE system_id = '${orphan}'`,
+          `DELETE FROM security_alerts`,
+        ]) {
+          await expect(asService.query(statement)).rejects.toThrow(/permission denied/);
+        }
+      } finally {
+        await asService.end();
+      }
+      expect(await rejections()).toHaveLength(3);
     });
 
     it('stops believing an adapter key once an admin revokes it', async () => {

@@ -38,8 +38,8 @@ describe('revoking and restoring a group of systems, end to end', () => {
     for (const target of [stockDb, crmDb]) await target.createRoles({ clerk: 'LOGIN', dormant: 'NOLOGIN', breakglass: 'LOGIN' });
     service = await startPolicyService(env);
     api = new PolicyApi(service);
-    await api.registerSystem(stock, [stockDb.role('breakglass')]);
-    await api.registerSystem(crm, [crmDb.role('breakglass')]);
+    await api.registerSystem(stock, adapterId, [stockDb.role('breakglass')]);
+    await api.registerSystem(crm, adapterId, [crmDb.role('breakglass')]);
     await api.createGroup(backOffice, [stock, crm]);
     await api.createGroup(callCentre, [crm]);
     adapter = await startPostgresAdapter(adapterConfig);
@@ -92,7 +92,7 @@ describe('revoking and restoring a group of systems, end to end', () => {
     const covered = await api.command(await api.decide('revoke', callCentre, { reason: 'Call-centre agents targeted too' }));
     expect(covered.systems).toEqual([expect.objectContaining({ systemId: crm, changed: false, status: 'enforced' })]);
 
-    const done = await api.until(await api.decide('restore', backOffice, { reason: 'Credentials rotated' }));
+    const done = await api.until(await api.restoreWithApproval(backOffice, { reason: 'Credentials rotated' }));
     expect(done.systems).toEqual([
       expect.objectContaining({ systemId: crm, changed: false, desiredState: 'revoked' }),
       expect.objectContaining({ systemId: stock, changed: true, desiredState: 'active', status: 'enforced' }),
@@ -101,7 +101,7 @@ describe('revoking and restoring a group of systems, end to end', () => {
     expect(await stockDb.canLogIn('dormant')).toBe(false);
     expect(await crmDb.canLogIn('clerk')).toBe(false);
 
-    await api.until(await api.decide('restore', callCentre, { reason: 'Call centre cleared' }));
+    await api.until(await api.restoreWithApproval(callCentre, { reason: 'Call centre cleared' }));
     expect(await crmDb.canLogIn('clerk')).toBe(true);
     expect(await crmDb.canLogIn('dormant')).toBe(false);
   });
@@ -121,7 +121,7 @@ describe('revoking and restoring a group of systems, end to end', () => {
     const adapters = await api.get<unknown[]>('/adapters');
     expect(adapters).toEqual(expect.arrayContaining([expect.objectContaining({ id: adapterId, kind: 'postgres', status: 'online' })]));
 
-    await api.until(await api.decide('restore', backOffice, { reason: 'Second wave contained' }));
+    await api.until(await api.restoreWithApproval(backOffice, { reason: 'Second wave contained' }));
     expect(await stockDb.canLogIn('clerk')).toBe(true);
   });
 
@@ -146,7 +146,7 @@ describe('revoking and restoring a group of systems, end to end', () => {
     expect(await ackCount()).toBe(acksBefore + 2);
     expect(adapter!.system(stock)?.desired?.generation).toBe(5);
 
-    await api.until(await api.decide('restore', backOffice, { reason: 'Marker done' }));
+    await api.until(await api.restoreWithApproval(backOffice, { reason: 'Marker done' }));
     expect(await stockDb.canLogIn('clerk')).toBe(true);
     expect(await stockDb.canLogIn('dormant')).toBe(false);
   });
@@ -172,7 +172,7 @@ describe('revoking and restoring a group of systems, end to end', () => {
     expect(system.lastDrift?.detail).toContain(stockDb.role('clerk'));
     expect(system.enforcement.status).toBe('enforced');
 
-    await api.until(await api.decide('restore', backOffice, { reason: 'Drift check over' }));
+    await api.until(await api.restoreWithApproval(backOffice, { reason: 'Drift check over' }));
     expect(await stockDb.canLogIn('clerk')).toBe(true); // restore still gives back exactly the prior set
     expect(await stockDb.canLogIn('dormant')).toBe(false);
   });

@@ -1,5 +1,6 @@
 import { eventually } from './eventually';
 import type { RunningPolicyService } from './policy-service.harness';
+import { testKeys } from './test-keys';
 
 export interface CommandBody {
   id: string;
@@ -10,18 +11,33 @@ export interface CommandBody {
 /** The policy service's API as a security lead and an auditor use it in specs. */
 export class PolicyApi {
   private readonly lead: string;
+  /** A second security lead: restores need four eyes. */
+  private readonly approver: string;
   private readonly auditor: string;
   private readonly admin: string;
 
   constructor(private readonly service: RunningPolicyService) {
     this.lead = service.token('alice', 'security-lead');
+    this.approver = service.token('bob', 'security-lead');
     this.auditor = service.token('audrey', 'auditor');
     this.admin = service.token('ada', 'admin');
   }
 
-  async registerSystem(id: string, exemptPrincipals: string[] = [], kind = 'postgres'): Promise<void> {
+  /**
+   * Registers a system enforced by `adapterId`, and that adapter's public key (its test key, see
+   * `testKeys`), so the adapter's signed acknowledgements count.
+   */
+  async registerSystem(id: string, adapterId: string, exemptPrincipals: string[] = [], kind = 'postgres'): Promise<void> {
+    await this.registerAdapterKey(adapterId);
     await this.service.http().post('/api/v1/systems').auth(this.admin, { type: 'bearer' })
-      .send({ id, name: id, kind, exemptPrincipals }).expect(201);
+      .send({ id, name: id, kind, adapterId, exemptPrincipals }).expect(201);
+  }
+
+  /** Registers the adapter's test key (idempotent). */
+  async registerAdapterKey(adapterId: string): Promise<void> {
+    const key = testKeys.adapter(adapterId);
+    await this.service.http().put(`/api/v1/adapters/${adapterId}/keys/${key.keyId}`).auth(this.admin, { type: 'bearer' })
+      .send({ publicKey: testKeys.publicPem(key) }).expect(200);
   }
 
   async createGroup(id: string, systemIds: string[]): Promise<void> {
@@ -29,11 +45,25 @@ export class PolicyApi {
       .send({ id, name: id, systemIds }).expect(201);
   }
 
-  /** Revokes or restores a group; returns the command id. */
+  /** Revokes or restores a group; returns the command id. A restore goes through four eyes (`restoreWithApproval`). */
   async decide(action: 'revoke' | 'restore', groupId: string, body: { reason: string; incidentRef?: string }): Promise<string> {
+    if (action === 'restore') return this.restoreWithApproval(groupId, body);
     const response = await this.service.http().post(`/api/v1/groups/${groupId}/${action}`).auth(this.lead, { type: 'bearer' })
       .send(body).expect(202);
     return response.body.commandId;
+  }
+
+  /**
+   * Restores a group with four eyes: alice requests it (202, awaiting approval), bob approves it (200), and
+   * the restore is applied; returns the command id (the request's).
+   */
+  async restoreWithApproval(groupId: string, body: { reason: string; incidentRef?: string }, comment = 'second pair of eyes'): Promise<string> {
+    const requested = await this.service.http().post(`/api/v1/groups/${groupId}/restore`).auth(this.lead, { type: 'bearer' })
+      .send(body).expect(202);
+    if (requested.body.status !== 'awaiting-approval') throw new Error(`restore of ${groupId} was not a request: ${JSON.stringify(requested.body)}`);
+    await this.service.http().post(`/api/v1/commands/${requested.body.commandId}/approve`).auth(this.approver, { type: 'bearer' })
+      .send({ comment }).expect(200);
+    return requested.body.commandId;
   }
 
   async command(commandId: string): Promise<CommandBody> {

@@ -2,7 +2,8 @@ import { JsonLogger, startAdapter, type AdapterConfigInput, type RunningAdapter 
 import { PostgresRoleEnforcer } from '../../apps/adapter-postgres/src/postgres-role.enforcer';
 import { PostgresSystemConfigSchema, type PostgresSystemConfig } from '../../apps/adapter-postgres/src/postgres-system.config';
 import type { z } from 'zod';
-import type { TestEnvironment } from './test-env';
+import { kafkaAs, type TestEnvironment } from './test-env';
+import { testKeys } from './test-keys';
 
 export type PostgresAdapterConfig = AdapterConfigInput<z.input<typeof PostgresSystemConfigSchema>>;
 
@@ -18,7 +19,8 @@ export function postgresAdapterConfig(
     stateDir,
     heartbeatIntervalMs: 1_000,
     retry: { initialMs: 200, maxMs: 2_000 },
-    kafka: { brokers: env.kafka.brokers, clientId: adapterId },
+    ...testKeys.adapterSettings(adapterId),
+    kafka: { ...kafkaAs(env, 'adapter'), clientId: adapterId },
     systems: Object.fromEntries(Object.entries(systems).map(([systemId, url]) => [systemId, { url }])),
   };
 }

@@ -4,8 +4,30 @@ import { readFileSync } from 'node:fs';
  * The servers that `npm test` (deploy/run-tests.ts) started once for this whole run. Integration specs
  * read it instead of starting servers themselves.
  */
+export interface KafkaTestUser {
+  username: string;
+  password: string;
+}
+
 export interface TestEnvironment {
-  kafka: { brokers: string[] };
+  kafka: {
+    /**
+     * The broker's unauthenticated PLAINTEXT listener on 127.0.0.1 (a super user, no ACLs apply): for
+     * setup and for specs that play an attacker with network access. Never for the services under test.
+     */
+    brokers: string[];
+    /** The SASL/SCRAM-SHA-512 listener, where ACLs apply (deploy/kafka/acls.ts), and its users. */
+    sasl: {
+      brokers: string[];
+      mechanism: 'scram-sha-512';
+      /** The policy service's user. */
+      policyService: KafkaTestUser;
+      /** The user every spec's adapter uses (consumer groups `portcullis-adapter.*`). */
+      adapter: KafkaTestUser;
+      /** A super user. */
+      admin: KafkaTestUser;
+    };
+  };
   postgres: {
     /** A database for the policy service; specs create their own databases next to it. */
     policyUrl: string;
@@ -30,6 +52,13 @@ export function readTestEnv(): TestEnvironment {
     );
   }
   return JSON.parse(readFileSync(file, 'utf8')) as TestEnvironment;
+}
+
+/** `brokers` and `sasl` of a Kafka connection through the SASL listener as one of the run's users. */
+export function kafkaAs(env: TestEnvironment, user: 'policyService' | 'adapter' | 'admin') {
+  const { brokers, mechanism } = env.kafka.sasl;
+  const { username, password } = env.kafka.sasl[user];
+  return { brokers, sasl: { mechanism, username, password } };
 }
 
 /** Actions on the run's shared servers, carried out by the test runner that owns them. */

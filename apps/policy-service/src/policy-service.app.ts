@@ -1,13 +1,18 @@
-import { Logger, ValidationPipe, type INestApplication } from '@nestjs/common';
+import { HttpStatus, Logger, ValidationPipe, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import helmet from 'helmet';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '@portcullis/kafka';
 import { KafkaEventServer } from '@portcullis/kafka/nest';
 import { PolicyServiceModule } from './app.module';
 import type { PolicyServiceConfig } from './config/policy-service.config';
 
 export const API_PREFIX = 'api/v1';
+const DOCS_PATH = '/api/docs';
+/** Largest accepted request body (JSON only). */
+export const MAX_BODY = '256kb';
 
 /**
  * Builds the policy service: the HTTP API plus a Kafka microservice (acknowledgements and heartbeats)
@@ -25,7 +30,7 @@ export async function createPolicyService(
     logger: options.logger ?? ['log', 'error', 'warn', 'fatal'],
     bodyParser: false,
   });
-  app.useBodyParser('json', { limit: '256kb' });
+  hardenHttp(app, config);
   app.setGlobalPrefix(API_PREFIX);
   app.useGlobalPipes(
     new ValidationPipe({
@@ -47,10 +52,101 @@ export async function createPolicyService(
       .setDescription('Revoke and restore access to groups of systems; follow enforcement; review the history.')
       .setVersion('1')
       .addBearerAuth()
+      .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'an API key, pcl_<id>_<secret>' }, 'api-key')
       .build(),
   );
   SwaggerModule.setup('api/docs', app, document);
   await app.startAllMicroservices();
   await app.listen(config.port, '0.0.0.0');
   return app;
+}
+
+/**
+ * HTTP hardening, before any route: security headers, the client address behind proxies, and request
+ * bodies — JSON only (415 otherwise), at most MAX_BODY (413), malformed JSON 400 — answered as JSON errors
+ * shaped like every other (`{statusCode, error, message}`), never an HTML page or a 500.
+ */
+function hardenHttp(app: NestExpressApplication, config: PolicyServiceConfig): void {
+  app.disable('x-powered-by');
+  // Which X-Forwarded-For hops to believe for `req.ip` (audit source address, per-address limits).
+  app.set('trust proxy', config.trustProxy);
+  app.use(securityHeaders());
+  app.use((request: Request, response: Response, next: NextFunction) => {
+    // Decisions, keys and history are not for shared caches (an API key is in exactly one response).
+    if (request.path.startsWith(`/${API_PREFIX}/`)) response.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  app.use(requireJsonBodies);
+  app.useBodyParser('json', { limit: MAX_BODY });
+  app.use(bodyParserErrors);
+}
+
+/**
+ * helmet's headers everywhere (nosniff, no framing, no referrer, HSTS, ...). The API answers only JSON,
+ * so its CSP allows nothing; the Swagger UI at /api/docs loads its own scripts and styles (and uses
+ * inline styles and data: images), so it gets a CSP that allows exactly that, from this origin only.
+ */
+function securityHeaders(): RequestHandler {
+  const common = {
+    frameguard: { action: 'deny' as const },
+    referrerPolicy: { policy: 'no-referrer' as const },
+    crossOriginResourcePolicy: { policy: 'same-origin' as const },
+  };
+  const api = helmet({
+    ...common,
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
+    },
+  });
+  const docs = helmet({
+    ...common,
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        fontSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+  });
+  return (request, response, next) => (request.path.startsWith(DOCS_PATH) ? docs : api)(request, response, next);
+}
+
+function sendError(response: Response, statusCode: number, error: string, message: string): void {
+  response.status(statusCode).json({ statusCode, error, message });
+}
+
+/** A request that carries a body must say it is JSON; anything else is refused before it is read. */
+function requireJsonBodies(request: Request, response: Response, next: NextFunction): void {
+  const length = Number(request.headers['content-length'] ?? 0);
+  const hasBody = request.headers['transfer-encoding'] !== undefined || length > 0;
+  if (hasBody && !request.is('application/json')) {
+    return sendError(response, 415, 'unsupported_media_type', 'request bodies must be JSON (content-type: application/json)');
+  }
+  next();
+}
+
+/** body-parser's errors (too large, malformed, unsupported charset) as 4xx JSON; anything else goes on. */
+function bodyParserErrors(error: unknown, _request: Request, response: Response, next: NextFunction): void {
+  const failure = error as { type?: string; status?: number; message?: string } | null;
+  if (!failure || typeof failure.status !== 'number' || failure.status < 400 || failure.status >= 500) return next(error);
+  switch (failure.type) {
+    case 'entity.too.large':
+      return sendError(response, 413, 'payload_too_large', `request body larger than ${MAX_BODY}`);
+    case 'entity.parse.failed':
+      return sendError(response, 400, 'bad_request', `request body is not valid JSON: ${failure.message ?? ''}`.trim());
+    case 'charset.unsupported':
+    case 'encoding.unsupported':
+      return sendError(response, 415, 'unsupported_media_type', failure.message ?? 'unsupported body encoding');
+    default:
+      return sendError(response, failure.status, HttpStatus[failure.status]?.toLowerCase() ?? 'bad_request', failure.message ?? 'bad request body');
+  }
 }

@@ -39,7 +39,7 @@ describe('policy service API', () => {
     });
     for (const id of ['api-ledger', 'api-crm', 'api-stock']) {
       await service.http().post('/api/v1/systems').auth(admin, { type: 'bearer' })
-        .send({ id, name: id, kind: 'postgres', exemptPrincipals: ['breakglass'] }).expect(201);
+        .send({ id, name: id, kind: 'postgres', adapterId: 'api-adapter', exemptPrincipals: ['breakglass'] }).expect(201);
     }
     await service.http().post('/api/v1/groups').auth(admin, { type: 'bearer' })
       .send({ id: 'api-back-office', name: 'Back office', systemIds: ['api-ledger', 'api-crm'] }).expect(201);
@@ -123,7 +123,7 @@ describe('policy service API', () => {
 
     it('answers 409 for an id that exists already', async () => {
       await service.http().post('/api/v1/systems').auth(admin, { type: 'bearer' })
-        .send({ id: 'api-ledger', name: 'again', kind: 'postgres' }).expect(409);
+        .send({ id: 'api-ledger', name: 'again', kind: 'postgres', adapterId: 'api-adapter' }).expect(409);
     });
 
     it('rejects a body that is not JSON with 400', async () => {
@@ -165,8 +165,12 @@ describe('policy service API', () => {
         expect.objectContaining({ systemId: 'api-ledger', changed: false, generation: 1 }),
       ]);
 
-      const restore = await service.http().post('/api/v1/groups/api-back-office/restore').auth(lead, { type: 'bearer' })
+      // Four eyes: alice's restore is a request; bob, another security lead, approves it and it applies.
+      const request = await service.http().post('/api/v1/groups/api-back-office/restore').auth(lead, { type: 'bearer' })
         .send({ reason: 'Credentials rotated' }).expect(202);
+      expect(request.body).toMatchObject({ status: 'awaiting-approval', command: { systems: [] } });
+      const restore = await service.http().post(`/api/v1/commands/${request.body.commandId}/approve`)
+        .auth(service.token('bob', 'security-lead'), { type: 'bearer' }).send({}).expect(200);
       const systems = restore.body.command.systems;
       expect(systems).toEqual([
         expect.objectContaining({ systemId: 'api-crm', changed: true, desiredState: 'active', generation: 2 }),
@@ -200,7 +204,9 @@ describe('policy service API', () => {
     it('records every decision in the audit history with actor, reason and incident, filterable', async () => {
       const history = await service.http().get('/api/v1/audit?groupId=api-back-office&actor=user:alice').auth(auditor, { type: 'bearer' }).expect(200);
       const actions = history.body.items.map((entry: { action: string }) => entry.action);
-      expect(actions).toEqual(['group.restored', 'group.revoke.repeated', 'group.revoked']);
+      expect(actions).toEqual(['restore.requested', 'group.revoke.repeated', 'group.revoked']);
+      const approval = await service.http().get('/api/v1/audit?groupId=api-back-office&actor=user:bob').auth(auditor, { type: 'bearer' }).expect(200);
+      expect(approval.body.items.map((entry: { action: string }) => entry.action)).toEqual(['group.restored', 'restore.approved']);
       expect(history.body.items[2]).toMatchObject({ reason: 'Back-office credentials leaked', incidentRef: 'INC-7' });
 
       const page = await service.http().get('/api/v1/audit?limit=2').auth(auditor, { type: 'bearer' }).expect(200);

@@ -3,6 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity';
 import { AuditEntryEntity } from '../database/entities';
+import { linkEntries } from './audit-chain';
 
 export interface AuditEntryInput {
   /** `user:<sub>` for people and automations, `adapter:<id>` for adapters, `system` for the service itself. */
@@ -14,6 +15,12 @@ export interface AuditEntryInput {
   commandId?: string | null;
   reason?: string | null;
   incidentRef?: string | null;
+  /** The client address the request came from (e.g. `request.ip`), when the change was made through the API. */
+  sourceAddress?: string | null;
+  /**
+   * What changed. Convention: `details.before` and `details.after` hold the relevant state before and after the
+   * change (e.g. `{ before: { state: 'active' }, after: { state: 'revoked' } }`); other keys add context.
+   */
   details?: Record<string, unknown>;
 }
 
@@ -32,6 +39,8 @@ export interface AuditQuery {
 
 export interface AuditEntryView {
   id: number;
+  /** Position in the hash chain (1, 2, 3, ... in commit order). */
+  seq: number;
   occurredAt: string;
   actor: string;
   action: string;
@@ -40,33 +49,60 @@ export interface AuditEntryView {
   commandId: string | null;
   reason: string | null;
   incidentRef: string | null;
+  sourceAddress: string | null;
   details: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
 }
 
 /**
- * The append-only history. Entries are written inside the transaction of the change they record,
- * so a change and its entry exist together or not at all. The table refuses updates and deletes.
+ * The append-only history, a SHA-256 hash chain (see audit-chain.ts). Entries are written inside the
+ * transaction of the change they record, so a change and its entry exist together or not at all. The
+ * application's database role may only read and insert entries; triggers refuse updates and deletes.
  */
 @Injectable()
 export class AuditLog {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
 
+  /**
+   * Appends entries to the chain, in the caller's transaction (READ COMMITTED).
+   *
+   * It locks the single chain-head row, so appends are serialised and commit in chain order; the lock is
+   * held until the caller commits. DEADLOCK RULE: call `append` LAST in the transaction — after every
+   * row update and lock the transaction needs — so that a transaction holding the chain lock never waits
+   * for another lock (only inserts, which wait for nothing, may follow).
+   */
   async append(manager: EntityManager, entries: AuditEntryInput | AuditEntryInput[]): Promise<void> {
     const list = Array.isArray(entries) ? entries : [entries];
     if (list.length === 0) return;
+    if (!manager.queryRunner?.isTransactionActive) {
+      throw new Error('AuditLog.append must run inside the transaction of the change it records');
+    }
+    const heads: { seq: string; hash: string }[] = await manager.query('SELECT seq, hash FROM audit_chain_head FOR UPDATE');
+    if (heads.length !== 1) throw new Error('the audit chain head is missing: have the migrations run?');
+    // Taken after the lock, so times follow the chain; milliseconds, exactly what the column gives back.
+    const occurredAt = new Date().toISOString();
+    const linked = linkEntries(
+      { seq: Number(heads[0].seq), hash: heads[0].hash },
+      list.map((entry) => ({
+        occurredAt,
+        actor: wellFormed(entry.actor),
+        action: wellFormed(entry.action),
+        groupId: nullableText(entry.groupId),
+        systemId: nullableText(entry.systemId),
+        commandId: entry.commandId ?? null,
+        reason: nullableText(entry.reason),
+        incidentRef: nullableText(entry.incidentRef),
+        sourceAddress: nullableText(entry.sourceAddress),
+        details: storedJson(entry.details ?? {}),
+      })),
+    );
     await manager.insert(
       AuditEntryEntity,
-      list.map((entry) => ({
-        actor: entry.actor,
-        action: entry.action,
-        groupId: entry.groupId ?? null,
-        systemId: entry.systemId ?? null,
-        commandId: entry.commandId ?? null,
-        reason: entry.reason ?? null,
-        incidentRef: entry.incidentRef ?? null,
-        details: entry.details ?? {},
-      })) as QueryDeepPartialEntity<AuditEntryEntity>[],
+      linked.map((entry) => ({ ...entry, occurredAt: new Date(entry.occurredAt) })) as QueryDeepPartialEntity<AuditEntryEntity>[],
     );
+    const last = linked[linked.length - 1];
+    await manager.query('UPDATE audit_chain_head SET seq = $1, hash = $2', [last.seq, last.hash]);
   }
 
   /** Newest first, keyset-paginated by id. */
@@ -88,6 +124,7 @@ export class AuditLog {
     return {
       items: page.map((row) => ({
         id: Number(row.id),
+        seq: row.seq,
         occurredAt: row.occurredAt.toISOString(),
         actor: row.actor,
         action: row.action,
@@ -96,9 +133,32 @@ export class AuditLog {
         commandId: row.commandId,
         reason: row.reason,
         incidentRef: row.incidentRef,
+        sourceAddress: row.sourceAddress,
         details: row.details,
+        prevHash: row.prevHash,
+        hash: row.hash,
       })),
       nextCursor: rows.length > query.limit ? String(page[page.length - 1].id) : null,
     };
   }
+}
+
+/**
+ * The string PostgreSQL will give back: UTF-8 cannot hold a lone surrogate, which would otherwise be
+ * stored as U+FFFD and no longer match the hash.
+ */
+function wellFormed(value: string): string {
+  return Buffer.from(value, 'utf8').toString('utf8');
+}
+
+function nullableText(value: string | null | undefined): string | null {
+  return value === null || value === undefined ? null : wellFormed(value);
+}
+
+/** The JSON value jsonb will give back (undefined members dropped, dates as strings, well-formed text). */
+function storedJson(details: Record<string, unknown>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(details), (_key, value: unknown) => (typeof value === 'string' ? wellFormed(value) : value)) as Record<
+    string,
+    unknown
+  >;
 }

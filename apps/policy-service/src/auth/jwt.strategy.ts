@@ -1,34 +1,23 @@
-import { Inject, Injectable, UnauthorizedException } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
-import { ExtractJwt, Strategy } from 'passport-jwt';
-import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
-import { ROLES, type Principal, type Role } from './roles';
+import type { Request } from 'express';
+import { RequestCredentialStrategy } from './credential.strategy';
+import { readCredential } from './credentials';
+import type { Principal } from './roles';
+import { TokenVerifier } from './token-verifier';
 
-interface TokenClaims {
-  sub?: unknown;
-  roles?: unknown;
-}
-
-/** Bearer tokens (HS256) with `sub` and `roles`, checked for signature, issuer, audience and expiry. */
+/**
+ * Bearer JWTs: local HS256 tokens (`npm run token`, JWT_SECRET) and identity provider tokens (JWKS,
+ * RS256/ES256). Which key verifies a token is decided in TokenVerifier (by `kid`, see there).
+ */
 @Injectable()
-export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
-  constructor(@Inject(POLICY_SERVICE_CONFIG) config: PolicyServiceConfig) {
-    super({
-      jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
-      secretOrKey: config.auth.jwtSecret,
-      issuer: config.auth.issuer,
-      audience: config.auth.audience,
-      algorithms: ['HS256'],
-      ignoreExpiration: false,
-    });
+export class JwtStrategy extends PassportStrategy(RequestCredentialStrategy, 'jwt') {
+  constructor(private readonly tokens: TokenVerifier) {
+    super();
   }
 
-  validate(claims: TokenClaims): Principal {
-    if (typeof claims.sub !== 'string' || claims.sub.length === 0 || claims.sub.length > 200) {
-      throw new UnauthorizedException('token has no valid "sub" claim');
-    }
-    const roles = Array.isArray(claims.roles) ? claims.roles : [];
-    const known = roles.filter((role): role is Role => (ROLES as readonly unknown[]).includes(role));
-    return { sub: claims.sub, roles: known };
+  async validate(request: Request): Promise<Principal | null> {
+    const credential = readCredential(request);
+    return credential.kind === 'jwt' ? this.tokens.verify(credential.value) : null;
   }
 }

@@ -10,6 +10,12 @@ import type { TargetStatus } from '../database/entities';
  */
 export type CommandStatus = 'pending' | 'overdue' | 'enforced' | 'partial' | 'failed' | 'superseded';
 
+/**
+ * What a command shows: its enforcement status once it was applied, or, for a restore request not (yet)
+ * applied, where the request stands: `awaiting-approval`, `rejected`, `expired` or `superseded`.
+ */
+export type CommandViewStatus = CommandStatus | 'awaiting-approval' | 'rejected' | 'expired';
+
 export function isAwaitingAcknowledgement(status: TargetStatus): boolean {
   return status === 'pending' || status === 'delivered';
 }

@@ -1,12 +1,14 @@
-import { Body, Controller, Get, HttpStatus, Param, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, HttpStatus, Ip, Param, Post, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { CurrentPrincipal, Roles } from '../auth/auth.decorators';
 import { READERS, type Principal } from '../auth/roles';
+import { SensitiveRateLimit } from '../auth/rate-limit';
+import { ForbiddenActionError } from './approval.errors';
 import { GroupIdParam } from '../groups/group.request.dto';
 import { CommandIdParam, CommandQueryRequest } from './command-query.request.dto';
 import { CommandsService } from './commands.service';
-import { RestoreGroupRequest, RevokeGroupRequest } from './group-decision.request.dto';
+import { ApproveRestoreRequest, RejectRestoreRequest, RestoreGroupRequest, RevokeGroupRequest } from './group-decision.request.dto';
 import { GroupDecisionsService, type GroupDecisionOutcome } from './group-decisions.service';
 
 @ApiTags('commands')
@@ -25,6 +27,7 @@ export class CommandsController {
     @Param() params: GroupIdParam,
     @Body() request: RevokeGroupRequest,
     @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
     @Res({ passthrough: true }) response: Response,
   ) {
     const outcome = await this.decisions.decide({
@@ -33,26 +36,75 @@ export class CommandsController {
       reason: request.reason,
       incidentRef: request.incidentRef,
       requestedBy: principal.sub,
+      roles: principal.roles,
+      sourceAddress,
     });
     return respond(outcome, response);
   }
 
-  /** Gives access back to the group's systems that no other revoked group covers. */
+  /**
+   * Gives access back to the group's systems that no other revoked group covers — with four eyes: a
+   * security lead's restore is a request (202, `status: awaiting-approval`, nothing published) that a
+   * different security lead approves. Where the group allows `single-admin` restore, an admin's restore
+   * applies at once (202, like a revoke). 200 if the group is not revoked.
+   */
   @Post('groups/:id/restore')
-  @Roles('security-lead')
+  @Roles('security-lead', 'admin')
   async restore(
     @Param() params: GroupIdParam,
     @Body() request: RestoreGroupRequest,
     @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
     @Res({ passthrough: true }) response: Response,
   ) {
     const outcome = await this.decisions.decide({
       action: 'restore',
       groupId: params.id,
       reason: request.reason,
+      incidentRef: request.incidentRef,
       requestedBy: principal.sub,
+      roles: principal.roles,
+      sourceAddress,
     });
     return respond(outcome, response);
+  }
+
+  /**
+   * A second security lead approves a restore request: the restore is applied and published now.
+   * 403 for the requester; 409 once the request is decided, expired or superseded, or for a command that
+   * is not a restore request.
+   */
+  @Post('commands/:id/approve')
+  @HttpCode(HttpStatus.OK)
+  @Roles('security-lead')
+  @SensitiveRateLimit()
+  async approve(
+    @Param() params: CommandIdParam,
+    @Body() request: ApproveRestoreRequest,
+    @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
+  ) {
+    // The second pair of eyes is a person's: an automation (API key) may request a restore, never approve one.
+    if (principal.via === 'api-key') {
+      throw new ForbiddenActionError('approval_needs_a_person', 'a restore must be approved by a person, not with an API key');
+    }
+    const command = await this.decisions.approve({ commandId: params.id, decidedBy: principal.sub, comment: request.comment, sourceAddress });
+    return { commandId: command.id, approved: true, command };
+  }
+
+  /** Closes a restore request without applying it (the requester may withdraw their own). 409 once closed. */
+  @Post('commands/:id/reject')
+  @HttpCode(HttpStatus.OK)
+  @Roles('security-lead')
+  @SensitiveRateLimit()
+  async reject(
+    @Param() params: CommandIdParam,
+    @Body() request: RejectRestoreRequest,
+    @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
+  ) {
+    const command = await this.decisions.reject({ commandId: params.id, decidedBy: principal.sub, comment: request.reason, sourceAddress });
+    return { commandId: command.id, approved: false, command };
   }
 
   @Get('commands')
@@ -75,10 +127,17 @@ export class CommandsController {
 
 function respond(outcome: GroupDecisionOutcome, response: Response) {
   response.status(outcome.accepted ? HttpStatus.ACCEPTED : HttpStatus.OK);
+  const note = !outcome.accepted
+    ? 'the group already was in that state; nothing new was published'
+    : outcome.awaitingApproval
+      ? `restore requested: another security lead must approve it (POST /api/v1/commands/${outcome.command?.id}/approve) ` +
+        `before ${outcome.command?.approval?.expiresAt}; nothing was published yet`
+      : undefined;
   return {
     commandId: outcome.command?.id ?? null,
     accepted: outcome.accepted,
-    ...(outcome.accepted ? {} : { note: 'the group already was in that state; nothing new was published' }),
+    status: outcome.command?.status ?? null,
+    ...(note ? { note } : {}),
     command: outcome.command,
   };
 }

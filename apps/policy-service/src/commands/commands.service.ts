@@ -3,7 +3,8 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { CommandEntity, CommandTargetEntity } from '../database/entities';
 import { NotFoundError } from '../errors/domain.errors';
-import { aggregateCommandStatus, isAwaitingAcknowledgement } from './command-status';
+import { aggregateCommandStatus, isAwaitingAcknowledgement, type CommandViewStatus } from './command-status';
+import { effectiveRequestStatus } from './restore-approval';
 
 export interface CommandQuery {
   groupId?: string;
@@ -62,7 +63,13 @@ export class CommandsService {
 }
 
 export function commandView(command: CommandEntity, targets: CommandTargetEntity[], now: Date) {
-  const late = now.getTime() > command.acknowledgeBy.getTime();
+  const requestStatus =
+    command.approvalStatus && command.approvalExpiresAt
+      ? effectiveRequestStatus({ approvalStatus: command.approvalStatus, approvalExpiresAt: command.approvalExpiresAt }, now)
+      : null;
+  // A restore request is applied only once approved; until then nothing is enforced, nothing is late.
+  const applied = requestStatus === null || requestStatus === 'approved';
+  const late = applied && now.getTime() > command.acknowledgeBy.getTime();
   const counts: Record<string, number> = {};
   for (const target of targets) counts[target.status] = (counts[target.status] ?? 0) + 1;
   return {
@@ -73,8 +80,23 @@ export function commandView(command: CommandEntity, targets: CommandTargetEntity
     incidentRef: command.incidentRef,
     requestedBy: command.requestedBy,
     requestedAt: command.requestedAt.toISOString(),
-    acknowledgeBy: command.acknowledgeBy.toISOString(),
-    status: aggregateCommandStatus(targets, command.acknowledgeBy, now),
+    acknowledgeBy: applied ? command.acknowledgeBy.toISOString() : null,
+    status: (applied ? aggregateCommandStatus(targets, command.acknowledgeBy, now) : requestStatus) as CommandViewStatus,
+    /**
+     * How the restore was authorised: `four-eyes` (a request; `status` where it stands, `decidedBy` the
+     * approver or rejecter, `comment` the approval comment or rejection reason) or `single-admin` (an admin
+     * alone, as the group allows). Null for revokes and for restores made before approvals existed.
+     */
+    approval: command.approvalMode
+      ? {
+          mode: command.approvalMode,
+          status: requestStatus,
+          expiresAt: command.approvalExpiresAt?.toISOString() ?? null,
+          decidedBy: command.decidedBy ?? null,
+          decidedAt: command.decidedAt?.toISOString() ?? null,
+          comment: command.decisionComment ?? null,
+        }
+      : null,
     counts,
     systems: targets.map((target) => ({
       systemId: target.systemId,

@@ -1,16 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import {
-  encodeMessage,
-  envelopeHeader,
-  SYSTEM_ACCESS_CHANGED,
-  SystemAccessChangedV1Schema,
-  Topics,
-  type SystemAccessChangedV1,
-} from '@portcullis/contracts';
 import { randomUUID } from 'node:crypto';
 import { DataSource, In, type EntityManager } from 'typeorm';
-import { AuditLog } from '../audit/audit-log.service';
+import { AuditLog, type AuditEntryInput } from '../audit/audit-log.service';
+import type { Role } from '../auth/roles';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import {
   CommandEntity,
@@ -22,11 +15,15 @@ import {
   type TargetStatus,
 } from '../database/entities';
 import { NotFoundError } from '../errors/domain.errors';
+import { SystemAccessMessageFactory } from '../desired-state/system-access-message.factory';
 import { OutboxWriter, type OutboxMessage } from '../outbox/outbox.writer';
+import { validExemptPrincipals } from '../systems/exemptions';
 import { decideSystemAccess } from './access-decision';
+import { ForbiddenActionError, RequestConflictError } from './approval.errors';
 import { CommandsService, type CommandView } from './commands.service';
+import { effectiveRequestStatus, judgeDecision, restoreRoute, type RestoreRequestFacts } from './restore-approval';
 
-export const POLICY_SERVICE_PRODUCER = 'policy-service';
+export { POLICY_SERVICE_PRODUCER } from '../desired-state/system-access-message.factory';
 
 /** A decision about a group, as a security lead makes it. */
 export interface GroupDecision {
@@ -36,18 +33,56 @@ export interface GroupDecision {
   incidentRef?: string;
   /** The authenticated subject. */
   requestedBy: string;
+  /** The requester's roles: whether a restore applies at once or waits for approval depends on them. */
+  roles?: readonly Role[];
+  /** The client address of the HTTP request, for the audit history. */
+  sourceAddress?: string | null;
 }
 
 export interface GroupDecisionOutcome {
   /** False when the group already was in the requested state: nothing new was decided or published. */
   accepted: boolean;
+  /** A restore request waiting for a second security lead: nothing was applied or published yet. */
+  awaitingApproval: boolean;
   command: CommandView | null;
+}
+
+/** A security lead's answer to a restore request. */
+export interface RequestDecision {
+  commandId: string;
+  /** The authenticated subject approving or rejecting. */
+  decidedBy: string;
+  /** Approval: an optional comment. Rejection: the reason (required). */
+  comment?: string;
+  sourceAddress?: string | null;
+}
+
+interface Recorded {
+  accepted: boolean;
+  awaitingApproval: boolean;
+  commandId: string | null;
+}
+
+/** How one decision is recorded besides its command: who applies it and what the audit history says. */
+interface Application {
+  actor: string;
+  sourceAddress: string | null;
+  /** Audit entries that come before the decision's own `group.revoked` / `group.restored` entry. */
+  precedingEntries: AuditEntryInput[];
+  /** Added to the decision entry's details. */
+  details: Record<string, unknown>;
 }
 
 /**
  * Turns a revoke or restore of a group into per-system decisions. In ONE transaction it records the
- * command, each system's new desired state and generation, the audit entry and the outgoing events
- * (transactional outbox), so that a decision is never half made nor made without being published.
+ * command, each system's new desired state and generation, the outgoing events (transactional outbox)
+ * and the audit entries, so that a decision is never half made nor made without being published.
+ *
+ * Restores need four eyes (see restore-approval.ts): a security lead's restore is a request; it is applied,
+ * exactly as a direct decision, in the transaction of a different security lead's approval.
+ *
+ * Lock order everywhere: the group row, then restore requests (command rows) of that group, then the
+ * group's systems by id; the audit entries are appended last (they lock the audit hash chain).
  */
 @Injectable()
 export class GroupDecisionsService {
@@ -57,33 +92,282 @@ export class GroupDecisionsService {
     private readonly outbox: OutboxWriter,
     private readonly commands: CommandsService,
     @Inject(POLICY_SERVICE_CONFIG) private readonly config: PolicyServiceConfig,
+    private readonly messages: SystemAccessMessageFactory,
   ) {}
 
   async decide(decision: GroupDecision): Promise<GroupDecisionOutcome> {
     const recorded = await this.dataSource.transaction('READ COMMITTED', (manager) => this.record(manager, decision));
-    return { accepted: recorded.accepted, command: recorded.commandId ? await this.commands.get(recorded.commandId) : null };
+    return {
+      accepted: recorded.accepted,
+      awaitingApproval: recorded.awaitingApproval,
+      command: recorded.commandId ? await this.commands.get(recorded.commandId) : null,
+    };
   }
 
-  private async record(manager: EntityManager, decision: GroupDecision): Promise<{ accepted: boolean; commandId: string | null }> {
+  /**
+   * A different security lead approves a restore request: the restore is applied now, in this transaction,
+   * exactly as a direct restore. Refused (409) when the request is not open any more — decided, expired or
+   * superseded (the last two are recorded as such first) — and (403) for the requester themselves.
+   */
+  async approve(input: RequestDecision): Promise<CommandView> {
+    await this.answer('approve', input);
+    return this.commands.get(input.commandId);
+  }
+
+  /** Closes a restore request without applying it. The requester may withdraw their own request this way. */
+  async reject(input: RequestDecision): Promise<CommandView> {
+    await this.answer('reject', input);
+    return this.commands.get(input.commandId);
+  }
+
+  private async record(manager: EntityManager, decision: GroupDecision): Promise<Recorded> {
     const actor = `user:${decision.requestedBy}`;
-    // Lock order everywhere: the group row, then its systems by id. Concurrent decisions on groups that
-    // share systems are serialised on those systems and each sees the other's committed result.
+    const sourceAddress = decision.sourceAddress ?? null;
+    const now = new Date();
+    // Concurrent decisions on groups that share systems are serialised on those systems and each sees the
+    // other's committed result; decisions and approvals on one group are serialised on the group row.
     const group = await manager.findOne(GroupEntity, { where: { id: decision.groupId }, lock: { mode: 'pessimistic_write' } });
     if (!group) throw new NotFoundError('group', decision.groupId);
 
     const targetState = decision.action === 'revoke' ? 'revoked' : 'active';
     if (group.state === targetState) {
-      await this.auditLog.append(manager, {
-        actor,
-        action: `group.${decision.action}.repeated`,
-        groupId: group.id,
-        commandId: group.lastCommandId,
-        reason: decision.reason,
-        incidentRef: decision.incidentRef,
-        details: { note: `group was already ${group.state}; nothing was published` },
-      });
-      return { accepted: false, commandId: group.lastCommandId };
+      // A revoke, even one that changes nothing, says the group must stay revoked: an open restore request
+      // made before it is void.
+      const closed =
+        decision.action === 'revoke'
+          ? await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: 'a repeated revoke' })
+          : [];
+      await this.auditLog.append(manager, [
+        ...closed,
+        {
+          actor,
+          sourceAddress,
+          action: `group.${decision.action}.repeated`,
+          groupId: group.id,
+          commandId: group.lastCommandId,
+          reason: decision.reason,
+          incidentRef: decision.incidentRef,
+          details: { note: `group was already ${group.state}; nothing was published` },
+        },
+      ]);
+      return { accepted: false, awaitingApproval: false, commandId: group.lastCommandId };
     }
+
+    const command: CommandEntity = {
+      id: randomUUID(),
+      action: decision.action,
+      groupId: group.id,
+      reason: decision.reason,
+      incidentRef: decision.incidentRef ?? null,
+      requestedBy: decision.requestedBy,
+      requestedAt: now,
+      acknowledgeBy: new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000),
+    };
+
+    if (decision.action === 'revoke') {
+      const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `revoke ${command.id}` });
+      await manager.insert(CommandEntity, command);
+      await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
+      return { accepted: true, awaitingApproval: false, commandId: command.id };
+    }
+
+    const route = restoreRoute(group.restoreApproval, decision.roles ?? ['security-lead']);
+    if (route === 'forbidden') {
+      throw new ForbiddenActionError(
+        'restore_needs_security_lead',
+        `group "${group.id}" is restored with four eyes: a security lead requests it and another approves it; ` +
+          'single-person restore by an admin is not enabled for this group',
+      );
+    }
+    if (route === 'apply-now') {
+      const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `single-admin restore ${command.id}` });
+      await manager.insert(CommandEntity, { ...command, approvalMode: 'single-admin' });
+      await this.apply(manager, group, command, now, {
+        actor,
+        sourceAddress,
+        precedingEntries: closed,
+        details: {
+          approval: 'single-admin',
+          note: 'single-person restore by an admin: the group allows it (restoreApproval = single-admin)',
+        },
+      });
+      return { accepted: true, awaitingApproval: false, commandId: command.id };
+    }
+
+    // Four eyes: record the request only. Nothing changes on any system until another security lead approves.
+    const entries: AuditEntryInput[] = [];
+    const open = await manager.findOne(CommandEntity, {
+      where: { groupId: group.id, approvalStatus: 'awaiting-approval' },
+      lock: { mode: 'pessimistic_write' },
+    });
+    if (open) {
+      if (effectiveRequestStatus(requestFacts(open), now) !== 'expired') {
+        throw new RequestConflictError(
+          'restore_request_open',
+          `group "${group.id}" already has an open restore request ${open.id} (requested by ${open.requestedBy}, ` +
+            `expires ${open.approvalExpiresAt!.toISOString()}): approve or reject it first`,
+        );
+      }
+      entries.push(await this.close(manager, open, 'expired', now, { actor: 'system', sourceAddress: null, by: `a new restore request by ${actor}` }));
+    }
+    const expiresAt = new Date(now.getTime() + this.config.restoreRequestTtlSeconds * 1000);
+    await manager.insert(CommandEntity, {
+      ...command,
+      // Not applied yet: the acknowledgement deadline is set when it is approved.
+      acknowledgeBy: expiresAt,
+      approvalMode: 'four-eyes',
+      approvalStatus: 'awaiting-approval',
+      approvalExpiresAt: expiresAt,
+      approvalBasisCommandId: group.lastCommandId,
+    });
+    entries.push({
+      actor,
+      sourceAddress,
+      action: 'restore.requested',
+      groupId: group.id,
+      commandId: command.id,
+      reason: decision.reason,
+      incidentRef: decision.incidentRef,
+      details: {
+        before: { state: group.state, approval: null },
+        after: { state: group.state, approval: 'awaiting-approval' },
+        approval: 'four-eyes',
+        expiresAt: expiresAt.toISOString(),
+        basisCommandId: group.lastCommandId,
+      },
+    });
+    await this.auditLog.append(manager, entries);
+    return { accepted: true, awaitingApproval: true, commandId: command.id };
+  }
+
+  private async answer(kind: 'approve' | 'reject', input: RequestDecision): Promise<void> {
+    // A refusal that records something (expired, superseded) is committed first, then reported.
+    const refusal = await this.dataSource.transaction('READ COMMITTED', async (manager): Promise<Error | null> => {
+      const now = new Date();
+      const actor = `user:${input.decidedBy}`;
+      const sourceAddress = input.sourceAddress ?? null;
+      const found = await manager.findOne(CommandEntity, { where: { id: input.commandId } });
+      if (!found) throw new NotFoundError('command', input.commandId);
+      if (found.action !== 'restore' || !found.approvalStatus) {
+        throw new RequestConflictError(
+          'not_a_restore_request',
+          `command ${found.id} is a ${found.action}${found.action === 'restore' ? ' that needed no approval' : ''}; ` +
+            'only restore requests are approved or rejected',
+        );
+      }
+      // Same lock order as decisions: the group, then the request. Two approvers racing are serialised
+      // here; the second one finds the request approved already.
+      const group = await manager.findOneOrFail(GroupEntity, { where: { id: found.groupId }, lock: { mode: 'pessimistic_write' } });
+      const request = await manager.findOneOrFail(CommandEntity, { where: { id: found.id }, lock: { mode: 'pessimistic_write' } });
+      const facts = requestFacts(request);
+      const verdict = judgeDecision(kind, facts, input.decidedBy, group, now);
+      if (!verdict.ok) {
+        switch (verdict.refusal) {
+          case 'closed':
+            // Same code whether the request was closed just now or earlier: clients see one answer per state.
+            throw new RequestConflictError(
+              verdict.status === 'expired' || verdict.status === 'superseded' ? `request_${verdict.status}` : 'request_closed',
+              `restore request ${request.id} is ${verdict.status} already` +
+                (request.decidedBy ? ` (by ${request.decidedBy} at ${request.decidedAt?.toISOString()})` : '') +
+                (verdict.status === 'superseded' ? ': the group was decided again since it was made' : '') +
+                '; nothing was changed',
+            );
+          case 'own-request':
+            throw new ForbiddenActionError(
+              'own_request',
+              `four eyes: ${input.decidedBy} requested this restore and cannot approve it; another security lead must`,
+            );
+          case 'expired':
+            await this.auditLog.append(
+              manager,
+              await this.close(manager, request, 'expired', now, { actor: 'system', sourceAddress: null, by: `the ${kind} by ${actor}` }),
+            );
+            return new RequestConflictError(
+              'request_expired',
+              `restore request ${request.id} expired at ${facts.approvalExpiresAt.toISOString()} without approval; request the restore again`,
+            );
+          case 'superseded':
+            await this.auditLog.append(
+              manager,
+              await this.close(manager, request, 'superseded', now, {
+                actor: 'system',
+                sourceAddress: null,
+                by: `the ${kind} by ${actor}`,
+                why: verdict.why,
+              }),
+            );
+            return new RequestConflictError(
+              'request_superseded',
+              `restore request ${request.id} is superseded: ${verdict.why}; nothing was changed`,
+            );
+        }
+      }
+
+      const decidedFields = { decidedBy: input.decidedBy, decidedAt: now, decisionComment: input.comment ?? null };
+      if (kind === 'reject') {
+        await manager.update(CommandEntity, { id: request.id }, { approvalStatus: 'rejected', ...decidedFields });
+        await this.auditLog.append(manager, {
+          actor,
+          sourceAddress,
+          action: 'restore.rejected',
+          groupId: group.id,
+          commandId: request.id,
+          reason: input.comment ?? null,
+          incidentRef: request.incidentRef,
+          details: {
+            before: { approval: 'awaiting-approval' },
+            after: { approval: 'rejected' },
+            requestedBy: request.requestedBy,
+            requestReason: request.reason,
+            withdrawnByRequester: input.decidedBy === request.requestedBy,
+          },
+        });
+        return null;
+      }
+
+      // Approved: from here on it is the restore decision, made now.
+      const acknowledgeBy = new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000);
+      await manager.update(CommandEntity, { id: request.id }, { approvalStatus: 'approved', acknowledgeBy, ...decidedFields });
+      const command: CommandEntity = { ...request, approvalStatus: 'approved', acknowledgeBy, ...decidedFields };
+      await this.apply(manager, group, command, now, {
+        actor,
+        sourceAddress,
+        precedingEntries: [
+          {
+            actor,
+            sourceAddress,
+            action: 'restore.approved',
+            groupId: group.id,
+            commandId: request.id,
+            reason: request.reason,
+            incidentRef: request.incidentRef,
+            details: {
+              before: { approval: 'awaiting-approval' },
+              after: { approval: 'approved' },
+              requestedBy: request.requestedBy,
+              requestedAt: request.requestedAt.toISOString(),
+              comment: input.comment ?? null,
+            },
+          },
+        ],
+        details: { approval: 'four-eyes', requestedBy: request.requestedBy, approvedBy: input.decidedBy },
+      });
+      return null;
+    });
+    if (refusal) throw refusal;
+  }
+
+  /**
+   * The group's decision applied to each of its systems: group state, systems' desired state and generation,
+   * command targets, outbox messages, then the audit entries (last).
+   */
+  private async apply(manager: EntityManager, group: GroupEntity, command: CommandEntity, now: Date, how: Application): Promise<void> {
+    const targetState = command.action === 'revoke' ? 'revoked' : 'active';
+    await manager.query('UPDATE groups SET state = $2, last_command_id = $3, updated_at = now() WHERE id = $1', [
+      group.id,
+      targetState,
+      command.id,
+    ]);
 
     const memberIds = (await manager.find(GroupSystemEntity, { where: { groupId: group.id } }))
       .map((member) => member.systemId)
@@ -96,25 +380,9 @@ export class GroupDecisionsService {
         })
       : [];
     const otherRevokedGroups = await this.otherRevokedGroups(manager, group.id, memberIds);
-
-    const now = new Date();
-    const acknowledgeBy = new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000);
-    const command: CommandEntity = {
-      id: randomUUID(),
-      action: decision.action,
-      groupId: group.id,
-      reason: decision.reason,
-      incidentRef: decision.incidentRef ?? null,
-      requestedBy: decision.requestedBy,
-      requestedAt: now,
-      acknowledgeBy,
-    };
-    await manager.insert(CommandEntity, command);
-    await manager.query('UPDATE groups SET state = $2, last_command_id = $3, updated_at = now() WHERE id = $1', [
-      group.id,
-      targetState,
-      command.id,
-    ]);
+    // Read after the systems are locked: an exemption removed meanwhile waits for this decision (it locks
+    // the system too), so what is published is what is valid now.
+    const exemptions = await validExemptPrincipals(manager, memberIds, now);
 
     const targets: Partial<CommandTargetEntity>[] = [];
     const messages: OutboxMessage[] = [];
@@ -122,7 +390,7 @@ export class GroupDecisionsService {
     const unchanged: { systemId: string; desiredState: string; heldBy: string[] }[] = [];
     const changes: { id: string; desiredState: string; generation: number }[] = [];
     for (const system of systems) {
-      const access = decideSystemAccess(decision.action, system.desiredState, otherRevokedGroups.get(system.id) ?? []);
+      const access = decideSystemAccess(command.action, system.desiredState, otherRevokedGroups.get(system.id) ?? []);
       if (!access.changes) {
         // Already in the desired state through another decision: follow that decision's enforcement.
         targets.push({
@@ -150,7 +418,7 @@ export class GroupDecisionsService {
         status: 'pending',
         detail: null,
       });
-      messages.push(this.systemAccessChanged(command, system, generation, access.desiredState));
+      messages.push(this.systemAccessChanged(command, system, generation, access.desiredState, exemptions.get(system.id) ?? [], now));
       changed.push(system.id);
     }
     if (changes.length) {
@@ -170,23 +438,83 @@ export class GroupDecisionsService {
       );
     }
     if (targets.length) await manager.insert(CommandTargetEntity, targets);
-    await this.auditLog.append(manager, {
-      actor,
-      action: decision.action === 'revoke' ? 'group.revoked' : 'group.restored',
-      groupId: group.id,
-      commandId: command.id,
-      reason: decision.reason,
-      incidentRef: decision.incidentRef,
-      details: {
-        before: { state: group.state },
-        after: { state: targetState },
-        systemsChanged: changed,
-        systemsUnchanged: unchanged,
-        acknowledgeBy: acknowledgeBy.toISOString(),
-      },
-    });
     await this.outbox.enqueue(manager, messages);
-    return { accepted: true, commandId: command.id };
+    // Last: appending takes the audit chain's lock, held until commit.
+    await this.auditLog.append(manager, [
+      ...how.precedingEntries,
+      {
+        actor: how.actor,
+        sourceAddress: how.sourceAddress,
+        action: command.action === 'revoke' ? 'group.revoked' : 'group.restored',
+        groupId: group.id,
+        commandId: command.id,
+        reason: command.reason,
+        incidentRef: command.incidentRef,
+        details: {
+          before: { state: group.state },
+          after: { state: targetState },
+          ...how.details,
+          systemsChanged: changed,
+          systemsUnchanged: unchanged,
+          acknowledgeBy: command.acknowledgeBy.toISOString(),
+        },
+      },
+    ]);
+  }
+
+  /**
+   * Closes the group's open restore request, if any, because a newer decision about the group makes it
+   * moot (superseded), or because its time ran out before (expired). Returns the audit entries to append.
+   */
+  private async closeOpenRequest(
+    manager: EntityManager,
+    group: GroupEntity,
+    now: Date,
+    cause: { actor: string; sourceAddress: string | null; by: string },
+  ): Promise<AuditEntryInput[]> {
+    const open = await manager.findOne(CommandEntity, {
+      where: { groupId: group.id, approvalStatus: 'awaiting-approval' },
+      lock: { mode: 'pessimistic_write' },
+    });
+    if (!open) return [];
+    const expired = effectiveRequestStatus(requestFacts(open), now) === 'expired';
+    return [
+      await this.close(
+        manager,
+        open,
+        expired ? 'expired' : 'superseded',
+        now,
+        expired ? { actor: 'system', sourceAddress: null, by: cause.by } : { ...cause, why: `the group was decided again (${cause.by})` },
+      ),
+    ];
+  }
+
+  /** Marks a request expired or superseded and returns its audit entry (`restore.expired` / `restore.superseded`). */
+  private async close(
+    manager: EntityManager,
+    request: CommandEntity,
+    status: 'expired' | 'superseded',
+    now: Date,
+    cause: { actor: string; sourceAddress: string | null; by: string; why?: string },
+  ): Promise<AuditEntryInput> {
+    await manager.update(CommandEntity, { id: request.id }, { approvalStatus: status, decidedAt: now });
+    return {
+      actor: cause.actor,
+      sourceAddress: cause.sourceAddress,
+      action: `restore.${status}`,
+      groupId: request.groupId,
+      commandId: request.id,
+      reason: request.reason,
+      incidentRef: request.incidentRef,
+      details: {
+        before: { approval: 'awaiting-approval' },
+        after: { approval: status },
+        requestedBy: request.requestedBy,
+        expiresAt: request.approvalExpiresAt?.toISOString() ?? null,
+        ...(cause.why ? { why: cause.why } : {}),
+        noticedBy: cause.by,
+      },
+    };
   }
 
   /** For each system, the other revoked groups that contain it. */
@@ -207,30 +535,23 @@ export class GroupDecisionsService {
     system: SystemEntity,
     generation: number,
     desiredState: 'active' | 'revoked',
+    exemptPrincipals: readonly string[],
+    now: Date,
   ): OutboxMessage {
-    const message: SystemAccessChangedV1 = {
-      ...envelopeHeader(POLICY_SERVICE_PRODUCER, command.requestedAt),
-      type: SYSTEM_ACCESS_CHANGED,
-      version: 1,
-      commandId: command.id,
-      generation,
-      data: {
-        systemId: system.id,
-        systemKind: system.kind,
-        desiredState,
-        groupId: command.groupId,
-        action: command.action,
-        reason: command.reason,
-        incidentRef: command.incidentRef ?? undefined,
-        requestedBy: command.requestedBy,
-        exemptPrincipals: system.exemptPrincipals,
-        acknowledgeBy: command.acknowledgeBy.toISOString(),
-      },
-    };
-    return { topic: Topics.systemAccess, key: system.id, value: encodeMessage(SystemAccessChangedV1Schema, message) };
+    return this.messages.build({ command, system, generation, desiredState, exemptPrincipals }, now);
   }
 }
 
 function currentEnforcement(system: SystemEntity): TargetStatus {
   return system.enforcedGeneration >= system.generation ? 'enforced' : system.enforcementStatus;
+}
+
+/** A restore request's approval facts (its approval columns are set on every request). */
+function requestFacts(request: CommandEntity): RestoreRequestFacts {
+  return {
+    approvalStatus: request.approvalStatus!,
+    approvalExpiresAt: request.approvalExpiresAt!,
+    requestedBy: request.requestedBy,
+    approvalBasisCommandId: request.approvalBasisCommandId ?? null,
+  };
 }

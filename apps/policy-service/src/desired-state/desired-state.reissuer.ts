@@ -33,7 +33,7 @@ interface DueSystem {
  * generation, current break-glass exemptions) is published again with a new message id and expiry.
  * Adapters take a re-issue of the generation they hold as a renewal, not as a new decision.
  *
- * The age of a decision is counted from its command's request time, which is never later than the time
+ * The age of a decision is counted from its approval (restores with four eyes) or request, never later than the time
  * it was signed, so a re-issue is never late. Replicas may both re-issue a system; the duplicate is harmless.
  */
 @Injectable()
@@ -92,7 +92,7 @@ export class DesiredStateReissuer implements OnApplicationBootstrap, OnApplicati
          FROM systems s
          JOIN commands c ON c.id = s.desired_command_id
          LEFT JOIN desired_state_reissues r ON r.system_id = s.id AND r.generation = s.generation
-         WHERE COALESCE(r.reissued_at, c.requested_at) < $1
+         WHERE COALESCE(r.reissued_at, c.decided_at, c.requested_at) < $1
          ORDER BY s.id
          LIMIT ${BATCH_SIZE}
          FOR UPDATE OF s SKIP LOCKED`,

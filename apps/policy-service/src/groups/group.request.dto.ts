@@ -1,5 +1,5 @@
-import { ApiProperty } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayUnique, IsArray, IsString, Length, Matches } from 'class-validator';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
 import { SLUG_PATTERN } from '@portcullis/contracts';
 
 const SLUG_MESSAGE = 'must be a lower-case slug (a-z, 0-9, "-"; 1-63 characters)';
@@ -20,4 +20,28 @@ export class CreateGroupRequest extends UpdateGroupRequest {
 
 export class GroupIdParam {
   @Matches(SLUG_PATTERN, { message: `id ${SLUG_MESSAGE}` }) id!: string;
+}
+
+export const RESTORE_APPROVAL_MODES = ['four-eyes', 'single-admin'] as const;
+
+export class RestoreApprovalRequest {
+  @ApiProperty({
+    enum: RESTORE_APPROVAL_MODES,
+    description: '`four-eyes`: a second security lead approves every restore; `single-admin`: an admin may restore alone',
+  })
+  @IsIn(RESTORE_APPROVAL_MODES, { message: `restoreApproval must be one of: ${RESTORE_APPROVAL_MODES.join(', ')}` })
+  restoreApproval!: (typeof RESTORE_APPROVAL_MODES)[number];
+
+  @ApiProperty({ example: 'Stock systems are restored by the on-call admin out of hours' })
+  @IsString()
+  @Length(3, 2000)
+  @Matches(/^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/, { message: 'reason must not contain control characters' })
+  reason!: string;
+
+  @ApiPropertyOptional({ example: 'CHG-118' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 200)
+  @Matches(/^[\x20-\x7e]+$/, { message: 'incidentRef must be printable ASCII' })
+  incidentRef?: string;
 }

@@ -1,8 +1,8 @@
-import { Body, Controller, Get, Param, Post, Put } from '@nestjs/common';
+import { Body, Controller, Get, Ip, Param, Post, Put } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/auth.decorators';
 import { READERS, type Principal } from '../auth/roles';
-import { CreateGroupRequest, GroupIdParam, UpdateGroupRequest } from './group.request.dto';
+import { CreateGroupRequest, GroupIdParam, RestoreApprovalRequest, UpdateGroupRequest } from './group.request.dto';
 import { GroupsService } from './groups.service';
 
 @ApiTags('groups')
@@ -13,14 +13,31 @@ export class GroupsController {
 
   @Post()
   @Roles('admin')
-  create(@Body() request: CreateGroupRequest, @CurrentPrincipal() principal: Principal) {
-    return this.groups.create(request, `user:${principal.sub}`);
+  create(@Body() request: CreateGroupRequest, @CurrentPrincipal() principal: Principal, @Ip() sourceAddress: string) {
+    return this.groups.create(request, `user:${principal.sub}`, sourceAddress);
   }
 
   @Put(':id')
   @Roles('admin')
-  update(@Param() params: GroupIdParam, @Body() request: UpdateGroupRequest, @CurrentPrincipal() principal: Principal) {
-    return this.groups.update(params.id, request, `user:${principal.sub}`);
+  update(
+    @Param() params: GroupIdParam,
+    @Body() request: UpdateGroupRequest,
+    @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
+  ) {
+    return this.groups.update(params.id, request, `user:${principal.sub}`, sourceAddress);
+  }
+
+  /** Four eyes on restore (default) or single-person restore by an admin; admins only, audited. */
+  @Put(':id/restore-approval')
+  @Roles('admin')
+  setRestoreApproval(
+    @Param() params: GroupIdParam,
+    @Body() request: RestoreApprovalRequest,
+    @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
+  ) {
+    return this.groups.setRestoreApproval(params.id, request, `user:${principal.sub}`, sourceAddress);
   }
 
   @Get()

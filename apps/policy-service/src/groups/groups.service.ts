@@ -2,10 +2,11 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In, type EntityManager } from 'typeorm';
 import { AuditLog } from '../audit/audit-log.service';
-import { GroupEntity, GroupSystemEntity, SystemEntity } from '../database/entities';
+import { CommandEntity, GroupEntity, GroupSystemEntity, SystemEntity } from '../database/entities';
 import { AlreadyExistsError, ConflictError, InvalidReferenceError, NotFoundError } from '../errors/domain.errors';
+import { exemptionsBySystem } from '../systems/exemptions';
 import { systemView } from '../systems/system.view';
-import type { CreateGroupRequest, UpdateGroupRequest } from './group.request.dto';
+import type { CreateGroupRequest, RestoreApprovalRequest, UpdateGroupRequest } from './group.request.dto';
 
 @Injectable()
 export class GroupsService {
@@ -14,7 +15,7 @@ export class GroupsService {
     private readonly auditLog: AuditLog,
   ) {}
 
-  async create(request: CreateGroupRequest, actor: string) {
+  async create(request: CreateGroupRequest, actor: string, sourceAddress?: string | null) {
     await this.dataSource.transaction(async (manager) => {
       await this.assertSystemsExist(manager, request.systemIds);
       const inserted = await manager.query(
@@ -25,9 +26,10 @@ export class GroupsService {
       await this.insertMembers(manager, request.id, request.systemIds);
       await this.auditLog.append(manager, {
         actor,
+        sourceAddress,
         action: 'group.created',
         groupId: request.id,
-        details: { after: { name: request.name, systemIds: [...request.systemIds].sort() } },
+        details: { after: { name: request.name, systemIds: [...request.systemIds].sort(), restoreApproval: 'four-eyes' } },
       });
     });
     return this.get(request.id);
@@ -37,7 +39,7 @@ export class GroupsService {
    * Renames a group or replaces its membership. The membership of a revoked group cannot change: adding
    * or removing a system there would silently revoke or restore it, which only a decision may do.
    */
-  async update(id: string, request: UpdateGroupRequest, actor: string) {
+  async update(id: string, request: UpdateGroupRequest, actor: string, sourceAddress?: string | null) {
     await this.dataSource.transaction(async (manager) => {
       const group = await manager.findOne(GroupEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
       if (!group) throw new NotFoundError('group', id);
@@ -57,6 +59,7 @@ export class GroupsService {
       await manager.query('UPDATE groups SET name = $2, updated_at = now() WHERE id = $1', [id, request.name]);
       await this.auditLog.append(manager, {
         actor,
+        sourceAddress,
         action: 'group.updated',
         groupId: id,
         details: { before: { name: group.name, systemIds: before }, after: { name: request.name, systemIds: after } },
@@ -65,10 +68,40 @@ export class GroupsService {
     return this.get(id);
   }
 
+  /**
+   * Who may restore the group: `four-eyes` (a security lead requests, a different one approves) or
+   * `single-admin` (an admin may also restore alone). Admins only; audited with before and after. Open
+   * restore requests stay as they are: they still need their second security lead.
+   */
+  async setRestoreApproval(id: string, request: RestoreApprovalRequest, actor: string, sourceAddress?: string | null) {
+    await this.dataSource.transaction(async (manager) => {
+      const group = await manager.findOne(GroupEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+      if (!group) throw new NotFoundError('group', id);
+      if (group.restoreApproval === request.restoreApproval) return;
+      await manager.query('UPDATE groups SET restore_approval = $2, updated_at = now() WHERE id = $1', [id, request.restoreApproval]);
+      await this.auditLog.append(manager, {
+        actor,
+        sourceAddress,
+        action: 'group.restore-approval-changed',
+        groupId: id,
+        reason: request.reason,
+        incidentRef: request.incidentRef,
+        details: { before: { restoreApproval: group.restoreApproval }, after: { restoreApproval: request.restoreApproval } },
+      });
+    });
+    return this.get(id);
+  }
+
   async list() {
-    const rows: { id: string; name: string; state: string; last_command_id: string | null; system_count: string }[] =
-      await this.dataSource.query(`
-        SELECT g.id, g.name, g.state, g.last_command_id, count(gs.system_id) AS system_count
+    const rows: {
+      id: string;
+      name: string;
+      state: string;
+      last_command_id: string | null;
+      restore_approval: string;
+      system_count: string;
+    }[] = await this.dataSource.query(`
+        SELECT g.id, g.name, g.state, g.last_command_id, g.restore_approval, count(gs.system_id) AS system_count
         FROM groups g LEFT JOIN group_systems gs ON gs.group_id = g.id
         GROUP BY g.id ORDER BY g.id`);
     return rows.map((row) => ({
@@ -76,6 +109,7 @@ export class GroupsService {
       name: row.name,
       state: row.state,
       lastCommandId: row.last_command_id,
+      restoreApproval: row.restore_approval,
       systemCount: Number(row.system_count),
     }));
   }
@@ -91,12 +125,27 @@ export class GroupsService {
           order: { id: 'ASC' },
         })
       : [];
+    const exemptions = await exemptionsBySystem(this.dataSource.manager, systems.map((system) => system.id));
+    const now = new Date();
+    const open = await this.dataSource.getRepository(CommandEntity).findOneBy({ groupId: id, approvalStatus: 'awaiting-approval' });
     return {
       id: group.id,
       name: group.name,
       state: group.state,
       lastCommandId: group.lastCommandId,
-      systems: systems.map(systemView),
+      restoreApproval: group.restoreApproval,
+      /** The restore request waiting for a second security lead, if any (one that ran out of time is not shown). */
+      openRestoreRequest:
+        open && open.approvalExpiresAt && open.approvalExpiresAt.getTime() > now.getTime()
+          ? {
+              commandId: open.id,
+              requestedBy: open.requestedBy,
+              requestedAt: open.requestedAt.toISOString(),
+              expiresAt: open.approvalExpiresAt.toISOString(),
+              reason: open.reason,
+            }
+          : null,
+      systems: systems.map((system) => systemView(system, exemptions.get(system.id) ?? [], now)),
       createdAt: group.createdAt.toISOString(),
       updatedAt: group.updatedAt.toISOString(),
     };

@@ -10,6 +10,12 @@ export class RegisterSystemRequest {
   @ApiProperty({ example: 'postgres', description: 'the kind of adapter that enforces access on it' })
   @Matches(SLUG_PATTERN, { message: `kind ${SLUG_MESSAGE}` })
   kind!: string;
+  @ApiProperty({
+    example: 'pg-main',
+    description: 'the adapter that enforces it: decisions are addressed to it, and only its signed acknowledgements count',
+  })
+  @Matches(SLUG_PATTERN, { message: `adapterId ${SLUG_MESSAGE}` })
+  adapterId!: string;
   @ApiPropertyOptional({ example: ['breakglass_dba'], description: 'break-glass principals that are never touched' })
   @IsOptional()
   @IsArray()

@@ -1,7 +1,9 @@
-import { Body, Controller, Get, Param, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpStatus, Ip, Param, Post, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
 import { CurrentPrincipal, Roles } from '../auth/auth.decorators';
 import { READERS, type Principal } from '../auth/roles';
+import { AddExemptionRequest, ExemptionParams, RemoveExemptionRequest } from './exemption.request.dto';
 import { RegisterSystemRequest, SystemIdParam } from './register-system.request.dto';
 import { SystemsService } from './systems.service';
 
@@ -13,8 +15,8 @@ export class SystemsController {
 
   @Post()
   @Roles('admin')
-  register(@Body() request: RegisterSystemRequest, @CurrentPrincipal() principal: Principal) {
-    return this.systems.register(request, `user:${principal.sub}`);
+  register(@Body() request: RegisterSystemRequest, @CurrentPrincipal() principal: Principal, @Ip() sourceAddress: string) {
+    return this.systems.register(request, { actor: `user:${principal.sub}`, sourceAddress });
   }
 
   @Get()
@@ -27,5 +29,39 @@ export class SystemsController {
   @Roles(...READERS)
   get(@Param() params: SystemIdParam) {
     return this.systems.get(params.id);
+  }
+
+  /** Break-glass exemptions of the system, expired ones included (`expired: true`). */
+  @Get(':id/exemptions')
+  @Roles(...READERS)
+  exemptions(@Param() params: SystemIdParam) {
+    return this.systems.listExemptions(params.id);
+  }
+
+  /** Exempts a principal (201), or replaces its exemption's reason and expiry (200). */
+  @Post(':id/exemptions')
+  @Roles('admin')
+  async addExemption(
+    @Param() params: SystemIdParam,
+    @Body() request: AddExemptionRequest,
+    @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    const outcome = await this.systems.addExemption(params.id, request, { actor: `user:${principal.sub}`, sourceAddress });
+    response.status(outcome.created ? HttpStatus.CREATED : HttpStatus.OK);
+    return outcome.exemption;
+  }
+
+  /** Removes an exemption; 409 while the system is revoked and the exemption still valid. */
+  @Delete(':id/exemptions/:principal')
+  @Roles('admin')
+  removeExemption(
+    @Param() params: ExemptionParams,
+    @Body() request: RemoveExemptionRequest,
+    @CurrentPrincipal() principal: Principal,
+    @Ip() sourceAddress: string,
+  ) {
+    return this.systems.removeExemption(params.id, params.principal, request, { actor: `user:${principal.sub}`, sourceAddress });
   }
 }

@@ -1,5 +1,20 @@
 import { InitialSchema1764320400000 } from './1764320400000-InitialSchema';
 import { SystemDrift1764331200000 } from './1764331200000-SystemDrift';
+import { AdapterTrust1764400000000 } from './1764400000000-AdapterTrust';
+import { AuditHashChain1764400100000 } from './1764400100000-AuditHashChain';
+import { AppRoleGrants1764400150000 } from './1764400150000-AppRoleGrants';
+import { ApiKeys1764400200000 } from './1764400200000-ApiKeys';
+import { ApprovalsAndExemptions1764400300000 } from './1764400300000-ApprovalsAndExemptions';
+import { EvidenceAppendOnly1764400400000 } from './1764400400000-EvidenceAppendOnly';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
-export const policyServiceMigrations = [InitialSchema1764320400000, SystemDrift1764331200000];
+export const policyServiceMigrations = [
+  InitialSchema1764320400000,
+  SystemDrift1764331200000,
+  AdapterTrust1764400000000,
+  AuditHashChain1764400100000,
+  AppRoleGrants1764400150000,
+  ApiKeys1764400200000,
+  ApprovalsAndExemptions1764400300000,
+  EvidenceAppendOnly1764400400000,
+];

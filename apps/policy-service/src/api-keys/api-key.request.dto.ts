@@ -1,0 +1,35 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsDate, IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { ROLES, type Role } from '../auth/roles';
+
+export class CreateApiKeyRequest {
+  @ApiProperty({ example: 'soar-containment-playbook', description: 'unique among keys in use; 1-100 of A-Z a-z 0-9 space . _ : -' })
+  @IsString()
+  @Matches(/^[A-Za-z0-9._:-](?:[A-Za-z0-9 ._:-]{0,98}[A-Za-z0-9._:-])?$/, {
+    message: 'name must be 1-100 characters of A-Z a-z 0-9 space . _ : - (no leading or trailing space)',
+  })
+  name!: string;
+
+  @ApiProperty({ example: ['security-lead'], enum: ROLES, isArray: true, description: 'what the key may do' })
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(ROLES.length)
+  @ArrayUnique()
+  @IsIn(ROLES, { each: true, message: `roles must be some of ${ROLES.join(', ')}` })
+  roles!: Role[];
+
+  @ApiPropertyOptional({ example: '2027-01-31T00:00:00Z', description: 'after this the key is refused; none: until revoked' })
+  @IsOptional()
+  @Type(() => Date)
+  @IsDate({ message: 'expiresAt must be an ISO 8601 date-time' })
+  expiresAt?: Date;
+}
+
+export class ApiKeyIdParam {
+  @Matches(/^[0-9a-f]{16}$/, { message: 'id must be 16 lower-case hex characters (the <id> of pcl_<id>_...)' }) id!: string;
+}
+
+export class RevokeApiKeyRequest {
+  @ApiPropertyOptional({ example: 'playbook retired' }) @IsOptional() @IsString() @Length(1, 2000) reason?: string;
+}

@@ -1,0 +1,653 @@
+/**
+ * The audit trail's hash chain, signed checkpoints and export format: pure functions, no database and no
+ * framework, shared by the service (appending, `GET /audit/verify`, `GET /audit/export`) and by the
+ * offline verifier (`npm run audit:verify`), so that both agree by construction.
+ *
+ * Chain: entry n's `hash` = SHA-256 (hex) of the UTF-8 bytes of `prevHash + canonicalJson(content)`, where
+ * `prevHash` is entry n-1's hash (64 zeros for the first entry) and `content` is exactly
+ * `{ seq, occurredAt, actor, action, groupId, systemId, commandId, reason, incidentRef, sourceAddress, details }`
+ * (`occurredAt` as an ISO 8601 string with milliseconds, absent optional values as `null`). Sequence
+ * numbers start at 1 and have no gaps. Editing, deleting, inserting or reordering entries breaks the chain
+ * at that place; cutting entries off the END is what signed checkpoints (and an export's signed trailer)
+ * reveal.
+ *
+ * Checkpoint: `{ seq, headHash, createdAt, keyId, signature }`, the signature being Ed25519 (base64url) over
+ * `canonicalJson({ seq, headHash, createdAt, keyId })` with the policy service's signing key.
+ */
+import { createHash, type KeyObject } from 'node:crypto';
+import { canonicalJson, parsePublicKey, signDetached, signedBytesOf, verifyDetached, type SigningKey } from '@portcullis/contracts';
+
+export const GENESIS_HASH = '0'.repeat(64);
+export const EXPORT_FORMAT = 'portcullis-audit-export';
+export const EXPORT_VERSION = 1;
+
+const HASH_PATTERN = /^[0-9a-f]{64}$/;
+
+/** What an entry's hash covers. */
+export interface ChainEntryContent {
+  seq: number;
+  /** ISO 8601, UTC, milliseconds (`Date.prototype.toISOString`). */
+  occurredAt: string;
+  actor: string;
+  action: string;
+  groupId: string | null;
+  systemId: string | null;
+  commandId: string | null;
+  reason: string | null;
+  incidentRef: string | null;
+  sourceAddress: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface ChainEntry extends ChainEntryContent {
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditCheckpoint {
+  seq: number;
+  headHash: string;
+  /** ISO 8601, UTC, milliseconds. */
+  createdAt: string;
+  keyId: string;
+  signature: string;
+}
+
+export type ChainBreakReason =
+  /** The entry's content does not hash to its stored hash: the entry was changed. */
+  | 'hash-mismatch'
+  /** The entry's `prevHash` is not the previous entry's hash: an entry before it was removed, replaced or moved. */
+  | 'link-mismatch'
+  /** A sequence number is missing: entries were deleted. */
+  | 'gap'
+  /** A sequence number repeats or goes backwards. */
+  | 'out-of-order'
+  /** A signed checkpoint names a head hash the chain does not have at that seq (or a seq the chain no longer reaches). */
+  | 'checkpoint-mismatch'
+  /** A checkpoint's signature is invalid or made with a key that is not trusted. */
+  | 'checkpoint-signature'
+  /** The stored chain head (database) does not match the last entry: entries were cut off the end. */
+  | 'head-mismatch'
+  /** A line of an export is not what the format says. */
+  | 'malformed'
+  /** An export ends without its signed trailer. */
+  | 'truncated'
+  /** An export's trailer disagrees with the lines before it. */
+  | 'trailer-mismatch'
+  /** An export's trailer signature is invalid or made with a key that is not trusted. */
+  | 'trailer-signature';
+
+export interface ChainBreak {
+  /** Where the chain breaks (null when no sequence number applies). */
+  seq: number | null;
+  reason: ChainBreakReason;
+  expected: string | number | null;
+  actual: string | number | null;
+  detail: string;
+  /** Line of the export (1-based), when verifying an export. */
+  line?: number;
+}
+
+export interface ChainReport {
+  intact: boolean;
+  entries: number;
+  checkpoints: number;
+  /** The last entry's seq and hash (0 and the genesis hash when there are none). */
+  headSeq: number;
+  headHash: string;
+  /** The first problem found, in chain order. */
+  firstBreak?: ChainBreak;
+  /** How many problems were found (after the first, the verifier carries on from the stored values). */
+  breaks: number;
+}
+
+/**
+ * Which public keys may have signed, for a key id: the candidates are tried in turn. Return the keys
+ * trusted under that id (or all trusted keys, when the ids of a key supplied out of band are unknown).
+ */
+export type TrustedKeys = (keyId: string) => KeyObject[];
+
+export function trustKeysById(keys: Map<string, KeyObject> | Record<string, KeyObject>): TrustedKeys {
+  const map = keys instanceof Map ? keys : new Map(Object.entries(keys));
+  return (keyId) => {
+    const key = map.get(keyId);
+    return key ? [key] : [];
+  };
+}
+
+/** Trusts these keys whatever key id a signature names (a key the auditor obtained independently). */
+export function trustKeys(keys: KeyObject[]): TrustedKeys {
+  return () => keys;
+}
+
+/** Exactly the hashed fields, absent optional values as null (extra properties never leak into the hash). */
+export function chainEntryContent(entry: ChainEntryContent): ChainEntryContent {
+  return {
+    seq: entry.seq,
+    occurredAt: entry.occurredAt,
+    actor: entry.actor,
+    action: entry.action,
+    groupId: entry.groupId ?? null,
+    systemId: entry.systemId ?? null,
+    commandId: entry.commandId ?? null,
+    reason: entry.reason ?? null,
+    incidentRef: entry.incidentRef ?? null,
+    sourceAddress: entry.sourceAddress ?? null,
+    details: entry.details ?? {},
+  };
+}
+
+export function chainEntryHash(prevHash: string, content: ChainEntryContent): string {
+  return createHash('sha256')
+    .update(prevHash + canonicalJson(chainEntryContent(content)), 'utf8')
+    .digest('hex');
+}
+
+/** Links entries (in order, after `previous`) into the chain: sets prevHash and hash. */
+export function linkEntries(
+  previous: { seq: number; hash: string },
+  contents: Omit<ChainEntryContent, 'seq'>[],
+): ChainEntry[] {
+  let seq = previous.seq;
+  let prevHash = previous.hash;
+  return contents.map((content) => {
+    seq += 1;
+    const entry = chainEntryContent({ ...content, seq });
+    const hash = chainEntryHash(prevHash, entry);
+    const linked: ChainEntry = { ...entry, prevHash, hash };
+    prevHash = hash;
+    return linked;
+  });
+}
+
+export function checkpointSignedBytes(checkpoint: Omit<AuditCheckpoint, 'signature'>): string {
+  return canonicalJson({
+    seq: checkpoint.seq,
+    headHash: checkpoint.headHash,
+    createdAt: checkpoint.createdAt,
+    keyId: checkpoint.keyId,
+  });
+}
+
+export function signCheckpoint(head: { seq: number; headHash: string; createdAt: string }, key: SigningKey): AuditCheckpoint {
+  const unsigned = { seq: head.seq, headHash: head.headHash, createdAt: head.createdAt, keyId: key.keyId };
+  return { ...unsigned, signature: signDetached(key.privateKey, checkpointSignedBytes(unsigned)) };
+}
+
+function signatureCheck(trusted: TrustedKeys, keyId: string, bytes: string, signature: string): 'ok' | 'unknown-key' | 'bad-signature' {
+  const candidates = trusted(keyId);
+  if (candidates.length === 0) return 'unknown-key';
+  return candidates.some((key) => verifyDetached(key, bytes, signature)) ? 'ok' : 'bad-signature';
+}
+
+export function checkCheckpointSignature(checkpoint: AuditCheckpoint, trusted: TrustedKeys): 'ok' | 'unknown-key' | 'bad-signature' {
+  return signatureCheck(trusted, checkpoint.keyId, checkpointSignedBytes(checkpoint), checkpoint.signature);
+}
+
+/**
+ * Recomputes the chain as entries and checkpoints stream past, in seq order, each checkpoint right
+ * after the entry at its seq (the order of the database reader and of an export). Keeps only the
+ * running head, so any length of history verifies in constant memory.
+ */
+export class ChainVerifier {
+  private lastSeq = 0;
+  private lastHash = GENESIS_HASH;
+  private entries = 0;
+  private checkpoints = 0;
+  private breaks = 0;
+  private firstBreak?: ChainBreak;
+  /** Checkpoints naming a seq the chain has not reached yet (normally none: they arrive after their entry). */
+  private pending: { checkpoint: AuditCheckpoint; line?: number }[] = [];
+
+  /** `from`: verify a segment that continues a head already trusted (a previous checkpoint). */
+  constructor(
+    private readonly trusted: TrustedKeys,
+    from?: { seq: number; hash: string },
+  ) {
+    if (from) {
+      this.lastSeq = from.seq;
+      this.lastHash = from.hash;
+    }
+  }
+
+  get head(): { seq: number; hash: string } {
+    return { seq: this.lastSeq, hash: this.lastHash };
+  }
+
+  get counts(): { entries: number; checkpoints: number } {
+    return { entries: this.entries, checkpoints: this.checkpoints };
+  }
+
+  /** Records a problem found outside the chain itself (an export's framing). */
+  report(problem: ChainBreak): void {
+    this.breaks += 1;
+    this.firstBreak ??= problem;
+  }
+
+  addEntry(entry: ChainEntry, line?: number): void {
+    this.entries += 1;
+    const expectedSeq = this.lastSeq + 1;
+    if (entry.seq <= this.lastSeq) {
+      this.report({
+        seq: entry.seq,
+        reason: 'out-of-order',
+        expected: expectedSeq,
+        actual: entry.seq,
+        detail: `entry ${entry.seq} comes after entry ${this.lastSeq}`,
+        line,
+      });
+      return; // the chain goes on from the entry before
+    }
+    if (entry.seq > expectedSeq) {
+      this.report({
+        seq: expectedSeq,
+        reason: 'gap',
+        expected: expectedSeq,
+        actual: entry.seq,
+        detail: expectedSeq === entry.seq - 1 ? `entry ${expectedSeq} is missing` : `entries ${expectedSeq}..${entry.seq - 1} are missing`,
+        line,
+      });
+    } else if (entry.prevHash !== this.lastHash) {
+      this.report({
+        seq: entry.seq,
+        reason: 'link-mismatch',
+        expected: this.lastHash,
+        actual: entry.prevHash,
+        detail: `entry ${entry.seq} does not link to entry ${this.lastSeq}: an entry was removed, replaced or moved`,
+        line,
+      });
+    } else {
+      const computed = chainEntryHash(entry.prevHash, entry);
+      if (computed !== entry.hash) {
+        this.report({
+          seq: entry.seq,
+          reason: 'hash-mismatch',
+          expected: computed,
+          actual: entry.hash,
+          detail: `entry ${entry.seq} was changed after it was written`,
+          line,
+        });
+      }
+    }
+    this.lastSeq = entry.seq;
+    this.lastHash = entry.hash;
+    this.resolvePending();
+  }
+
+  addCheckpoint(checkpoint: AuditCheckpoint, line?: number): void {
+    this.checkpoints += 1;
+    const signature = checkCheckpointSignature(checkpoint, this.trusted);
+    if (signature !== 'ok') {
+      this.report({
+        seq: checkpoint.seq,
+        reason: 'checkpoint-signature',
+        expected: `a valid signature by a trusted key`,
+        actual: `${signature} (key ${checkpoint.keyId})`,
+        detail:
+          signature === 'unknown-key'
+            ? `checkpoint at seq ${checkpoint.seq} is signed with key "${checkpoint.keyId}", which is not trusted`
+            : `checkpoint at seq ${checkpoint.seq} has an invalid signature`,
+        line,
+      });
+      return; // an unsigned claim says nothing about the chain
+    }
+    if (checkpoint.seq === this.lastSeq) {
+      this.compare(checkpoint, line);
+    } else if (checkpoint.seq > this.lastSeq) {
+      this.pending.push({ checkpoint, line });
+    } else {
+      this.report({
+        seq: checkpoint.seq,
+        reason: 'out-of-order',
+        expected: `a checkpoint at seq ${this.lastSeq} or later`,
+        actual: checkpoint.seq,
+        detail: `checkpoint at seq ${checkpoint.seq} comes after entry ${this.lastSeq}`,
+        line,
+      });
+    }
+  }
+
+  /** The verdict; `storedHead` is where the database says the chain ends (the verify endpoint). */
+  finish(storedHead?: { seq: number; hash: string }): ChainReport {
+    for (const { checkpoint, line } of this.pending) {
+      this.report({
+        seq: checkpoint.seq,
+        reason: 'checkpoint-mismatch',
+        expected: checkpoint.headHash,
+        actual: null,
+        detail: `a signed checkpoint covers entries up to seq ${checkpoint.seq}, but the chain ends at seq ${this.lastSeq}: entries were cut off the end`,
+        line,
+      });
+    }
+    this.pending = [];
+    if (storedHead && (storedHead.seq !== this.lastSeq || storedHead.hash !== this.lastHash)) {
+      this.report({
+        seq: storedHead.seq,
+        reason: 'head-mismatch',
+        expected: `${storedHead.seq}:${storedHead.hash}`,
+        actual: `${this.lastSeq}:${this.lastHash}`,
+        detail: `the chain head says seq ${storedHead.seq} but the entries end at seq ${this.lastSeq}`,
+      });
+    }
+    return {
+      intact: this.breaks === 0,
+      entries: this.entries,
+      checkpoints: this.checkpoints,
+      headSeq: this.lastSeq,
+      headHash: this.lastHash,
+      ...(this.firstBreak ? { firstBreak: this.firstBreak } : {}),
+      breaks: this.breaks,
+    };
+  }
+
+  private resolvePending(): void {
+    if (this.pending.length === 0) return;
+    const still: typeof this.pending = [];
+    for (const item of this.pending) {
+      if (item.checkpoint.seq === this.lastSeq) this.compare(item.checkpoint, item.line);
+      else if (item.checkpoint.seq < this.lastSeq) {
+        this.report({
+          seq: item.checkpoint.seq,
+          reason: 'checkpoint-mismatch',
+          expected: item.checkpoint.headHash,
+          actual: null,
+          detail: `a signed checkpoint names entry ${item.checkpoint.seq}, which is missing`,
+          line: item.line,
+        });
+      } else still.push(item);
+    }
+    this.pending = still;
+  }
+
+  private compare(checkpoint: AuditCheckpoint, line?: number): void {
+    if (checkpoint.headHash !== this.lastHash) {
+      this.report({
+        seq: checkpoint.seq,
+        reason: 'checkpoint-mismatch',
+        expected: checkpoint.headHash,
+        actual: this.lastHash,
+        detail: `the chain at seq ${checkpoint.seq} differs from what was signed at ${checkpoint.createdAt}`,
+        line,
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Export format (JSON Lines): a header, the entries and checkpoints in chain order, a signed trailer.
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface ExportKey {
+  keyId: string;
+  algorithm: 'Ed25519';
+  publicKeyPem: string;
+}
+
+export interface ExportHeader {
+  kind: 'header';
+  format: typeof EXPORT_FORMAT;
+  version: typeof EXPORT_VERSION;
+  exportedAt: string;
+  /** The service's public keys. Trusting these proves the export is intact, not where it came from. */
+  keys: ExportKey[];
+  hash: 'sha256(prevHash + canonicalJson(content))';
+}
+
+export type ExportEntryLine = { kind: 'entry' } & ChainEntry;
+export type ExportCheckpointLine = { kind: 'checkpoint' } & AuditCheckpoint;
+
+export interface ExportTrailer {
+  kind: 'end';
+  exportedAt: string;
+  lastSeq: number;
+  headHash: string;
+  entries: number;
+  checkpoints: number;
+  keyId: string;
+  signature: string;
+}
+
+export function exportHeader(exportedAt: string, keys: ExportKey[]): ExportHeader {
+  return { kind: 'header', format: EXPORT_FORMAT, version: EXPORT_VERSION, exportedAt, keys, hash: 'sha256(prevHash + canonicalJson(content))' };
+}
+
+export function exportEntryLine(entry: ChainEntry): ExportEntryLine {
+  return { kind: 'entry', ...chainEntryContent(entry), prevHash: entry.prevHash, hash: entry.hash };
+}
+
+export function exportCheckpointLine(checkpoint: AuditCheckpoint): ExportCheckpointLine {
+  return {
+    kind: 'checkpoint',
+    seq: checkpoint.seq,
+    headHash: checkpoint.headHash,
+    createdAt: checkpoint.createdAt,
+    keyId: checkpoint.keyId,
+    signature: checkpoint.signature,
+  };
+}
+
+/** The last line: signed over everything in it, so cutting the export short (or editing this line) shows. */
+export function signExportTrailer(fields: Omit<ExportTrailer, 'kind' | 'keyId' | 'signature'>, key: SigningKey): ExportTrailer {
+  const unsigned = { kind: 'end' as const, ...fields, keyId: key.keyId };
+  return { ...unsigned, signature: signDetached(key.privateKey, signedBytesOf(unsigned)) };
+}
+
+/** An entry or a checkpoint, as the chain is read back: each checkpoint right after the entry at its seq. */
+export type ChainItem = { kind: 'entry'; entry: ChainEntry } | { kind: 'checkpoint'; checkpoint: AuditCheckpoint };
+
+/** The JSON Lines export of a chain, line by line (each ends with a newline): header, items, signed trailer. */
+export async function* exportJsonLines(
+  items: AsyncIterable<ChainItem> | Iterable<ChainItem>,
+  options: { exportedAt: string; keys: ExportKey[]; signing: SigningKey },
+): AsyncGenerator<string> {
+  yield `${JSON.stringify(exportHeader(options.exportedAt, options.keys))}\n`;
+  let entries = 0;
+  let checkpoints = 0;
+  let lastSeq = 0;
+  let headHash = GENESIS_HASH;
+  for await (const item of items) {
+    if (item.kind === 'entry') {
+      entries += 1;
+      lastSeq = item.entry.seq;
+      headHash = item.entry.hash;
+      yield `${JSON.stringify(exportEntryLine(item.entry))}\n`;
+    } else {
+      checkpoints += 1;
+      yield `${JSON.stringify(exportCheckpointLine(item.checkpoint))}\n`;
+    }
+  }
+  const trailer = signExportTrailer({ exportedAt: options.exportedAt, lastSeq, headHash, entries, checkpoints }, options.signing);
+  yield `${JSON.stringify(trailer)}\n`;
+}
+
+export interface ExportReport extends ChainReport {
+  header: { exportedAt: string; keys: ExportKey[] } | null;
+  trailer: boolean;
+}
+
+type Json = Record<string, unknown>;
+
+const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isNullableString = (value: unknown) => value === null || value === undefined || typeof value === 'string';
+const isSeq = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) > 0;
+const isHash = (value: unknown): value is string => typeof value === 'string' && HASH_PATTERN.test(value);
+
+function entryProblem(line: Json): string | null {
+  if (!isSeq(line.seq)) return 'seq must be a positive integer';
+  if (typeof line.occurredAt !== 'string') return 'occurredAt must be a string';
+  if (typeof line.actor !== 'string' || typeof line.action !== 'string') return 'actor and action must be strings';
+  for (const field of ['groupId', 'systemId', 'commandId', 'reason', 'incidentRef', 'sourceAddress']) {
+    if (!isNullableString(line[field])) return `${field} must be a string or null`;
+  }
+  if (!isObject(line.details)) return 'details must be an object';
+  if (!isHash(line.prevHash) || !isHash(line.hash)) return 'prevHash and hash must be 64 hex digits';
+  return null;
+}
+
+function checkpointProblem(line: Json): string | null {
+  if (!isSeq(line.seq)) return 'seq must be a positive integer';
+  if (!isHash(line.headHash)) return 'headHash must be 64 hex digits';
+  if (typeof line.createdAt !== 'string' || typeof line.keyId !== 'string' || typeof line.signature !== 'string') {
+    return 'createdAt, keyId and signature must be strings';
+  }
+  return null;
+}
+
+/**
+ * Verifies an export, line by line (constant memory): the header, every entry's hash and link, every
+ * checkpoint's signature and head hash, and the signed trailer (whose absence means the export was cut).
+ * `trusted` decides which keys may sign; by default the keys the export's own header lists, which proves
+ * integrity only — anyone able to rewrite the export can also replace the key in it.
+ */
+export async function verifyAuditExport(
+  lines: AsyncIterable<string> | Iterable<string>,
+  trusted?: TrustedKeys,
+): Promise<ExportReport> {
+  let verifier: ChainVerifier | null = null;
+  let header: ExportReport['header'] = null;
+  let trailer: ExportTrailer | null = null;
+  let trust: TrustedKeys | undefined = trusted;
+  let lineNumber = 0;
+  let fatal: ChainBreak | null = null;
+  const malformed = (detail: string, seq: number | null = null): ChainBreak => ({
+    seq,
+    reason: 'malformed',
+    expected: null,
+    actual: null,
+    detail,
+    line: lineNumber,
+  });
+
+  for await (const raw of lines) {
+    lineNumber += 1;
+    const text = raw.trim();
+    if (text === '') continue;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (!verifier) {
+      if (!isObject(parsed) || parsed.kind !== 'header' || parsed.format !== EXPORT_FORMAT) {
+        fatal = malformed(`line ${lineNumber} is not a ${EXPORT_FORMAT} header`);
+        break;
+      }
+      if (parsed.version !== EXPORT_VERSION) {
+        fatal = malformed(`export format version ${String(parsed.version)} is not supported (expected ${EXPORT_VERSION})`);
+        break;
+      }
+      const keys = Array.isArray(parsed.keys) ? (parsed.keys as ExportKey[]) : [];
+      header = { exportedAt: String(parsed.exportedAt), keys };
+      if (!trust) {
+        const byId = new Map<string, KeyObject>();
+        for (const key of keys) {
+          try {
+            const pem = String(key.publicKeyPem).trim();
+            // PEM text only: parsePublicKey would read anything else as a file path.
+            if (pem.startsWith('-----BEGIN')) byId.set(String(key.keyId), parsePublicKey(pem));
+          } catch {
+            // an unusable key: signatures naming it will not verify
+          }
+        }
+        trust = trustKeysById(byId);
+      }
+      verifier = new ChainVerifier(trust);
+      continue;
+    }
+    if (trailer) {
+      verifier.report(malformed(`line ${lineNumber} follows the trailer`));
+      continue;
+    }
+    if (!isObject(parsed)) {
+      verifier.report(malformed(`line ${lineNumber} is not a JSON object`));
+      continue;
+    }
+    if (parsed.kind === 'entry') {
+      const problem = entryProblem(parsed);
+      if (problem) verifier.report(malformed(`entry on line ${lineNumber}: ${problem}`, isSeq(parsed.seq) ? parsed.seq : null));
+      else verifier.addEntry(parsed as unknown as ChainEntry, lineNumber);
+    } else if (parsed.kind === 'checkpoint') {
+      const problem = checkpointProblem(parsed);
+      if (problem) verifier.report(malformed(`checkpoint on line ${lineNumber}: ${problem}`, isSeq(parsed.seq) ? parsed.seq : null));
+      else verifier.addCheckpoint(parsed as unknown as AuditCheckpoint, lineNumber);
+    } else if (parsed.kind === 'end') {
+      trailer = parsed as unknown as ExportTrailer;
+      checkTrailer(verifier, trailer, header, trust!, lineNumber);
+    } else {
+      verifier.report(malformed(`line ${lineNumber} has an unknown kind "${String(parsed.kind)}"`));
+    }
+  }
+
+  if (!verifier) {
+    fatal ??= malformed('the export is empty: no header');
+    return {
+      intact: false,
+      entries: 0,
+      checkpoints: 0,
+      headSeq: 0,
+      headHash: GENESIS_HASH,
+      firstBreak: fatal,
+      breaks: 1,
+      header,
+      trailer: false,
+    };
+  }
+  if (!trailer) {
+    verifier.report({
+      seq: verifier.head.seq,
+      reason: 'truncated',
+      expected: 'a signed trailer line ({"kind":"end",...})',
+      actual: null,
+      detail: `the export ends after line ${lineNumber} without its trailer: it was cut short`,
+      line: lineNumber,
+    });
+  }
+  return { ...verifier.finish(), header, trailer: trailer !== null };
+}
+
+function checkTrailer(
+  verifier: ChainVerifier,
+  trailer: ExportTrailer,
+  header: ExportReport['header'],
+  trusted: TrustedKeys,
+  line: number,
+): void {
+  const signature =
+    typeof trailer.keyId === 'string' && typeof trailer.signature === 'string'
+      ? signatureCheck(trusted, trailer.keyId, signedBytesOf(trailer as unknown as Record<string, unknown>), trailer.signature)
+      : 'bad-signature';
+  if (signature !== 'ok') {
+    verifier.report({
+      seq: null,
+      reason: 'trailer-signature',
+      expected: 'a valid signature by a trusted key',
+      actual: `${signature} (key ${String(trailer.keyId)})`,
+      detail: 'the trailer is not signed by a trusted key',
+      line,
+    });
+    return;
+  }
+  const { entries, checkpoints } = verifier.counts;
+  const head = verifier.head;
+  const mismatches: [string, unknown, unknown][] = [
+    ['exportedAt', header?.exportedAt, trailer.exportedAt],
+    ['lastSeq', head.seq, trailer.lastSeq],
+    ['headHash', head.hash, trailer.headHash],
+    ['entries', entries, trailer.entries],
+    ['checkpoints', checkpoints, trailer.checkpoints],
+  ];
+  for (const [field, seen, claimed] of mismatches) {
+    if (seen !== claimed) {
+      verifier.report({
+        seq: field === 'lastSeq' || field === 'headHash' ? head.seq : null,
+        reason: 'trailer-mismatch',
+        expected: claimed as string | number,
+        actual: seen as string | number,
+        detail: `the signed trailer says ${field} = ${String(claimed)}, the export has ${String(seen)}`,
+        line,
+      });
+      return;
+    }
+  }
+}

@@ -1,0 +1,88 @@
+import type { AccessState } from '@portcullis/contracts';
+import { In, type EntityManager } from 'typeorm';
+import { SystemExemptionEntity } from '../database/entities';
+
+/**
+ * Break-glass exemptions: principals adapters never disable on a system, so that responders keep a way in
+ * during a revocation. Each is explicit (who added it, why, when) and may expire; every published decision
+ * carries the exemptions valid at that moment, and only those.
+ */
+
+export type ExemptionFacts = Pick<SystemExemptionEntity, 'principal' | 'reason' | 'createdBy' | 'createdAt' | 'expiresAt'>;
+
+export function isExemptionValid(exemption: Pick<SystemExemptionEntity, 'expiresAt'>, now: Date): boolean {
+  return exemption.expiresAt === null || exemption.expiresAt.getTime() > now.getTime();
+}
+
+export function exemptionView(exemption: ExemptionFacts, now: Date) {
+  return {
+    principal: exemption.principal,
+    reason: exemption.reason,
+    createdBy: exemption.createdBy,
+    createdAt: exemption.createdAt.toISOString(),
+    expiresAt: exemption.expiresAt?.toISOString() ?? null,
+    expired: !isExemptionValid(exemption, now),
+  };
+}
+
+export type ExemptionView = ReturnType<typeof exemptionView>;
+
+/**
+ * Why changing a system's exemption must wait until the system is restored, or `null` if it may change now.
+ *
+ * Portcullis decides per group of systems; there is no per-principal revoke. While a system is revoked, its
+ * break-glass accounts are the only access responders have, and each adapter disables every principal that
+ * is not exempt in the decision it enforces. Removing (or cutting short) a currently valid exemption during
+ * a revocation would therefore withdraw that break-glass account at the next enforcement of the system (the
+ * next decision, a re-issue, a drift re-check) — an access withdrawal nobody decided as such, in the middle
+ * of an incident. So it is refused: restore first, then change the exemption. Adding an exemption or
+ * extending one is always allowed, and removing one that already expired withdraws nothing.
+ */
+export function exemptionChangeRefusal(
+  systemState: AccessState,
+  current: Pick<SystemExemptionEntity, 'expiresAt'> | null,
+  next: Pick<SystemExemptionEntity, 'expiresAt'> | null,
+  now: Date,
+): string | null {
+  if (systemState !== 'revoked' || current === null || !isExemptionValid(current, now)) return null;
+  if (next === null) return 'would withdraw a break-glass account during a revocation; restore first';
+  const shortened =
+    next.expiresAt !== null && (current.expiresAt === null || next.expiresAt.getTime() < current.expiresAt.getTime());
+  return shortened ? 'would cut short a break-glass exemption during a revocation; restore first' : null;
+}
+
+/**
+ * The principals exempt on each system at `now` (sorted), for the decisions being published. Systems without
+ * a valid exemption are absent from the map. Usable in any transaction (also for re-issued decisions).
+ */
+export async function validExemptPrincipals(
+  manager: EntityManager,
+  systemIds: readonly string[],
+  now: Date,
+): Promise<Map<string, string[]>> {
+  if (systemIds.length === 0) return new Map();
+  const rows: { system_id: string; principals: string[] }[] = await manager.query(
+    `SELECT system_id, array_agg(principal ORDER BY principal) AS principals
+     FROM system_exemptions
+     WHERE system_id = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > $2)
+     GROUP BY system_id`,
+    [systemIds, now],
+  );
+  return new Map(rows.map((row) => [row.system_id, row.principals]));
+}
+
+/** Every exemption (expired ones too) of several systems at once, for views. */
+export async function exemptionsBySystem(
+  manager: EntityManager,
+  systemIds: readonly string[],
+): Promise<Map<string, SystemExemptionEntity[]>> {
+  const bySystem = new Map<string, SystemExemptionEntity[]>();
+  if (systemIds.length === 0) return bySystem;
+  const rows = await manager.find(SystemExemptionEntity, { where: { systemId: In([...systemIds]) } });
+  for (const row of rows) {
+    const list = bySystem.get(row.systemId);
+    if (list) list.push(row);
+    else bySystem.set(row.systemId, [row]);
+  }
+  return bySystem;
+}
