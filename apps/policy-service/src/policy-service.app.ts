@@ -77,7 +77,8 @@ function hardenHttp(app: NestExpressApplication, config: PolicyServiceConfig): v
     next();
   });
   app.use(requireJsonBodies);
-  app.useBodyParser('json', { limit: MAX_BODY });
+  app.use(refuseNulInUrl);
+  app.useBodyParser('json', { limit: MAX_BODY, reviver: refuseNulCharacters });
   app.use(bodyParserErrors);
 }
 
@@ -131,6 +132,21 @@ function requireJsonBodies(request: Request, response: Response, next: NextFunct
   if (hasBody && !request.is('application/json')) {
     return sendError(response, 415, 'unsupported_media_type', 'request bodies must be JSON (content-type: application/json)');
   }
+  next();
+}
+
+/**
+ * PostgreSQL cannot store NUL in text or jsonb: a NUL that reached a query would be a 500 (and could
+ * stall whatever retries it). Refused where it arrives instead: in JSON bodies (400, as malformed JSON)...
+ */
+function refuseNulCharacters(_key: string, value: unknown): unknown {
+  if (typeof value === 'string' && value.includes('\u0000')) throw new SyntaxError('strings must not contain NUL characters');
+  return value;
+}
+
+/** ... and in the path or query string. */
+function refuseNulInUrl(request: Request, response: Response, next: NextFunction): void {
+  if (/%00/i.test(request.originalUrl)) return sendError(response, 400, 'bad_request', 'the URL must not contain NUL characters');
   next();
 }
 

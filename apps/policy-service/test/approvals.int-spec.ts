@@ -227,11 +227,17 @@ describe('restore with four eyes, single-admin restore and break-glass exemption
       expect((await audit(`commandId=${next}&action=restore.rejected`))[0].details.withdrawnByRequester).toBe(true);
     });
 
-    it('an automation may request a restore with an API key, but never approve one: approval needs a person', async () => {
+    it('an automation (API key) may revoke, but neither request nor approve a restore, nor change who may restore', async () => {
       const created = await http().post('/api/v1/api-keys').auth(ada, { type: 'bearer' })
-        .send({ name: `soar-${suffix}`, roles: ['security-lead'] }).expect(201);
+        .send({ name: `soar-${suffix}`, roles: ['security-lead', 'admin'] }).expect(201);
       const apiKey: string = created.body.key;
       expect(apiKey).toMatch(/^pcl_/);
+      const asRequest = await http().post(`/api/v1/groups/${backOffice}/restore`).set('X-API-Key', apiKey)
+        .send({ reason: 'playbook says all clear' }).expect(403);
+      expect(asRequest.body).toMatchObject({ error: 'restore_needs_a_person' });
+      const setting = await http().put(`/api/v1/groups/${backOffice}/restore-approval`).set('X-API-Key', apiKey)
+        .send({ restoreApproval: 'single-admin', reason: 'automation' }).expect(403);
+      expect(setting.body).toMatchObject({ error: 'needs_a_person' });
       const requested = (await restore(backOffice).expect(202)).body.commandId;
       const refused = await http().post(`/api/v1/commands/${requested}/approve`).set('X-API-Key', apiKey).send({}).expect(403);
       expect(refused.body).toMatchObject({ error: 'approval_needs_a_person' });

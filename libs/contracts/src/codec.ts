@@ -29,11 +29,23 @@ export function decodeMessage<S extends z.ZodType>(schema: S, raw: Buffer | stri
   } catch (error) {
     throw new ContractViolationError('message is not JSON', [(error as Error).message]);
   }
+  if (containsNul(json)) {
+    // Valid JSON, but no string of ours may hold NUL: PostgreSQL cannot store it, so a consumer that
+    // records the message would fail on it for ever. Refused here, like any other contract violation.
+    throw new ContractViolationError('message does not match its contract', ['(message): strings must not contain NUL characters']);
+  }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     throw new ContractViolationError('message does not match its contract', describeIssues(parsed.error));
   }
   return parsed.data;
+}
+
+function containsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(containsNul);
+  if (typeof value === 'object' && value !== null) return Object.entries(value).some(([key, item]) => key.includes('\u0000') || containsNul(item));
+  return false;
 }
 
 /** Validates an outgoing message against its contract, so a producer can never publish a malformed one. */

@@ -47,6 +47,11 @@ describe('event contracts', () => {
     expect(() => decodeMessage(SystemAccessChangedV1Schema, JSON.stringify(bad))).toThrow(/data\.desiredState/);
   });
 
+  it('rejects a message with a NUL character anywhere in it (no database could record it)', () => {
+    const bad = { ...goldenMessages.accessAcknowledgedV1, data: { ...goldenMessages.accessAcknowledgedV1.data, detail: 'done\u0000' } };
+    expect(() => decodeMessage(AccessAcknowledgedV1Schema, JSON.stringify(bad))).toThrow(/NUL/);
+  });
+
   it('rejects bytes that are not JSON, and an empty value', () => {
     expect(() => decodeMessage(AccessAcknowledgedV1Schema, '{not json')).toThrow(ContractViolationError);
     expect(() => decodeMessage(AccessAcknowledgedV1Schema, null)).toThrow(ContractViolationError);

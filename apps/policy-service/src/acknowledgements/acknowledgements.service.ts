@@ -1,15 +1,37 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import type { AccessAcknowledgedV1, AccessDriftDetectedV1, SecurityAlertV1 } from '@portcullis/contracts';
+import type {
+  AccessAcknowledgedV1,
+  AccessDriftDetectedV1,
+  AdapterReportV1,
+  SecurityAlertV1,
+  SignatureCheck,
+} from '@portcullis/contracts';
 import { DataSource, type EntityManager } from 'typeorm';
 import { AdapterKeysService, describeSignatureFailure } from '../adapters/adapter-keys.service';
-import { AuditLog } from '../audit/audit-log.service';
-import { SecurityAlertEntity, SystemEntity } from '../database/entities';
+import { AuditLog, type AuditEntryInput } from '../audit/audit-log.service';
 
-/** A report as the transport decoded it, and its bytes as they arrived (the signature covers those). */
-type RawReport = Buffer | null;
+/** A report as the transport decoded it, with its bytes as they arrived (the signature covers those). */
+export interface ReceivedReport {
+  report: AdapterReportV1;
+  raw: Buffer | null;
+}
 
-function parseRaw(raw: RawReport): unknown {
+interface CheckedReport<R extends AdapterReportV1 = AdapterReportV1> {
+  report: R;
+  signature: SignatureCheck;
+}
+
+/** What is known about the (command, system, generation) a report names, read once per batch. */
+interface DecisionFacts {
+  desiredState: string;
+  groupId: string;
+}
+
+/** The systems a batch concerns, locked for the transaction, with the adapter registered for each. */
+type LockedSystems = ReadonlyMap<string, { adapterId: string }>;
+
+function parseRaw(raw: Buffer | null): unknown {
   if (raw === null) return null;
   try {
     return JSON.parse(raw.toString('utf8'));
@@ -18,9 +40,17 @@ function parseRaw(raw: RawReport): unknown {
   }
 }
 
+const factsKey = (commandId: string, systemId: string, generation: number) => `${commandId}/${systemId}/${generation}`;
+
 /**
- * Records what adapters report about each (command, system). Every acknowledgement is kept as evidence,
- * accepted or not; a re-delivered one (same message id) changes nothing.
+ * Records what adapters report: acknowledgements, drift reports and security alerts. Every report is kept
+ * as evidence, accepted or not; a re-delivered one (same message id) changes nothing.
+ *
+ * Reports arrive in batches (all those of one fetch from one partition) and a batch is recorded in ONE
+ * transaction: the systems it concerns are locked once (in id order, like decisions, so the two never
+ * deadlock), each report is applied in the order it was published, and the audit entries of the whole
+ * batch are appended last, in one go — one commit and one turn of the audit chain's lock per batch
+ * instead of per report. Signatures are checked before the transaction (CPU only; keys are cached).
  */
 @Injectable()
 export class AcknowledgementsService {
@@ -32,143 +62,216 @@ export class AcknowledgementsService {
     private readonly keys: AdapterKeysService,
   ) {}
 
-  /**
-   * Records an acknowledgement. It counts only if it comes from the adapter registered for the system,
-   * signed by a registered key of that adapter, and matches a decision that was made; otherwise it is
-   * kept as rejected evidence and audited, and changes nothing.
-   */
-  async record(ack: AccessAcknowledgedV1, raw: RawReport = null): Promise<void> {
+  async recordReports(received: readonly ReceivedReport[]): Promise<void> {
+    if (received.length === 0) return;
+    const checked: CheckedReport[] = await Promise.all(
+      received.map(async ({ report, raw }) => ({ report, signature: await this.keys.verify(report.data.adapterId, parseRaw(raw)) })),
+    );
     await this.dataSource.transaction(async (manager) => {
-      const { systemId, adapterId, status } = ack.data;
-      // Serialise with decisions about this system, so an ack never races a new generation.
-      const system = await manager.findOne(SystemEntity, { where: { id: systemId }, lock: { mode: 'pessimistic_write' } });
-      const rejection = system
-        ? ((await this.trustRejection(system, ack, raw)) ?? (await this.rejectionReason(manager, ack)))
-        : `unknown system "${systemId}"`;
-      const inserted = await manager.query(
-        `INSERT INTO acknowledgements
-           (message_id, command_id, system_id, generation, adapter_id, status, accepted, rejection_reason, occurred_at, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
-        [
-          ack.messageId,
-          ack.commandId,
-          systemId,
-          ack.generation,
-          adapterId,
-          status,
-          rejection === null,
-          rejection,
-          ack.occurredAt,
-          JSON.stringify(ack),
-        ],
-      );
-      if (inserted.length === 0) return; // re-delivery of an acknowledgement already recorded
-
-      const groupId = await this.groupOf(manager, ack.commandId);
-      const evidence = {
-        messageId: ack.messageId,
-        generation: ack.generation,
-        desiredState: ack.data.desiredState,
-        status,
-        detail: ack.data.detail,
-        willRetry: ack.data.willRetry ?? null,
-        principalsChanged: ack.data.principalsChanged ?? null,
-        sessionsTerminated: ack.data.sessionsTerminated ?? null,
-        reportedAt: ack.occurredAt,
-      };
-      if (rejection !== null) {
-        this.log.warn(`rejected acknowledgement ${ack.messageId} from ${adapterId}: ${rejection}`);
-        await this.auditLog.append(manager, {
-          actor: `adapter:${adapterId}`,
-          action: 'acknowledgement.rejected',
-          systemId,
-          groupId,
-          commandId: ack.commandId,
-          reason: rejection,
-          details: evidence,
-        });
-        return;
+      const systems = await this.lockSystems(manager, checked);
+      const facts = await this.decisionFacts(manager, checked);
+      const entries: AuditEntryInput[] = [];
+      for (const item of checked) {
+        switch (item.report.type) {
+          case 'access.acknowledged':
+            entries.push(...(await this.applyAcknowledgement(manager, item as CheckedReport<AccessAcknowledgedV1>, systems, facts)));
+            break;
+          case 'access.drift-detected':
+            entries.push(...(await this.applyDrift(manager, item as CheckedReport<AccessDriftDetectedV1>, systems, facts)));
+            break;
+          case 'adapter.security-alert':
+            entries.push(...(await this.applySecurityAlert(manager, item as CheckedReport<SecurityAlertV1>)));
+            break;
+        }
       }
-
-      await manager.query(
-        `UPDATE command_targets
-         SET status = $3, detail = $4, will_retry = $5, principals_changed = $6, sessions_terminated = $7,
-             adapter_id = $8, updated_at = now()
-         WHERE system_id = $1 AND generation = $2 AND status <> 'superseded'
-           AND ($3 <> 'delivered' OR status = 'pending')`,
-        [
-          systemId,
-          ack.generation,
-          status,
-          ack.data.detail,
-          ack.data.willRetry ?? null,
-          ack.data.principalsChanged ?? null,
-          ack.data.sessionsTerminated ?? null,
-          adapterId,
-        ],
-      );
-      await manager.query(
-        `UPDATE systems
-         SET enforcement_status = CASE WHEN $3 = 'delivered' AND enforcement_status <> 'pending' THEN enforcement_status ELSE $3 END,
-             enforcement_detail = $4,
-             enforced_generation = CASE WHEN $3 = 'enforced' THEN GREATEST(enforced_generation, $2) ELSE enforced_generation END,
-             acknowledged_by = $5, last_acknowledged_at = $6, updated_at = now()
-         WHERE id = $1 AND generation = $2`,
-        [systemId, ack.generation, status, ack.data.detail, adapterId, ack.occurredAt],
-      );
-      await this.auditLog.append(manager, {
-        actor: `adapter:${adapterId}`,
-        action: `acknowledgement.${status}`,
-        systemId,
-        groupId,
-        commandId: ack.commandId,
-        details: evidence,
-      });
+      // Last: appending takes the audit chain's lock, held until commit.
+      await this.auditLog.append(manager, entries);
     });
   }
 
+  /** Serialises with decisions about these systems, so a report never races a new generation. */
+  private async lockSystems(manager: EntityManager, checked: readonly CheckedReport[]): Promise<LockedSystems> {
+    const ids = [...new Set(checked.filter((item) => item.report.type !== 'adapter.security-alert').map((item) => item.report.data.systemId))].sort();
+    if (ids.length === 0) return new Map();
+    const rows: { id: string; adapter_id: string }[] = await manager.query(
+      'SELECT id, adapter_id FROM systems WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE',
+      [ids],
+    );
+    return new Map(rows.map((row) => [row.id, { adapterId: row.adapter_id }]));
+  }
+
+  /** The decisions the batch's acknowledgements and drift reports name, in one query. */
+  private async decisionFacts(manager: EntityManager, checked: readonly CheckedReport[]): Promise<ReadonlyMap<string, DecisionFacts>> {
+    const named = checked.flatMap((item) =>
+      item.report.type === 'adapter.security-alert'
+        ? []
+        : [{ commandId: item.report.commandId, systemId: item.report.data.systemId, generation: item.report.generation }],
+    );
+    if (named.length === 0) return new Map();
+    const rows: { command_id: string; system_id: string; generation: string; desired_state: string; group_id: string }[] = await manager.query(
+      `SELECT t.command_id, t.system_id, t.generation, t.desired_state, c.group_id
+       FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS n(command_id, system_id, generation)
+       JOIN command_targets t ON t.command_id = n.command_id AND t.system_id = n.system_id AND t.generation = n.generation AND t.changed
+       JOIN commands c ON c.id = t.command_id`,
+      [named.map((n) => n.commandId), named.map((n) => n.systemId), named.map((n) => n.generation)],
+    );
+    return new Map(
+      rows.map((row) => [
+        factsKey(row.command_id, row.system_id, Number(row.generation)),
+        { desiredState: row.desired_state, groupId: row.group_id },
+      ]),
+    );
+  }
+
   /**
-   * Records that an adapter found access restored out of band. Kept in the history and shown on the
-   * system; the adapter's re-enforcement arrives as a normal acknowledgement right after.
+   * Why a report does not count, or null when it does: it must come from the adapter registered for
+   * the system, signed by a registered key of that adapter, and match a decision that was made.
    */
-  async recordDrift(drift: AccessDriftDetectedV1, raw: RawReport = null): Promise<void> {
-    await this.dataSource.transaction(async (manager) => {
-      const { systemId, adapterId } = drift.data;
-      const system = await manager.findOne(SystemEntity, { where: { id: systemId }, lock: { mode: 'pessimistic_write' } });
-      const rejection = system
-        ? ((await this.trustRejection(system, drift, raw)) ?? (await this.rejectionReason(manager, drift)))
-        : `unknown system "${systemId}"`;
-      const inserted = await manager.query(
-        `INSERT INTO acknowledgements
-           (message_id, command_id, system_id, generation, adapter_id, status, accepted, rejection_reason, occurred_at, payload)
-         VALUES ($1, $2, $3, $4, $5, 'drift', $6, $7, $8, $9)
-         ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
-        [drift.messageId, drift.commandId, systemId, drift.generation, adapterId, rejection === null, rejection, drift.occurredAt, JSON.stringify(drift)],
-      );
-      if (inserted.length === 0) return;
-      if (rejection !== null) {
-        this.log.warn(`rejected drift report ${drift.messageId} from ${adapterId}: ${rejection}`);
-        await this.auditLog.append(manager, {
+  private rejectionReason(
+    item: CheckedReport<AccessAcknowledgedV1 | AccessDriftDetectedV1>,
+    systems: LockedSystems,
+    facts: ReadonlyMap<string, DecisionFacts>,
+  ): string | null {
+    const { report, signature } = item;
+    const { systemId, adapterId } = report.data;
+    const system = systems.get(systemId);
+    if (!system) return `unknown system "${systemId}"`;
+    if (system.adapterId !== adapterId) {
+      return `adapter "${adapterId}" is not the adapter registered for system "${systemId}" ("${system.adapterId}")`;
+    }
+    const signatureProblem = describeSignatureFailure(signature, adapterId);
+    if (signatureProblem !== null) return signatureProblem;
+    const decision = facts.get(factsKey(report.commandId, systemId, report.generation));
+    if (!decision) return `no decision for system "${systemId}" at generation ${report.generation} in command ${report.commandId}`;
+    if (decision.desiredState !== report.data.desiredState) {
+      return `acknowledges "${report.data.desiredState}" but generation ${report.generation} decided "${decision.desiredState}"`;
+    }
+    return null;
+  }
+
+  /** Keeps the report as evidence; false if it was recorded before (a re-delivery). */
+  private async keepEvidence(
+    manager: EntityManager,
+    report: AccessAcknowledgedV1 | AccessDriftDetectedV1,
+    status: string,
+    rejection: string | null,
+  ): Promise<boolean> {
+    const inserted: unknown[] = await manager.query(
+      `INSERT INTO acknowledgements
+         (message_id, command_id, system_id, generation, adapter_id, status, accepted, rejection_reason, occurred_at, payload)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+       ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
+      [
+        report.messageId,
+        report.commandId,
+        report.data.systemId,
+        report.generation,
+        report.data.adapterId,
+        status,
+        rejection === null,
+        rejection,
+        report.occurredAt,
+        JSON.stringify(report),
+      ],
+    );
+    return inserted.length > 0;
+  }
+
+  private async applyAcknowledgement(
+    manager: EntityManager,
+    item: CheckedReport<AccessAcknowledgedV1>,
+    systems: LockedSystems,
+    facts: ReadonlyMap<string, DecisionFacts>,
+  ): Promise<AuditEntryInput[]> {
+    const ack = item.report;
+    const { systemId, adapterId, status } = ack.data;
+    const rejection = this.rejectionReason(item, systems, facts);
+    if (!(await this.keepEvidence(manager, ack, status, rejection))) return [];
+    const groupId = facts.get(factsKey(ack.commandId, systemId, ack.generation))?.groupId ?? null;
+    const evidence = {
+      messageId: ack.messageId,
+      generation: ack.generation,
+      desiredState: ack.data.desiredState,
+      status,
+      detail: ack.data.detail,
+      willRetry: ack.data.willRetry ?? null,
+      principalsChanged: ack.data.principalsChanged ?? null,
+      sessionsTerminated: ack.data.sessionsTerminated ?? null,
+      reportedAt: ack.occurredAt,
+    };
+    const entry = { actor: `adapter:${adapterId}`, systemId, groupId, commandId: ack.commandId, details: evidence };
+    if (rejection !== null) {
+      this.log.warn(`rejected acknowledgement ${ack.messageId} from ${adapterId}: ${rejection}`);
+      return [{ ...entry, action: 'acknowledgement.rejected', reason: rejection }];
+    }
+    await manager.query(
+      `UPDATE command_targets
+       SET status = $3, detail = $4, will_retry = $5, principals_changed = $6, sessions_terminated = $7,
+           adapter_id = $8, updated_at = now()
+       WHERE system_id = $1 AND generation = $2 AND status <> 'superseded'
+         AND ($3 <> 'delivered' OR status = 'pending')`,
+      [
+        systemId,
+        ack.generation,
+        status,
+        ack.data.detail,
+        ack.data.willRetry ?? null,
+        ack.data.principalsChanged ?? null,
+        ack.data.sessionsTerminated ?? null,
+        adapterId,
+      ],
+    );
+    await manager.query(
+      `UPDATE systems
+       SET enforcement_status = CASE WHEN $3 = 'delivered' AND enforcement_status <> 'pending' THEN enforcement_status ELSE $3 END,
+           enforcement_detail = $4,
+           enforced_generation = CASE WHEN $3 = 'enforced' THEN GREATEST(enforced_generation, $2) ELSE enforced_generation END,
+           acknowledged_by = $5, last_acknowledged_at = $6, updated_at = now()
+       WHERE id = $1 AND generation = $2`,
+      [systemId, ack.generation, status, ack.data.detail, adapterId, ack.occurredAt],
+    );
+    return [{ ...entry, action: `acknowledgement.${status}` }];
+  }
+
+  /**
+   * An adapter found access restored out of band. Kept in the history and shown on the system; the
+   * adapter's re-enforcement arrives as a normal acknowledgement right after.
+   */
+  private async applyDrift(
+    manager: EntityManager,
+    item: CheckedReport<AccessDriftDetectedV1>,
+    systems: LockedSystems,
+    facts: ReadonlyMap<string, DecisionFacts>,
+  ): Promise<AuditEntryInput[]> {
+    const drift = item.report;
+    const { systemId, adapterId } = drift.data;
+    const rejection = this.rejectionReason(item, systems, facts);
+    if (!(await this.keepEvidence(manager, drift, 'drift', rejection))) return [];
+    if (rejection !== null) {
+      this.log.warn(`rejected drift report ${drift.messageId} from ${adapterId}: ${rejection}`);
+      return [
+        {
           actor: `adapter:${adapterId}`,
           action: 'drift.rejected',
           systemId,
           commandId: drift.commandId,
           reason: rejection,
           details: { messageId: drift.messageId, generation: drift.generation, detail: drift.data.detail },
-        });
-        return;
-      }
-      this.log.warn(`drift on ${drift.data.systemId} reported by ${drift.data.adapterId}: ${drift.data.detail}`);
-      await manager.query(
-        `UPDATE systems SET last_drift_at = $2, last_drift_detail = $3, updated_at = now() WHERE id = $1`,
-        [drift.data.systemId, drift.occurredAt, drift.data.detail],
-      );
-      await this.auditLog.append(manager, {
-        actor: `adapter:${drift.data.adapterId}`,
+        },
+      ];
+    }
+    this.log.warn(`drift on ${systemId} reported by ${adapterId}: ${drift.data.detail}`);
+    await manager.query(`UPDATE systems SET last_drift_at = $2, last_drift_detail = $3, updated_at = now() WHERE id = $1`, [
+      systemId,
+      drift.occurredAt,
+      drift.data.detail,
+    ]);
+    return [
+      {
+        actor: `adapter:${adapterId}`,
         action: 'drift.detected',
-        systemId: drift.data.systemId,
-        groupId: await this.groupOf(manager, drift.commandId),
+        systemId,
+        groupId: facts.get(factsKey(drift.commandId, systemId, drift.generation))?.groupId ?? null,
         commandId: drift.commandId,
         details: {
           messageId: drift.messageId,
@@ -179,73 +282,39 @@ export class AcknowledgementsService {
           principals: drift.data.principals ?? [],
           reportedAt: drift.occurredAt,
         },
-      });
-    });
+      },
+    ];
   }
 
   /**
-   * Records that an adapter refused a message on the desired-state topic (forged, tampered, replayed,
-   * rolled back, ...). Kept even when the alert itself is not properly signed — marked unverified — because
-   * an alert nobody can vouch for is still worth a human's look. A re-delivered alert changes nothing.
+   * An adapter refused a message on the desired-state topic (forged, tampered, replayed, rolled back,
+   * ...). Kept even when the alert itself is not properly signed — marked unverified — because an alert
+   * nobody can vouch for is still worth a human's look.
    */
-  async recordSecurityAlert(alert: SecurityAlertV1, raw: RawReport = null): Promise<void> {
+  private async applySecurityAlert(manager: EntityManager, item: CheckedReport<SecurityAlertV1>): Promise<AuditEntryInput[]> {
+    const alert = item.report;
     const { adapterId, systemId, reason, severity, detail, record } = alert.data;
-    const signatureProblem = describeSignatureFailure(await this.keys.verify(adapterId, parseRaw(raw)), adapterId);
+    const signatureProblem = describeSignatureFailure(item.signature, adapterId);
     const verified = signatureProblem === null;
-    await this.dataSource.transaction(async (manager) => {
-      const inserted = await manager
-        .createQueryBuilder()
-        .insert()
-        .into(SecurityAlertEntity)
-        .values({ messageId: alert.messageId, adapterId, systemId, reason, severity, verified, detail, occurredAt: new Date(alert.occurredAt), receivedAt: new Date(), payload: alert })
-        .orIgnore()
-        .returning(['messageId'])
-        .execute();
-      if (inserted.raw.length === 0) return;
-      const line = `security alert from adapter ${adapterId}${verified ? '' : ' (UNVERIFIED)'} on ${systemId}: ${reason} (${severity}): ${detail}`;
-      if (severity === 'medium') this.log.warn(line);
-      else this.log.error(line);
-      await this.auditLog.append(manager, {
+    const inserted: unknown[] = await manager.query(
+      `INSERT INTO security_alerts (message_id, adapter_id, system_id, reason, severity, verified, detail, occurred_at, payload)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
+      [alert.messageId, adapterId, systemId, reason, severity, verified, detail, alert.occurredAt, JSON.stringify(alert)],
+    );
+    if (inserted.length === 0) return [];
+    const line = `security alert from adapter ${adapterId}${verified ? '' : ' (UNVERIFIED)'} on ${systemId}: ${reason} (${severity}): ${detail}`;
+    if (severity === 'medium') this.log.warn(line);
+    else this.log.error(line);
+    return [
+      {
         actor: `adapter:${adapterId}`,
         action: 'security.alert',
         systemId,
         commandId: record.commandId && /^[0-9a-f-]{36}$/i.test(record.commandId) ? record.commandId : null,
         reason: `${reason}: ${detail}`,
         details: { messageId: alert.messageId, severity, alertReason: reason, verified, signatureProblem, record, reportedAt: alert.occurredAt },
-      });
-    });
-  }
-
-  /** Why a report does not come from the adapter that enforces the system, with its key; null if it does. */
-  private async trustRejection(
-    system: SystemEntity,
-    report: AccessAcknowledgedV1 | AccessDriftDetectedV1,
-    raw: RawReport,
-  ): Promise<string | null> {
-    const { adapterId } = report.data;
-    if (system.adapterId !== adapterId) {
-      return `adapter "${adapterId}" is not the adapter registered for system "${system.id}" ("${system.adapterId}")`;
-    }
-    return describeSignatureFailure(await this.keys.verify(adapterId, parseRaw(raw)), adapterId);
-  }
-
-  /** Why a report cannot be accepted, or null when it matches a decision that was made. */
-  private async rejectionReason(manager: EntityManager, ack: AccessAcknowledgedV1 | AccessDriftDetectedV1): Promise<string | null> {
-    const rows: { desired_state: string }[] = await manager.query(
-      `SELECT desired_state FROM command_targets WHERE command_id = $1 AND system_id = $2 AND generation = $3 AND changed`,
-      [ack.commandId, ack.data.systemId, ack.generation],
-    );
-    if (rows.length === 0) {
-      return `no decision for system "${ack.data.systemId}" at generation ${ack.generation} in command ${ack.commandId}`;
-    }
-    if (rows[0].desired_state !== ack.data.desiredState) {
-      return `acknowledges "${ack.data.desiredState}" but generation ${ack.generation} decided "${rows[0].desired_state}"`;
-    }
-    return null;
-  }
-
-  private async groupOf(manager: EntityManager, commandId: string): Promise<string | null> {
-    const rows: { group_id: string }[] = await manager.query('SELECT group_id FROM commands WHERE id = $1', [commandId]);
-    return rows[0]?.group_id ?? null;
+      },
+    ];
   }
 }

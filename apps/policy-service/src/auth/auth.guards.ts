@@ -41,16 +41,6 @@ export class AuthenticationGuard implements CanActivate {
     const response = context.switchToHttp().getResponse<Response>();
     const address = sourceAddress(request);
 
-    const wait = this.failures.limiter.blockedFor(address);
-    if (wait > 0) {
-      this.failures.auditor.noteRefused(address);
-      response.setHeader('Retry-After', String(wait));
-      throw new HttpException(
-        { statusCode: HttpStatus.TOO_MANY_REQUESTS, message: `too many failed authentications from this address; retry in ${wait} s` },
-        HttpStatus.TOO_MANY_REQUESTS,
-      );
-    }
-
     const credential = readCredential(request);
     if (credential.kind === 'none') {
       response.setHeader('WWW-Authenticate', CHALLENGE);
@@ -64,6 +54,18 @@ export class AuthenticationGuard implements CanActivate {
       return true;
     } catch (error) {
       if (!(error instanceof AuthenticationFailure)) throw error;
+      // Only failures are limited: a credential that verifies always gets in, so nobody sharing an address
+      // with the responders (a NAT, a proxy) can lock them out mid-incident by sending bad tokens.
+      // (Nothing is learnt from that: tokens are signatures and API keys 256-bit secrets, not guessable.)
+      const wait = this.failures.limiter.blockedFor(address);
+      if (wait > 0) {
+        this.failures.auditor.noteRefused(address);
+        response.setHeader('Retry-After', String(wait));
+        throw new HttpException(
+          { statusCode: HttpStatus.TOO_MANY_REQUESTS, message: `too many failed authentications from this address; retry in ${wait} s` },
+          HttpStatus.TOO_MANY_REQUESTS,
+        );
+      }
       this.failures.limiter.recordFailure(address);
       await this.failures.auditor.record({
         sourceAddress: address,

@@ -57,6 +57,11 @@ export class CommandsController {
     @Ip() sourceAddress: string,
     @Res({ passthrough: true }) response: Response,
   ) {
+    // Automations contain (revoke); giving access back is for people. Otherwise a lead holding an
+    // automation's key could request as the key and approve as themselves.
+    if (principal.via === 'api-key') {
+      throw new ForbiddenActionError('restore_needs_a_person', 'a restore must be requested by a person, not with an API key');
+    }
     const outcome = await this.decisions.decide({
       action: 'restore',
       groupId: params.id,
@@ -84,7 +89,7 @@ export class CommandsController {
     @CurrentPrincipal() principal: Principal,
     @Ip() sourceAddress: string,
   ) {
-    // The second pair of eyes is a person's: an automation (API key) may request a restore, never approve one.
+    // The second pair of eyes is a person's.
     if (principal.via === 'api-key') {
       throw new ForbiddenActionError('approval_needs_a_person', 'a restore must be approved by a person, not with an API key');
     }

@@ -52,7 +52,13 @@ describe('loadPolicyServiceConfig', () => {
   });
 
   describe('identity, single sign-on and rate limits', () => {
-    const sso = { OIDC_JWKS_URL: 'https://idp.example/.well-known/jwks.json', OIDC_ISSUER: 'https://idp.example/', OIDC_AUDIENCE: 'portcullis-api' };
+    // `valid` carries JWT_SECRET: local tokens beside single sign-on must be asked for.
+    const sso = {
+      OIDC_JWKS_URL: 'https://idp.example/.well-known/jwks.json',
+      OIDC_ISSUER: 'https://idp.example/',
+      OIDC_AUDIENCE: 'portcullis-api',
+      ALLOW_LOCAL_TOKENS: 'true',
+    };
     const problems = (env: NodeJS.ProcessEnv): string => {
       try {
         loadPolicyServiceConfig(env);
@@ -98,6 +104,11 @@ describe('loadPolicyServiceConfig', () => {
         jwksTimeoutMs: 2000,
       });
       expect(loadPolicyServiceConfig({ ...valid, ...sso }).identity.oidc).toMatchObject({ algorithms: ['RS256', 'ES256'], rolesClaim: 'roles', subjectClaim: 'sub' });
+    });
+
+    it('refuses local tokens beside single sign-on unless asked for', () => {
+      expect(problems({ ...valid, ...sso, ALLOW_LOCAL_TOKENS: undefined })).toMatch(/JWT_SECRET and OIDC_JWKS_URL are both set/);
+      expect(loadPolicyServiceConfig({ ...valid, ...sso, ALLOW_LOCAL_TOKENS: undefined, JWT_SECRET: undefined }).auth.jwtSecret).toBe('');
     });
 
     it('lets JWT_SECRET be left out only with single sign-on', () => {

@@ -84,6 +84,11 @@ export function loadPolicyServiceConfig(env: NodeJS.ProcessEnv = process.env): P
   if (jwtSecret ? jwtSecret.length < 32 : !env.OIDC_JWKS_URL) {
     problems.push('JWT_SECRET must be at least 32 characters (it may be left unset only when OIDC_JWKS_URL is set)');
   }
+  // With single sign-on, whoever holds JWT_SECRET could mint any user (a second "security lead" for four
+  // eyes, say): local tokens alongside SSO only on purpose.
+  if (jwtSecret && env.OIDC_JWKS_URL && env.ALLOW_LOCAL_TOKENS !== 'true') {
+    problems.push('JWT_SECRET and OIDC_JWKS_URL are both set: unset JWT_SECRET, or set ALLOW_LOCAL_TOKENS=true to keep local tokens beside single sign-on');
+  }
   const identitySettings = loadIdentitySettings(env, problems);
   let signing: SigningKey | undefined;
   if (!env.SIGNING_KEY) {

@@ -1,3 +1,4 @@
+import { ForbiddenActionError } from '../commands/approval.errors';
 import { Body, Controller, Get, Ip, Param, Post, Put } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/auth.decorators';
@@ -37,6 +38,9 @@ export class GroupsController {
     @CurrentPrincipal() principal: Principal,
     @Ip() sourceAddress: string,
   ) {
+    if (principal.via === 'api-key') {
+      throw new ForbiddenActionError('needs_a_person', 'who may restore a group is changed by a person, not with an API key');
+    }
     return this.groups.setRestoreApproval(params.id, request, `user:${principal.sub}`, sourceAddress);
   }
 

@@ -138,7 +138,8 @@ export function buildSecurityAlert(
   record: RefusedRecord,
   now = new Date(),
 ): SecurityAlertV1 {
-  const clip = (value: unknown, max = 200) => (typeof value === 'string' ? value.slice(0, max) : undefined);
+  // What a refused record claims is attacker-controlled: control characters are dropped, lengths capped.
+  const clip = (value: unknown, max = 200) => (typeof value === 'string' ? value.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, max) : undefined);
   return {
     ...envelopeHeader(producerOf(identity), now),
     type: ADAPTER_SECURITY_ALERT,

@@ -7,6 +7,7 @@ import { eventually } from '@test/support/eventually';
 import type { AccessEnforcer, EnforcementContext, EnforcementResult } from '../access-enforcer';
 import { CorruptJournalError } from '../enforcement-journal';
 import { JsonLogger } from '../logging/json.logger';
+import { FileAdapterStateStore } from '../state/file-adapter-state.store';
 import { startAdapter } from '../start-adapter';
 import type { SystemStateRecord } from '../state/system-state';
 import {
@@ -143,6 +144,42 @@ describe('AdapterRuntime', () => {
     expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
     expect(fake.calls).toHaveLength(1);
     expect(harness.stateFile(STOCK).desired).toMatchObject({ messageId: reissue.messageId, expiresAt: reissue.data.expiresAt });
+  });
+
+  it('enforces a decision whose storing failed once it is delivered again (same record)', async () => {
+    const adapter = await harness.start();
+    const bytes = encodeSignedMessage(SystemAccessChangedV1Schema, systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }), testPolicySigningKey);
+    const save = jest.spyOn(FileAdapterStateStore.prototype, 'save').mockRejectedValueOnce(new Error('disk full'));
+    try {
+      await expect(harness.source.deliverRaw(STOCK, bytes, { offset: 40 })).rejects.toThrow('disk full');
+    } finally {
+      save.mockRestore();
+    }
+    await harness.source.deliverRaw(STOCK, bytes, { offset: 40 }); // the source delivers the record again
+
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    expect(harness.stateFile(STOCK)).toMatchObject({ desired: { generation: 1 }, lastRecord: { offset: '40' } });
+  });
+
+  it('refuses an earlier issue of the decision it holds, replayed after a renewal', async () => {
+    const adapter = await harness.start();
+    const decision = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked', exemptPrincipals: ['old-breakglass'] });
+    const firstIssue = encodeSignedMessage(SystemAccessChangedV1Schema, decision, testPolicySigningKey);
+    await harness.source.deliverRaw(STOCK, firstIssue);
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    const renewal = {
+      ...decision,
+      messageId: randomUUID(),
+      data: { ...decision.data, exemptPrincipals: [], expiresAt: new Date(Date.now() + 7_200_000).toISOString() },
+    };
+    await harness.source.deliver(renewal);
+
+    await harness.source.deliverRaw(STOCK, firstIssue); // the first issue again, as a new record
+    await harness.source.deliver({ ...decision, messageId: randomUUID() }); // or a re-signed copy with the old expiry
+
+    expect(harness.publisher.alerts.map((alert) => alert.data.reason)).toEqual(['replayed', 'replayed']);
+    expect(harness.stateFile(STOCK).desired).toMatchObject({ messageId: renewal.messageId, exemptPrincipals: [] });
   });
 
   it('flags a second, different decision at a generation it holds as critical, and keeps the first', async () => {

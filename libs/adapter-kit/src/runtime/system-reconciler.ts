@@ -174,8 +174,12 @@ export class SystemReconciler<TSystem> {
     const last = this.state.lastRecord;
     const sameRecord = last !== undefined && last.partition === position.partition && last.offset === position.offset;
     if (sameRecord) {
-      // This record was taken but not stored (the save failed): store it again.
-      if (this.savedDesiredGeneration < heldGeneration || !this.hasJudged(position.partition, position.offset)) await this.persist();
+      // This record was taken but its save failed: store it again, and do what taking it should have started.
+      if (this.savedDesiredGeneration < heldGeneration || !this.hasJudged(position.partition, position.offset)) {
+        await this.persist();
+        this.schedule();
+        void this.deliver().then(() => this.schedule());
+      }
       return { outcome: 'ignored' };
     }
     const history = position.catchUp && last === undefined;
@@ -208,7 +212,17 @@ export class SystemReconciler<TSystem> {
             `but command ${held!.commandId} (${held!.state}) holds it; only the policy service's key can sign this — check its use`,
         };
       }
-      // The same decision, re-issued before it expires (or the policy service published it twice).
+      // The same decision, re-issued before it expires. An older message of it (an earlier issue, replayed)
+      // would bring back what has changed since, such as an expired break-glass exemption: refused.
+      if (held!.expiresAt !== undefined && Date.parse(event.data.expiresAt) <= Date.parse(held!.expiresAt)) {
+        if (history) return { outcome: 'ignored' };
+        return {
+          outcome: 'refused',
+          reason: 'replayed',
+          severity: 'medium',
+          detail: `refused message ${event.messageId}: an earlier issue of the decision held (generation ${event.generation}), arriving again as a new record`,
+        };
+      }
       held!.messageId = event.messageId;
       held!.expiresAt = event.data.expiresAt;
       held!.exemptPrincipals = event.data.exemptPrincipals;

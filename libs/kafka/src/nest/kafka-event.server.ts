@@ -1,11 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { CustomTransportStrategy, Server } from '@nestjs/microservices';
 import { decodeMessage, Topics } from '@portcullis/contracts';
-import type { Consumer, EachMessagePayload, Kafka } from 'kafkajs';
+import type { Batch, Consumer, Kafka, KafkaMessage } from 'kafkajs';
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { z } from 'zod';
 import { ReliableProducer } from '../reliable-producer';
-import { CONTRACT_EXTRA } from './kafka-event.decorator';
+import { BATCH_EXTRA, CONTRACT_EXTRA } from './kafka-event.decorator';
 
 export interface KafkaEventServerOptions {
   kafka: Kafka;
@@ -14,6 +14,8 @@ export interface KafkaEventServerOptions {
   fromBeginning?: boolean;
   /** How many partitions are processed at once (messages of one partition stay in order). */
   partitionsConsumedConcurrently?: number;
+  /** The most messages a batch handler gets in one call. Default 500. */
+  maxBatchSize?: number;
 }
 
 export interface KafkaEventContext {
@@ -26,6 +28,12 @@ export interface KafkaEventContext {
   value: Buffer | null;
 }
 
+/** One valid message, as a batch handler (`@KafkaEvent(topic, contract, { batch: true })`) gets it. */
+export interface KafkaEventBatchItem<T> {
+  data: T;
+  context: KafkaEventContext;
+}
+
 /**
  * A Nest microservice transport for Kafka event handlers (`@KafkaEvent(topic, contract)`), built on
  * our kafkajs wrapper because Nest's built-in Kafka transport does not fit an audit trail that must
@@ -36,6 +44,8 @@ export interface KafkaEventContext {
  * - it awaits the handler and commits the offset only after the handler succeeded. A handler that
  *   throws (database down, say) makes kafkajs retry the same message with back-off; nothing is skipped.
  *   (Nest's built-in transport logs such an error and moves on.)
+ * - a handler may take a whole fetched batch at once (`{ batch: true }`), so it can record many
+ *   messages in one database transaction instead of one transaction per message.
  */
 export class KafkaEventServer extends Server implements CustomTransportStrategy {
   private readonly log = new Logger(KafkaEventServer.name);
@@ -70,13 +80,24 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
         // (message ids), so offsets of handled messages are committed in the background instead.
         autoCommit: false,
         partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 6,
-        eachMessage: async (payload) => {
-          await this.handleMessage(payload);
-          this.handled.set(`${payload.topic}/${payload.partition}`, {
-            topic: payload.topic,
-            partition: payload.partition,
-            offset: (BigInt(payload.message.offset) + 1n).toString(),
-          });
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          const handler = this.getHandlerByPattern(batch.topic);
+          const batched = handler?.extras?.[BATCH_EXTRA] === true;
+          const size = batched ? (this.options.maxBatchSize ?? 500) : 1;
+          for (let start = 0; start < batch.messages.length; start += size) {
+            if (!isRunning() || isStale()) return;
+            const slice = batch.messages.slice(start, start + size);
+            await this.handleMessages(batch, slice);
+            const last = slice[slice.length - 1].offset;
+            resolveOffset(last);
+            this.handled.set(`${batch.topic}/${batch.partition}`, {
+              topic: batch.topic,
+              partition: batch.partition,
+              offset: (BigInt(last) + 1n).toString(),
+            });
+            await heartbeat();
+          }
         },
       });
       this.commitTimer = setInterval(() => void this.commitHandled(), 1_000);
@@ -87,31 +108,47 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
     }
   }
 
-  private async handleMessage({ topic, partition, message }: EachMessagePayload): Promise<void> {
+  /**
+   * Validates each message (dead-lettering those that break the contract), then hands the valid ones to
+   * the handler: one by one, or all at once for a batch handler. Throws if the handler failed, so kafkajs
+   * delivers the messages again from the last resolved offset after back-off.
+   */
+  private async handleMessages(batch: Pick<Batch, 'topic' | 'partition'>, messages: KafkaMessage[]): Promise<void> {
+    const { topic, partition } = batch;
     const handler = this.getHandlerByPattern(topic);
     if (!handler) return;
     const contract = handler.extras?.[CONTRACT_EXTRA] as z.ZodType | undefined;
-    const context: KafkaEventContext = {
-      topic,
-      partition,
-      offset: message.offset,
-      key: message.key?.toString('utf8') ?? null,
-      timestamp: message.timestamp,
-      value: message.value,
-    };
-    let data: unknown;
-    try {
-      data = contract ? decodeMessage(contract, message.value) : JSON.parse(message.value?.toString('utf8') ?? 'null');
-    } catch (error) {
-      await this.deadLetter(context, message.value, error);
-      return;
+    const valid: KafkaEventBatchItem<unknown>[] = [];
+    for (const message of messages) {
+      const context: KafkaEventContext = {
+        topic,
+        partition,
+        offset: message.offset,
+        key: message.key?.toString('utf8') ?? null,
+        timestamp: message.timestamp,
+        value: message.value,
+      };
+      try {
+        const data = contract ? decodeMessage(contract, message.value) : JSON.parse(message.value?.toString('utf8') ?? 'null');
+        valid.push({ data, context });
+      } catch (error) {
+        await this.deadLetter(context, message.value, error);
+      }
     }
-    try {
+    if (valid.length === 0) return;
+    const invoke = async (data: unknown, context: unknown) => {
       const result = await handler(data, context);
       if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
+    };
+    try {
+      if (handler.extras?.[BATCH_EXTRA] === true) {
+        await invoke(valid, { topic, partition, offset: valid[0].context.offset });
+      } else {
+        for (const item of valid) await invoke(item.data, item.context);
+      }
     } catch (error) {
-      // Rethrow so kafkajs does not commit the offset and delivers the message again after back-off.
-      this.log.error(`handler for ${topic} failed at ${partition}/${message.offset}; will retry: ${describe(error)}`);
+      // Rethrow so kafkajs does not commit the offset and delivers the messages again after back-off.
+      this.log.error(`handler for ${topic} failed at ${partition}/${valid[0].context.offset}; will retry: ${describe(error)}`);
       throw error;
     }
   }
