@@ -128,6 +128,9 @@ export function portcullisAcls(principals: PortcullisPrincipals): AclEntry[] {
   checkPrincipal(policy.principal);
   const entries: AclEntry[] = [
     allow(policy.principal, TOPIC, Topics.systemAccess, WRITE),
+    // READ too: the policy service watches the decisions topic for records it did not publish (forged,
+    // replayed, tombstones) and re-publishes the current decision over them.
+    allow(policy.principal, TOPIC, Topics.systemAccess, READ),
     allow(policy.principal, TOPIC, Topics.systemAccess, DESCRIBE),
     allow(policy.principal, TOPIC, Topics.acknowledgements, READ),
     allow(policy.principal, TOPIC, Topics.adapterHeartbeats, READ),

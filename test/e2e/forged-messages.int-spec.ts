@@ -189,6 +189,59 @@ describe('forged, replayed and re-targeted messages on Kafka', () => {
     await expectUnchanged();
   });
 
+  /** Every record of `key` on the decisions topic, in order (null for a tombstone). */
+  async function recordsOf(key: string): Promise<(SystemAccessChangedV1 | null)[]> {
+    const admin = kafka.admin();
+    await admin.connect();
+    const ends = await admin.fetchTopicOffsets(Topics.systemAccess);
+    await admin.disconnect();
+    const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}` });
+    const seen: (SystemAccessChangedV1 | null)[] = [];
+    let remaining = ends.filter((end) => Number(end.high) > 0).length;
+    await consumer.connect();
+    await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
+    await new Promise<void>((resolve) => {
+      void consumer.run({
+        eachMessage: async ({ partition, message }) => {
+          if (message.key?.toString() === key) seen.push(message.value ? JSON.parse(message.value.toString()) : null);
+          const end = ends.find((entry) => entry.partition === partition)!;
+          if (BigInt(message.offset) + 1n === BigInt(end.high) && --remaining === 0) resolve();
+        },
+      });
+    });
+    await consumer.disconnect();
+    return seen;
+  }
+
+  it('publishes the current decision again over a replayed genuine restore, so compaction cannot keep the replay as the last word', async () => {
+    await publishDecision(stock, genuine[1]); // the genuine restore of generation 2, appended again
+    await eventually(async () => {
+      const records = await recordsOf(stock);
+      const replayAt = records.map((record) => record?.messageId ?? '').lastIndexOf(JSON.parse(genuine[1]).messageId);
+      const after = records.slice(replayAt + 1);
+      // The last record of the key is a genuine issue of the current decision (generation 3, revoked).
+      expect(after.at(-1)).toMatchObject({ generation: 3, producer: 'policy-service', data: { desiredState: 'revoked' } });
+    }, 20_000);
+    const alerts = (await api.get<AlertView[]>('/security-alerts')).filter((alert) => alert.adapterId === 'policy-service' && alert.systemId === stock);
+    expect(alerts.map((alert) => alert.reason)).toContain('older-than-the-last-published');
+    await expectUnchanged();
+  });
+
+  it('publishes the current decision again over a tombstone, which compaction would turn into no decision at all', async () => {
+    const raw = kafka.producer();
+    await raw.connect();
+    await raw.send({ topic: Topics.systemAccess, acks: -1, messages: [{ key: stock, value: null }] });
+    await raw.disconnect();
+    await eventually(async () => {
+      const records = await recordsOf(stock);
+      expect(records.lastIndexOf(null)).toBeGreaterThanOrEqual(0);
+      expect(records.at(-1)).toMatchObject({ generation: 3, data: { desiredState: 'revoked' } });
+    }, 20_000);
+    const alerts = (await api.get<AlertView[]>('/security-alerts')).filter((alert) => alert.adapterId === 'policy-service' && alert.systemId === stock);
+    expect(alerts.map((alert) => alert.reason)).toContain('tombstone');
+    await expectUnchanged();
+  });
+
   it('refuses a genuine decision re-targeted at another system, and one addressed to another adapter', async () => {
     const before = await count('wrong-target', ledger);
     await publishDecision(ledger, genuine[1]); // stock's genuine restore, published under ledger's key

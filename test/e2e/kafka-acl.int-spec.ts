@@ -250,6 +250,7 @@ function expectedAcls(env: TestEnvironment): string[] {
   const adapter = `User:${env.kafka.sasl.adapter.username} *`;
   return [
     `${policy} ALLOW WRITE TOPIC LITERAL portcullis.system-access.v1`,
+    `${policy} ALLOW READ TOPIC LITERAL portcullis.system-access.v1`,
     `${policy} ALLOW DESCRIBE TOPIC LITERAL portcullis.system-access.v1`,
     `${policy} ALLOW READ TOPIC LITERAL portcullis.acknowledgements.v1`,
     `${policy} ALLOW READ TOPIC LITERAL portcullis.adapter-heartbeats.v1`,

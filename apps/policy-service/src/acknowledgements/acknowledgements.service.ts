@@ -29,7 +29,7 @@ interface DecisionFacts {
 }
 
 /** The systems a batch concerns, locked for the transaction, with the adapter registered for each. */
-type LockedSystems = ReadonlyMap<string, { adapterId: string }>;
+type LockedSystems = ReadonlyMap<string, { adapterId: string; generation: number; desiredState: string }>;
 
 function parseRaw(raw: Buffer | null): unknown {
   if (raw === null) return null;
@@ -93,11 +93,13 @@ export class AcknowledgementsService {
   private async lockSystems(manager: EntityManager, checked: readonly CheckedReport[]): Promise<LockedSystems> {
     const ids = [...new Set(checked.filter((item) => item.report.type !== 'adapter.security-alert').map((item) => item.report.data.systemId))].sort();
     if (ids.length === 0) return new Map();
-    const rows: { id: string; adapter_id: string }[] = await manager.query(
-      'SELECT id, adapter_id FROM systems WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE',
+    const rows: { id: string; adapter_id: string; generation: string; desired_state: string }[] = await manager.query(
+      'SELECT id, adapter_id, generation, desired_state FROM systems WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE',
       [ids],
     );
-    return new Map(rows.map((row) => [row.id, { adapterId: row.adapter_id }]));
+    return new Map(
+      rows.map((row) => [row.id, { adapterId: row.adapter_id, generation: Number(row.generation), desiredState: row.desired_state }]),
+    );
   }
 
   /** The decisions the batch's acknowledgements and drift reports name, in one query. */
@@ -230,7 +232,20 @@ export class AcknowledgementsService {
        WHERE id = $1 AND generation = $2`,
       [systemId, ack.generation, status, ack.data.detail, adapterId, ack.occurredAt],
     );
-    return [{ ...entry, action: `acknowledgement.${status}` }];
+    const recorded: AuditEntryInput[] = [{ ...entry, action: `acknowledgement.${status}` }];
+    const system = systems.get(systemId)!;
+    if (status === 'enforced' && ack.generation < system.generation && ack.data.desiredState !== system.desiredState) {
+      // An adapter just enforced a decision that was overtaken: the target is now out of its desired state.
+      // It happens when an adapter acts on an old decision (a replayed one, say) before the newer one
+      // reaches it; it converges when it does. Worth a look either way.
+      this.log.warn(`adapter ${adapterId} enforced outdated generation ${ack.generation} (${ack.data.desiredState}) on ${systemId}; current: ${system.generation} (${system.desiredState})`);
+      recorded.push({
+        ...entry,
+        action: 'acknowledgement.outdated',
+        reason: `enforced generation ${ack.generation} (${ack.data.desiredState}) while generation ${system.generation} (${system.desiredState}) is current`,
+      });
+    }
+    return recorded;
   }
 
   /**

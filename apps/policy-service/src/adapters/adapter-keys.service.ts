@@ -59,7 +59,7 @@ export class AdapterKeysService {
     } catch (error) {
       throw new InvalidReferenceError(`publicKey is not an Ed25519 public key in SPKI PEM: ${(error as Error).message}`);
     }
-    return this.dataSource.transaction(async (manager) => {
+    const view = await this.dataSource.transaction(async (manager) => {
       const existing = await manager.findOne(AdapterKeyEntity, { where: { adapterId, keyId }, lock: { mode: 'pessimistic_write' } });
       if (existing) {
         if (existing.fingerprint === fingerprint && !existing.revokedAt) return keyView(existing); // idempotent repeat
@@ -77,13 +77,14 @@ export class AdapterKeysService {
         sourceAddress,
         details: { adapterId, keyId, after: { fingerprint } },
       });
-      this.cache.delete(`${adapterId}/${keyId}`);
       return keyView(saved);
     });
+    this.cache.delete(`${adapterId}/${keyId}`); // after commit: a lookup meanwhile cannot cache the old answer again
+    return view;
   }
 
   async revoke(adapterId: string, keyId: string, reason: string, actor: string, sourceAddress?: string): Promise<AdapterKeyView> {
-    return this.dataSource.transaction(async (manager) => {
+    const view = await this.dataSource.transaction(async (manager) => {
       const key = await manager.findOne(AdapterKeyEntity, { where: { adapterId, keyId }, lock: { mode: 'pessimistic_write' } });
       if (!key) throw new NotFoundError('adapter key', `${adapterId}/${keyId}`);
       if (key.revokedAt) return keyView(key);
@@ -96,9 +97,11 @@ export class AdapterKeysService {
         sourceAddress,
         details: { adapterId, keyId, before: { fingerprint: key.fingerprint, revoked: false }, after: { revoked: true } },
       });
-      this.cache.delete(`${adapterId}/${keyId}`);
       return keyView({ ...key, revokedAt, revokedBy: actor });
     });
+    // After commit. Other replicas stop trusting the key within CACHE_TTL_MS.
+    this.cache.delete(`${adapterId}/${keyId}`);
+    return view;
   }
 
   async list(adapterId?: string): Promise<AdapterKeyView[]> {

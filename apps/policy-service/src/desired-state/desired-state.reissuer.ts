@@ -79,24 +79,38 @@ export class DesiredStateReissuer implements OnApplicationBootstrap, OnApplicati
     return total;
   }
 
+  /**
+   * Re-issues the current decision of these systems now, whatever their age: the watch found a record on
+   * the topic that is not the latest the service published (forged, replayed, a tombstone), which
+   * compaction could otherwise keep as the system's decision. Returns how many were re-issued.
+   */
+  reissueNow(systemIds: readonly string[], now = new Date()): Promise<number> {
+    if (systemIds.length === 0) return Promise.resolve(0);
+    return this.reissue(now, 's.id = ANY($2::text[])', [[...systemIds]]);
+  }
+
   private reissueBatch(now: Date): Promise<number> {
     const cutoff = new Date(now.getTime() - (this.config.commandTtlSeconds * 1000) / 2);
+    return this.reissue(now, 'COALESCE(r.reissued_at, c.decided_at, c.requested_at) < $2', [cutoff]);
+  }
+
+  private reissue(now: Date, condition: string, parameters: unknown[]): Promise<number> {
     return this.dataSource.transaction(async (manager) => {
       // Locks the systems, so a decision made meanwhile waits, and its generation is the one re-issued.
       const due: DueSystem[] = await manager.query(
         `SELECT s.id, s.kind, s.adapter_id, s.generation, s.desired_state,
                 c.id AS command_id, c.group_id, c.action, c.reason, c.incident_ref, c.requested_by, c.acknowledge_by,
                 ARRAY(SELECT e.principal FROM system_exemptions e
-                      WHERE e.system_id = s.id AND (e.expires_at IS NULL OR e.expires_at > $2)
+                      WHERE e.system_id = s.id AND (e.expires_at IS NULL OR e.expires_at > $1)
                       ORDER BY e.principal) AS exempt_principals
          FROM systems s
          JOIN commands c ON c.id = s.desired_command_id
          LEFT JOIN desired_state_reissues r ON r.system_id = s.id AND r.generation = s.generation
-         WHERE COALESCE(r.reissued_at, c.decided_at, c.requested_at) < $1
+         WHERE ${condition}
          ORDER BY s.id
          LIMIT ${BATCH_SIZE}
          FOR UPDATE OF s SKIP LOCKED`,
-        [cutoff, now],
+        [now, ...parameters],
       );
       if (due.length === 0) return 0;
       await this.outbox.enqueue(
