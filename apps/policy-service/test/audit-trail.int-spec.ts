@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client, type PoolClient } from 'pg';
 import { DataSource } from 'typeorm';
+import { eventually } from '@test/support/eventually';
 import { runAuditVerify } from '../../../scripts/audit-verify';
-import { ChainVerifier, GENESIS_HASH, trustKeys, type ChainEntry } from '../src/audit/audit-chain';
-import { AuditTrail } from '../src/audit/audit-trail.service';
+import { chainEntryHash, ChainVerifier, GENESIS_HASH, trustKeys, type ChainEntry } from '../src/audit/audit-chain';
+import { AuditTrail, CHECKPOINT_LOCK_KEY } from '../src/audit/audit-trail.service';
 import { runPolicyServiceMigrations } from '../src/database/database.module';
 import { policyServiceMigrations } from '../src/database/migrations';
 
@@ -330,6 +331,220 @@ describe('audit trail', () => {
     expect(report.intact).toBe(false);
     expect(report.firstBreak.seq).toBe(head);
     expect(['checkpoint-mismatch', 'head-mismatch', 'gap']).toContain(report.firstBreak.reason);
+  });
+});
+
+/**
+ * The attack a hash chain alone cannot see: a database superuser edits an early entry, RE-HASHES every entry
+ * after it (SHA-256 needs no key), moves the stored head and deletes the checkpoints at or after the edit.
+ * The database then verifies on its own. What still catches it: the running service's checkpoint writer,
+ * which remembers what it verified and signed and refuses to sign over the rewrite, and an export taken
+ * before the attack, which the new export must extend (`audit:verify new --previous old`).
+ */
+describe('audit trail rewritten and re-hashed by a database superuser', () => {
+  const env = readTestEnv();
+  let service: RunningPolicyService;
+  let admin: string;
+  let auditor: string;
+  let dir: string;
+  let publicKeyFile: string;
+  let loggedErrors: jest.SpyInstance;
+
+  const trail = () => service.app.get(AuditTrail);
+  const verify = async (query = '') =>
+    (await service.http().get(`/api/v1/audit/verify${query}`).auth(auditor, { type: 'bearer' }).expect(200)).body;
+  const headSeq = async () => Number((await service.db.query('SELECT seq FROM audit_chain_head')).rows[0].seq);
+  const register = (id: string) =>
+    service.http().post('/api/v1/systems').auth(admin, { type: 'bearer' }).send({ id, name: id, kind: 'postgres', adapterId: 'rw-adapter' }).expect(201);
+  /** Until the writer (ticking every 200 ms) has signed the current head. */
+  const checkpointed = () =>
+    eventually(async () => {
+      expect(trail().writerState()).toMatchObject({ healthy: true, status: 'ready', lastCheckpointSeq: await headSeq() });
+    }, 10_000);
+  const exportJsonl = async (): Promise<string[]> => {
+    const response = await service.http().get('/api/v1/audit/export?format=jsonl').auth(auditor, { type: 'bearer' })
+      .buffer(true)
+      .parse((res, done) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => done(null, text));
+      })
+      .expect(200);
+    return (response.body as string).split('\n').filter((line) => line !== '');
+  };
+  const writeExport = (name: string, lines: string[]) => {
+    const file = join(dir, name);
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    return file;
+  };
+  const verifyOffline = async (args: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runAuditVerify(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
+
+  /**
+   * The rewrite, as a careful superuser: triggers off, the chain head locked (no append in between) and the
+   * checkpoint writer's lock held (it cannot sign in between); entry `seq` edited, every later entry
+   * re-hashed exactly as audit-chain.ts hashes, the head moved, the checkpoints at or after `seq` deleted.
+   */
+  const rewriteHistory = async (seq: number) => {
+    const client = await service.db.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [CHECKPOINT_LOCK_KEY]);
+      await client.query('SELECT seq FROM audit_chain_head FOR UPDATE');
+      await client.query(`UPDATE audit_entries SET reason = 'Routine maintenance' WHERE seq = $1`, [seq]);
+      const { rows } = await client.query(
+        `SELECT seq, occurred_at, actor, action, group_id, system_id, command_id, reason, incident_ref, source_address, details, prev_hash
+         FROM audit_entries WHERE seq >= $1 ORDER BY seq`,
+        [seq],
+      );
+      let prevHash: string = rows[0].prev_hash;
+      for (const row of rows) {
+        const hash = chainEntryHash(prevHash, {
+          seq: Number(row.seq),
+          occurredAt: (row.occurred_at as Date).toISOString(),
+          actor: row.actor,
+          action: row.action,
+          groupId: row.group_id,
+          systemId: row.system_id,
+          commandId: row.command_id,
+          reason: row.reason,
+          incidentRef: row.incident_ref,
+          sourceAddress: row.source_address,
+          details: row.details,
+        });
+        await client.query('UPDATE audit_entries SET prev_hash = $2, hash = $3 WHERE seq = $1', [row.seq, prevHash, hash]);
+        prevHash = hash;
+      }
+      await client.query('UPDATE audit_chain_head SET hash = $1', [prevHash]);
+      const deleted = await client.query('DELETE FROM audit_checkpoints WHERE seq >= $1', [seq]);
+      await client.query('COMMIT');
+      return { deletedCheckpoints: deleted.rowCount ?? 0 };
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+
+  let before: string;
+  let beforeTrailer: { lastSeq: number; headHash: string };
+  let rewritten: number;
+
+  beforeAll(async () => {
+    loggedErrors = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    service = await startPolicyService(env, { auditCheckpointIntervalMs: 200 });
+    admin = service.token('ada', 'admin');
+    auditor = service.token('audrey', 'auditor');
+    dir = mkdtempSync(join(tmpdir(), 'audit-rewrite-'));
+    publicKeyFile = join(dir, 'policy.pub.pem');
+    writeFileSync(publicKeyFile, publicKeyPem(service.config.signing.privateKey));
+    for (const id of ['rw-ledger', 'rw-crm', 'rw-stock', 'rw-hr']) await register(id);
+    await service.http().post('/api/v1/groups').auth(admin, { type: 'bearer' })
+      .send({ id: 'rw-back-office', name: 'Back office', systemIds: ['rw-ledger', 'rw-crm'] }).expect(201);
+    await checkpointed();
+    // The auditor's export, kept off-site.
+    const lines = await exportJsonl();
+    before = writeExport('before.jsonl', lines);
+    beforeTrailer = JSON.parse(lines[lines.length - 1]);
+    expect((await verifyOffline([before, '--public-key', publicKeyFile])).code).toBe(0);
+    // Life goes on, and is signed.
+    for (const id of ['rw-crm-2', 'rw-stock-2']) await register(id);
+    await checkpointed();
+  });
+
+  afterAll(async () => {
+    loggedErrors?.mockRestore();
+    await service?.stop();
+    await service?.db.end();
+  });
+
+  it('the running checkpoint writer refuses to sign over the rewrite, logs an ERROR, and verify reports it', async () => {
+    const { rows } = await service.db.query(`SELECT seq FROM audit_entries WHERE action = 'system.registered' ORDER BY seq OFFSET 1 LIMIT 1`);
+    rewritten = Number(rows[0].seq);
+    expect(rewritten).toBeLessThan(beforeTrailer.lastSeq);
+    const { count: signedBefore } = (await service.db.query('SELECT count(*)::int AS count FROM audit_checkpoints')).rows[0];
+    const { deletedCheckpoints } = await rewriteHistory(rewritten);
+    expect(deletedCheckpoints).toBeGreaterThanOrEqual(2);
+    const attackedHead = await headSeq();
+
+    const report = await eventually(async () => {
+      const body = await verify();
+      expect(body.checkpointWriter).toMatchObject({ healthy: false, status: 'refusing', problem: { reason: expect.stringMatching(/^(entry-changed|checkpoint-missing)$/) } });
+      return body;
+    }, 10_000);
+    // The chain itself verifies (the rewrite is self-consistent): only the writer's memory disagrees.
+    expect(report).toMatchObject({ intact: false, breaks: 1, headSeq: attackedHead, firstBreak: { reason: report.checkpointWriter.problem.reason } });
+    expect(report.checkpointWriter.problem.seq).toBeGreaterThanOrEqual(rewritten);
+    expect(report.checkpointWriter.problem.detail).toMatch(/rewritten|deleted/);
+    expect(report.checkpointWriter.lastCheckpointSeq).toBeGreaterThanOrEqual(rewritten);
+
+    // New entries come in; the writer still signs nothing (directly, nor on its 200 ms interval).
+    await register('rw-after-attack');
+    expect(await trail().writeCheckpoint()).toBeNull();
+    // Every refused attempt is an ERROR in the log: wait for a few of the writer's own ticks to refuse too.
+    const refusals = () => loggedErrors.mock.calls.filter(([message]) => /refuses to sign/.test(String(message))).length;
+    const seen = refusals();
+    expect(seen).toBeGreaterThanOrEqual(1);
+    await eventually(() => expect(refusals()).toBeGreaterThanOrEqual(seen + 3), 10_000);
+    expect(await trail().writeCheckpoint()).toBeNull();
+    const { rows: signed } = await service.db.query('SELECT seq FROM audit_checkpoints WHERE seq >= $1', [rewritten]);
+    expect(signed).toEqual([]);
+    expect((await service.db.query('SELECT count(*)::int AS count FROM audit_checkpoints')).rows[0].count).toBe(signedBefore - deletedCheckpoints);
+
+    // An export made now says so under the service's signature, and fails offline even on its own.
+    const during = await verifyOffline([writeExport('during.jsonl', await exportJsonl()), '--public-key', publicKeyFile]);
+    expect(during.code).toBe(1);
+    expect(during.out).toMatch(/reason:\s+checkpoint-writer/);
+    // The head the auditor kept is no longer on the chain.
+    const online = await verify(`?previousSeq=${beforeTrailer.lastSeq}&previousHeadHash=${beforeTrailer.headHash}`);
+    expect(online).toMatchObject({ intact: false, previous: { seq: beforeTrailer.lastSeq, onChain: false } });
+  });
+
+  it('after a restart the rewrite verifies (the memory is gone), but not against the export taken before', async () => {
+    await service.stop();
+    await service.restart();
+    // What a single database cannot prove about itself: the restarted service verifies the whole chain and
+    // signs on over the rewritten history.
+    await register('rw-after-restart');
+    await checkpointed();
+    expect(await verify()).toMatchObject({ intact: true, checkpointWriter: { healthy: true } });
+    const after = writeExport('after.jsonl', await exportJsonl());
+    const alone = await verifyOffline([after, '--public-key', publicKeyFile]);
+    expect(alone).toMatchObject({ code: 0, out: expect.stringContaining('VERDICT: INTACT') });
+
+    // Against the export kept from before, the rewrite shows at the entry that was edited.
+    const compared = await verifyOffline([after, '--previous', before, '--public-key', publicKeyFile]);
+    expect(compared.code).toBe(1);
+    expect(compared.out).toContain('VERDICT: INCONSISTENT');
+    expect(compared.out).toMatch(new RegExp(`seq:\\s+${rewritten} \\(line \\d+; previous export line \\d+\\)`));
+    expect(compared.out).toMatch(/reason:\s+entry-changed/);
+    expect(compared.out).toMatch(/detail:.*\(reason, hash\)/);
+    const json = JSON.parse((await verifyOffline([after, '--previous', before, '--public-key', publicKeyFile, '--json'])).out);
+    expect(json).toMatchObject({
+      intact: true,
+      consistency: {
+        consistent: false,
+        headOnChain: false,
+        previous: { intact: true },
+        firstProblem: { seq: rewritten, reason: 'entry-changed' },
+      },
+    });
+    expect(json.consistency.checkpointsMissing).toBeGreaterThanOrEqual(1);
+    expect(json.consistency.entriesMatched).toBe(rewritten - 1);
+    // The online check with the kept head says the same.
+    const online = await verify(`?previousSeq=${beforeTrailer.lastSeq}&previousHeadHash=${beforeTrailer.headHash}`);
+    expect(online).toMatchObject({ intact: false, firstBreak: { seq: beforeTrailer.lastSeq, reason: 'entry-changed' } });
+    await service.http().get('/api/v1/audit/verify?previousSeq=3').auth(auditor, { type: 'bearer' }).expect(400);
+
+    // An export that extends the earlier one passes: the earlier export is consistent with itself.
+    expect((await verifyOffline([before, '--previous', before, '--public-key', publicKeyFile])).code).toBe(0);
   });
 });
 

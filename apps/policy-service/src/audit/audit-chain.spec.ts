@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import {
   chainEntryHash,
   ChainVerifier,
+  checkExportConsistency,
   exportJsonLines,
   GENESIS_HASH,
   linkEntries,
@@ -13,6 +14,7 @@ import {
   type AuditCheckpoint,
   type ChainEntry,
   type ChainItem,
+  type CheckpointWriterProblem,
   type ExportKey,
 } from './audit-chain';
 import { csvEntryLine, csvField, csvHeaderLine } from './audit-csv';
@@ -66,9 +68,15 @@ function verify(entries: ChainEntry[], checkpoints: AuditCheckpoint[] = [], stor
   return verifier.finish(storedHead);
 }
 
-async function exportOf(entries: ChainEntry[], checkpoints: AuditCheckpoint[] = [], signing = policy): Promise<string[]> {
+async function exportOf(
+  entries: ChainEntry[],
+  checkpoints: AuditCheckpoint[] = [],
+  signing = policy,
+  options: { exportedAt?: string; writerProblem?: CheckpointWriterProblem } = {},
+): Promise<string[]> {
   const lines: string[] = [];
-  for await (const line of exportJsonLines(items(entries, checkpoints), { exportedAt: '2026-01-02T00:00:00.000Z', keys, signing })) {
+  const exportedAt = options.exportedAt ?? '2026-01-02T00:00:00.000Z';
+  for await (const line of exportJsonLines(items(entries, checkpoints), { exportedAt, keys, signing, writerProblem: options.writerProblem })) {
     lines.push(line.replace(/\n$/, ''));
   }
   return lines;
@@ -242,6 +250,154 @@ describe('audit export', () => {
     expect((await verifyAuditExport(lines)).intact).toBe(true);
     const report = await verifyAuditExport(lines, trustKeys([parsePublicKey(policyPair.publicKeyPem)]));
     expect(report.firstBreak).toMatchObject({ seq: 12, reason: 'checkpoint-signature' });
+  });
+});
+
+describe('audit export consistency (does a new export extend an earlier one?)', () => {
+  const entries = chain(12);
+  const checkpoints = [checkpointAt(entries, 4), checkpointAt(entries, 10)];
+  const later = { exportedAt: '2026-02-01T00:00:00.000Z' };
+
+  /**
+   * What a database superuser can do without the signing key: edit entry `seq`, re-hash every entry after it,
+   * move the head, delete the checkpoints at or after `seq` — then the service signs on (new entries, a new
+   * checkpoint at the forged head, the export's trailer). The result verifies on its own.
+   */
+  function rewrite(seq: number, appended = 3) {
+    const base = chain(12 + appended);
+    const edited = { ...base[seq - 1], reason: 'routine maintenance' };
+    const forged = [...base.slice(0, seq - 1), ...linkEntries({ seq: seq - 1, hash: base[seq - 2]?.hash ?? GENESIS_HASH }, [edited, ...base.slice(seq)])];
+    const kept = checkpoints.filter((checkpoint) => checkpoint.seq < seq);
+    return { forged, checkpoints: [...kept, checkpointAt(forged, forged.length)] };
+  }
+
+  it('is consistent when the new export extends the old one (same history, more entries and checkpoints)', async () => {
+    const old = await exportOf(entries.slice(0, 10), checkpoints);
+    const grown = chain(15);
+    const current = await exportOf(grown, [...checkpoints, checkpointAt(grown, 15)], policy, later);
+    const report = await checkExportConsistency(old, current, trusted);
+    expect(report).toMatchObject({
+      consistent: true,
+      headOnChain: true,
+      previousHead: { seq: 10, hash: entries[9].hash },
+      entriesMatched: 10,
+      checkpointsMatched: 2,
+      entriesChanged: 0,
+      entriesMissing: 0,
+      checkpointsMissing: 0,
+      problems: 0,
+      previous: { intact: true },
+    });
+    expect(report.firstProblem).toBeUndefined();
+    // The same export twice, and a checkpoint signed later at a seq the old export already had.
+    expect((await checkExportConsistency(old, old, trusted)).consistent).toBe(true);
+    const signedLater = await exportOf(grown, [checkpointAt(grown, 2), ...checkpoints], policy, later);
+    expect((await checkExportConsistency(old, signedLater, trusted)).consistent).toBe(true);
+    // In one pass with the verification of the new export.
+    const both = await verifyAuditExport(current, trusted, { previous: old });
+    expect(both).toMatchObject({ intact: true, consistency: { consistent: true } });
+  });
+
+  it('pinpoints an entry rewritten before the old head, though the rest was re-hashed and the new export verifies', async () => {
+    const old = await exportOf(entries, checkpoints);
+    const { forged, checkpoints: forgedCheckpoints } = rewrite(6);
+    const current = await exportOf(forged, forgedCheckpoints, policy, later);
+    // On its own the rewritten history is flawless: that is the attack.
+    expect(await verifyAuditExport(current, trusted)).toMatchObject({ intact: true, breaks: 0 });
+
+    const report = await checkExportConsistency(old, current, trusted);
+    expect(report).toMatchObject({
+      consistent: false,
+      headOnChain: false,
+      entriesMatched: 5,
+      entriesChanged: 7, // 6 edited, 7..12 re-hashed
+      checkpointsMatched: 1,
+      checkpointsMissing: 1, // the one at 10, deleted
+      firstProblem: { seq: 6, reason: 'entry-changed', expected: entries[5].hash, actual: forged[5].hash },
+    });
+    expect(report.firstProblem!.detail).toMatch(/entry 6 differs from the previous export \(reason, hash\)/);
+    expect(report.firstProblem!.line).toBe(current.findIndex((line) => line.includes('"seq":6,')) + 1);
+    expect(report.firstProblem!.previousLine).toBe(old.findIndex((line) => line.includes('"seq":6,')) + 1);
+
+    // The first entry rewritten, too.
+    const first = rewrite(1);
+    const fromGenesis = await checkExportConsistency(old, await exportOf(first.forged, first.checkpoints, policy, later), trusted);
+    expect(fromGenesis.firstProblem).toMatchObject({ seq: 1, reason: 'entry-changed' });
+  });
+
+  it('is inconsistent when the old export is not a prefix of the new one', async () => {
+    const old = await exportOf(entries, checkpoints);
+    // Cut off the end (and the head moved back): the new export is shorter.
+    const cut = await checkExportConsistency(old, await exportOf(entries.slice(0, 9), [checkpoints[0]], policy, later), trusted);
+    expect(cut).toMatchObject({
+      consistent: false,
+      headOnChain: false,
+      entriesMatched: 9,
+      entriesMissing: 3,
+      checkpointsMissing: 1,
+      firstProblem: { seq: 10, reason: 'entry-missing' },
+    });
+    expect(cut.firstProblem!.detail).toMatch(/this export ends at seq 9/);
+    // Another history altogether.
+    const other = linkEntries({ seq: 0, hash: GENESIS_HASH }, entries.map((entry) => ({ ...entry, actor: 'user:mallory' })));
+    const different = await checkExportConsistency(old, await exportOf(other, [], policy, later), trusted);
+    expect(different).toMatchObject({ consistent: false, entriesMatched: 0, entriesChanged: 12, firstProblem: { seq: 1, reason: 'entry-changed' } });
+    // An entry deleted in the middle (the new export does not verify either, but the comparison names it).
+    const gap = await checkExportConsistency(old, await exportOf([...entries.slice(0, 6), ...entries.slice(7)], checkpoints, policy, later), trusted);
+    expect(gap.firstProblem).toMatchObject({ seq: 7, reason: 'entry-missing' });
+  });
+
+  it('reports checkpoints of the old export missing or changed in the new one', async () => {
+    const old = await exportOf(entries, checkpoints);
+    const missing = await checkExportConsistency(old, await exportOf(entries, [checkpoints[1]], policy, later), trusted);
+    expect(missing).toMatchObject({
+      consistent: false,
+      headOnChain: true,
+      entriesChanged: 0,
+      entriesMissing: 0,
+      checkpointsMatched: 1,
+      checkpointsMissing: 1,
+      problems: 1,
+      firstProblem: { seq: 4, reason: 'checkpoint-missing', expected: entries[3].hash },
+    });
+    expect(missing.firstProblem!.detail).toMatch(/checkpoints were deleted/);
+    const resigned = signCheckpoint({ seq: 10, headHash: entries[9].hash, createdAt: '2026-01-01T14:00:00.000Z' }, policy);
+    const changed = await checkExportConsistency(old, await exportOf(entries, [checkpoints[0], resigned], policy, later), trusted);
+    expect(changed).toMatchObject({ consistent: false, checkpointsChanged: 1, firstProblem: { seq: 10, reason: 'checkpoint-changed' } });
+  });
+
+  it('needs a previous export that verifies, with its trailer', async () => {
+    const old = await exportOf(entries, checkpoints);
+    const current = await exportOf(entries, checkpoints, policy, later);
+    const edited = old.map((line) => line.replace('reason 3', 'reason three'));
+    const report = await checkExportConsistency(edited, current, trusted);
+    expect(report.consistent).toBe(false);
+    expect(report.previous.firstBreak).toMatchObject({ seq: 3, reason: 'hash-mismatch' });
+    const cut = await checkExportConsistency(old.slice(0, -1), current, trusted);
+    expect(cut).toMatchObject({ consistent: false, previousHead: null, previous: { trailer: false } });
+    // Signed by someone else: not the trusted key.
+    const forged = await checkExportConsistency(await exportOf(entries, [], attacker), current, trusted);
+    expect(forged).toMatchObject({ consistent: false, previous: { intact: false, firstBreak: { reason: 'trailer-signature' } } });
+  });
+
+  it('reads a trailer in which the service says its checkpoint writer was refusing to sign', async () => {
+    const writerProblem: CheckpointWriterProblem = {
+      seq: 9,
+      reason: 'checkpoint-missing',
+      expected: entries[8].hash,
+      actual: null,
+      detail: 'the checkpoint at seq 9 is gone',
+      detectedAt: '2026-01-02T00:00:00.000Z',
+    };
+    const lines = await exportOf(entries, checkpoints, policy, { writerProblem });
+    const report = await verifyAuditExport(lines, trusted);
+    expect(report).toMatchObject({ intact: false, breaks: 1, firstBreak: { seq: 9, reason: 'checkpoint-writer', line: lines.length } });
+    expect(report.firstBreak!.detail).toMatch(/refused to sign checkpoints .*the checkpoint at seq 9 is gone/);
+    // Under the signature: dropping it from the trailer breaks the signature.
+    const trailer = JSON.parse(lines[lines.length - 1]);
+    delete trailer.writerProblem;
+    const stripped = [...lines.slice(0, -1), JSON.stringify(trailer)];
+    expect((await verifyAuditExport(stripped, trusted)).firstBreak).toMatchObject({ reason: 'trailer-signature' });
   });
 });
 

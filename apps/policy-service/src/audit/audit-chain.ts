@@ -13,6 +13,14 @@
  *
  * Checkpoint: `{ seq, headHash, createdAt, keyId, signature }`, the signature being Ed25519 (base64url) over
  * `canonicalJson({ seq, headHash, createdAt, keyId })` with the policy service's signing key.
+ *
+ * What a chain stored in one database cannot prove about itself: SHA-256 needs no key, so whoever can write
+ * the database (a superuser) can edit an entry, re-hash everything after it, move the stored head and
+ * delete the checkpoints that covered the old entries — the result verifies. Two things catch that rewrite:
+ * an earlier export kept elsewhere (`checkExportConsistency`: the new export must contain every entry and
+ * checkpoint of the old one unchanged, like a Certificate Transparency consistency proof), and the memory of
+ * the running policy service, whose checkpoint writer refuses to sign a history that no longer contains what
+ * it verified or signed before (audit-trail.service.ts).
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { canonicalJson, parsePublicKey, signDetached, signedBytesOf, verifyDetached, type SigningKey } from '@portcullis/contracts';
@@ -75,7 +83,23 @@ export type ChainBreakReason =
   /** An export's trailer disagrees with the lines before it. */
   | 'trailer-mismatch'
   /** An export's trailer signature is invalid or made with a key that is not trusted. */
-  | 'trailer-signature';
+  | 'trailer-signature'
+  /**
+   * An entry differs from the one seen before at that seq (in a previous export, or by the running policy
+   * service): the history up to there was rewritten, and re-hashed if the chain still verifies.
+   */
+  | 'entry-changed'
+  /** An entry seen before (in a previous export, or by the running policy service) is gone. */
+  | 'entry-missing'
+  /** A checkpoint differs from the one seen before at that seq. */
+  | 'checkpoint-changed'
+  /** A checkpoint seen before (in a previous export, or written by the running policy service) is gone: deleted. */
+  | 'checkpoint-missing'
+  /**
+   * The policy service signed this export while its checkpoint writer refused to sign: the database no
+   * longer agreed with what the service had verified (the trailer carries the writer's problem).
+   */
+  | 'checkpoint-writer';
 
 export interface ChainBreak {
   /** Where the chain breaks (null when no sequence number applies). */
@@ -86,6 +110,13 @@ export interface ChainBreak {
   detail: string;
   /** Line of the export (1-based), when verifying an export. */
   line?: number;
+  /** Line of the previous export (1-based), when checking that an export extends a previous one. */
+  previousLine?: number;
+}
+
+/** A problem the policy service's checkpoint writer found, and when it first found it. */
+export interface CheckpointWriterProblem extends ChainBreak {
+  detectedAt: string;
 }
 
 export interface ChainReport {
@@ -403,6 +434,12 @@ export interface ExportTrailer {
   headHash: string;
   entries: number;
   checkpoints: number;
+  /**
+   * Present only when the policy service's checkpoint writer was refusing to sign when the export was made
+   * (the database no longer agreed with what the service had verified): the service still exports what
+   * the database holds, for the investigation, but says so under its signature.
+   */
+  writerProblem?: CheckpointWriterProblem;
   keyId: string;
   signature: string;
 }
@@ -438,7 +475,7 @@ export type ChainItem = { kind: 'entry'; entry: ChainEntry } | { kind: 'checkpoi
 /** The JSON Lines export of a chain, line by line (each ends with a newline): header, items, signed trailer. */
 export async function* exportJsonLines(
   items: AsyncIterable<ChainItem> | Iterable<ChainItem>,
-  options: { exportedAt: string; keys: ExportKey[]; signing: SigningKey },
+  options: { exportedAt: string; keys: ExportKey[]; signing: SigningKey; writerProblem?: CheckpointWriterProblem | null },
 ): AsyncGenerator<string> {
   yield `${JSON.stringify(exportHeader(options.exportedAt, options.keys))}\n`;
   let entries = 0;
@@ -456,13 +493,25 @@ export async function* exportJsonLines(
       yield `${JSON.stringify(exportCheckpointLine(item.checkpoint))}\n`;
     }
   }
-  const trailer = signExportTrailer({ exportedAt: options.exportedAt, lastSeq, headHash, entries, checkpoints }, options.signing);
+  const trailer = signExportTrailer(
+    {
+      exportedAt: options.exportedAt,
+      lastSeq,
+      headHash,
+      entries,
+      checkpoints,
+      ...(options.writerProblem ? { writerProblem: options.writerProblem } : {}),
+    },
+    options.signing,
+  );
   yield `${JSON.stringify(trailer)}\n`;
 }
 
 export interface ExportReport extends ChainReport {
   header: { exportedAt: string; keys: ExportKey[] } | null;
   trailer: boolean;
+  /** When checked against a previous export: whether this export extends it (see `checkExportConsistency`). */
+  consistency?: ConsistencyReport;
 }
 
 type Json = Record<string, unknown>;
@@ -493,53 +542,57 @@ function checkpointProblem(line: Json): string | null {
   return null;
 }
 
+/** A well-formed entry or checkpoint line of an export, with its line number (1-based). */
+export type ExportItem = ChainItem & { line: number };
+
 /**
- * Verifies an export, line by line (constant memory): the header, every entry's hash and link, every
+ * Verifies an export line by line (constant memory): the header, every entry's hash and link, every
  * checkpoint's signature and head hash, and the signed trailer (whose absence means the export was cut).
  * `trusted` decides which keys may sign; by default the keys the export's own header lists, which proves
  * integrity only — anyone able to rewrite the export can also replace the key in it.
  */
-export async function verifyAuditExport(
-  lines: AsyncIterable<string> | Iterable<string>,
-  trusted?: TrustedKeys,
-): Promise<ExportReport> {
-  let verifier: ChainVerifier | null = null;
-  let header: ExportReport['header'] = null;
-  let trailer: ExportTrailer | null = null;
-  let trust: TrustedKeys | undefined = trusted;
-  let lineNumber = 0;
-  let fatal: ChainBreak | null = null;
-  const malformed = (detail: string, seq: number | null = null): ChainBreak => ({
-    seq,
-    reason: 'malformed',
-    expected: null,
-    actual: null,
-    detail,
-    line: lineNumber,
-  });
+export class ExportVerifier {
+  private verifier: ChainVerifier | null = null;
+  private headerSeen: ExportReport['header'] = null;
+  private trailerSeen: ExportTrailer | null = null;
+  private trust: TrustedKeys | undefined;
+  private lineNumber = 0;
+  private fatal: ChainBreak | null = null;
 
-  for await (const raw of lines) {
-    lineNumber += 1;
+  constructor(trusted?: TrustedKeys) {
+    this.trust = trusted;
+  }
+
+  /** The signed trailer, once read (whether or not it verified). */
+  get trailer(): ExportTrailer | null {
+    return this.trailerSeen;
+  }
+
+  /** Takes the next line; returns the entry or checkpoint on it when it is well-formed (null otherwise). */
+  add(raw: string): ExportItem | null {
+    if (this.fatal) return null;
+    this.lineNumber += 1;
+    const lineNumber = this.lineNumber;
     const text = raw.trim();
-    if (text === '') continue;
+    if (text === '') return null;
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
       parsed = undefined;
     }
-    if (!verifier) {
+    if (!this.verifier) {
       if (!isObject(parsed) || parsed.kind !== 'header' || parsed.format !== EXPORT_FORMAT) {
-        fatal = malformed(`line ${lineNumber} is not a ${EXPORT_FORMAT} header`);
-        break;
+        this.fatal = this.malformed(`line ${lineNumber} is not a ${EXPORT_FORMAT} header`);
+        return null;
       }
       if (parsed.version !== EXPORT_VERSION) {
-        fatal = malformed(`export format version ${String(parsed.version)} is not supported (expected ${EXPORT_VERSION})`);
-        break;
+        this.fatal = this.malformed(`export format version ${String(parsed.version)} is not supported (expected ${EXPORT_VERSION})`);
+        return null;
       }
       const keys = Array.isArray(parsed.keys) ? (parsed.keys as ExportKey[]) : [];
-      header = { exportedAt: String(parsed.exportedAt), keys };
-      if (!trust) {
+      this.headerSeen = { exportedAt: String(parsed.exportedAt), keys };
+      if (!this.trust) {
         const byId = new Map<string, KeyObject>();
         for (const key of keys) {
           try {
@@ -550,60 +603,99 @@ export async function verifyAuditExport(
             // an unusable key: signatures naming it will not verify
           }
         }
-        trust = trustKeysById(byId);
+        this.trust = trustKeysById(byId);
       }
-      verifier = new ChainVerifier(trust);
-      continue;
+      this.verifier = new ChainVerifier(this.trust);
+      return null;
     }
-    if (trailer) {
-      verifier.report(malformed(`line ${lineNumber} follows the trailer`));
-      continue;
+    const verifier = this.verifier;
+    if (this.trailerSeen) {
+      verifier.report(this.malformed(`line ${lineNumber} follows the trailer`));
+      return null;
     }
     if (!isObject(parsed)) {
-      verifier.report(malformed(`line ${lineNumber} is not a JSON object`));
-      continue;
+      verifier.report(this.malformed(`line ${lineNumber} is not a JSON object`));
+      return null;
     }
     if (parsed.kind === 'entry') {
       const problem = entryProblem(parsed);
-      if (problem) verifier.report(malformed(`entry on line ${lineNumber}: ${problem}`, isSeq(parsed.seq) ? parsed.seq : null));
-      else verifier.addEntry(parsed as unknown as ChainEntry, lineNumber);
-    } else if (parsed.kind === 'checkpoint') {
-      const problem = checkpointProblem(parsed);
-      if (problem) verifier.report(malformed(`checkpoint on line ${lineNumber}: ${problem}`, isSeq(parsed.seq) ? parsed.seq : null));
-      else verifier.addCheckpoint(parsed as unknown as AuditCheckpoint, lineNumber);
-    } else if (parsed.kind === 'end') {
-      trailer = parsed as unknown as ExportTrailer;
-      checkTrailer(verifier, trailer, header, trust!, lineNumber);
-    } else {
-      verifier.report(malformed(`line ${lineNumber} has an unknown kind "${String(parsed.kind)}"`));
+      if (problem) {
+        verifier.report(this.malformed(`entry on line ${lineNumber}: ${problem}`, isSeq(parsed.seq) ? parsed.seq : null));
+        return null;
+      }
+      const { kind: _kind, ...entry } = parsed;
+      verifier.addEntry(entry as unknown as ChainEntry, lineNumber);
+      return { kind: 'entry', entry: entry as unknown as ChainEntry, line: lineNumber };
     }
+    if (parsed.kind === 'checkpoint') {
+      const problem = checkpointProblem(parsed);
+      if (problem) {
+        verifier.report(this.malformed(`checkpoint on line ${lineNumber}: ${problem}`, isSeq(parsed.seq) ? parsed.seq : null));
+        return null;
+      }
+      const { kind: _kind, ...checkpoint } = parsed;
+      verifier.addCheckpoint(checkpoint as unknown as AuditCheckpoint, lineNumber);
+      return { kind: 'checkpoint', checkpoint: checkpoint as unknown as AuditCheckpoint, line: lineNumber };
+    }
+    if (parsed.kind === 'end') {
+      this.trailerSeen = parsed as unknown as ExportTrailer;
+      checkTrailer(verifier, this.trailerSeen, this.headerSeen, this.trust!, lineNumber);
+      return null;
+    }
+    verifier.report(this.malformed(`line ${lineNumber} has an unknown kind "${String(parsed.kind)}"`));
+    return null;
   }
 
-  if (!verifier) {
-    fatal ??= malformed('the export is empty: no header');
-    return {
-      intact: false,
-      entries: 0,
-      checkpoints: 0,
-      headSeq: 0,
-      headHash: GENESIS_HASH,
-      firstBreak: fatal,
-      breaks: 1,
-      header,
-      trailer: false,
-    };
+  finish(): ExportReport {
+    if (!this.verifier) {
+      const fatal = this.fatal ?? this.malformed('the export is empty: no header');
+      return {
+        intact: false,
+        entries: 0,
+        checkpoints: 0,
+        headSeq: 0,
+        headHash: GENESIS_HASH,
+        firstBreak: fatal,
+        breaks: 1,
+        header: this.headerSeen,
+        trailer: false,
+      };
+    }
+    if (!this.trailerSeen) {
+      this.verifier.report({
+        seq: this.verifier.head.seq,
+        reason: 'truncated',
+        expected: 'a signed trailer line ({"kind":"end",...})',
+        actual: null,
+        detail: `the export ends after line ${this.lineNumber} without its trailer: it was cut short`,
+        line: this.lineNumber,
+      });
+    }
+    return { ...this.verifier.finish(), header: this.headerSeen, trailer: this.trailerSeen !== null };
   }
-  if (!trailer) {
-    verifier.report({
-      seq: verifier.head.seq,
-      reason: 'truncated',
-      expected: 'a signed trailer line ({"kind":"end",...})',
-      actual: null,
-      detail: `the export ends after line ${lineNumber} without its trailer: it was cut short`,
-      line: lineNumber,
-    });
+
+  private malformed(detail: string, seq: number | null = null): ChainBreak {
+    return { seq, reason: 'malformed', expected: null, actual: null, detail, line: this.lineNumber };
   }
-  return { ...verifier.finish(), header, trailer: trailer !== null };
+}
+
+/**
+ * Verifies an export (see `ExportVerifier`). With `options.previous` (an earlier export of the same trail,
+ * kept elsewhere), also checks in the same pass that this export extends it (`consistency`).
+ */
+export async function verifyAuditExport(
+  lines: AsyncIterable<string> | Iterable<string>,
+  trusted?: TrustedKeys,
+  options: { previous?: AsyncIterable<string> | Iterable<string> } = {},
+): Promise<ExportReport> {
+  const verifier = new ExportVerifier(trusted);
+  const consistency = options.previous ? new ExportConsistency(options.previous, trusted) : null;
+  for await (const raw of lines) {
+    const item = verifier.add(raw);
+    if (item && consistency) await consistency.add(item);
+  }
+  const report = verifier.finish();
+  return consistency ? { ...report, consistency: await consistency.finish() } : report;
 }
 
 function checkTrailer(
@@ -650,4 +742,278 @@ function checkTrailer(
       return;
     }
   }
+  if (trailer.writerProblem !== undefined) {
+    const problem: Json = isObject(trailer.writerProblem) ? (trailer.writerProblem as unknown as Json) : {};
+    verifier.report({
+      seq: typeof problem.seq === 'number' ? problem.seq : null,
+      reason: 'checkpoint-writer',
+      expected: null,
+      actual: typeof problem.reason === 'string' ? problem.reason : null,
+      detail:
+        `the policy service refused to sign checkpoints when it made this export` +
+        `${typeof problem.detectedAt === 'string' ? ` (since ${problem.detectedAt})` : ''}: ` +
+        `${typeof problem.detail === 'string' ? problem.detail : 'no detail'}`,
+      line,
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Consistency between exports: does a new export extend an earlier one?
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface ConsistencyReport {
+  /** The previous export verifies, and this one contains all of it unchanged: its head is on this chain. */
+  consistent: boolean;
+  /** The previous export's own verification (with the same trusted keys). */
+  previous: ExportReport;
+  /** The head the previous export's signed trailer names (null when it has none). */
+  previousHead: { seq: number; hash: string } | null;
+  /** Whether this export has the previous head's entry, with the same hash. */
+  headOnChain: boolean;
+  /** Entries and checkpoints of the previous export found unchanged here. */
+  entriesMatched: number;
+  checkpointsMatched: number;
+  /** Entries and checkpoints of the previous export that differ here, or are missing. */
+  entriesChanged: number;
+  entriesMissing: number;
+  checkpointsChanged: number;
+  checkpointsMissing: number;
+  problems: number;
+  /** The first difference, in chain order (`line`: in this export, `previousLine`: in the previous one). */
+  firstProblem?: ChainBreak;
+}
+
+const CONTENT_FIELDS: (keyof ChainEntryContent)[] = [
+  'seq',
+  'occurredAt',
+  'actor',
+  'action',
+  'groupId',
+  'systemId',
+  'commandId',
+  'reason',
+  'incidentRef',
+  'sourceAddress',
+  'details',
+];
+
+/** Chain order: by seq, each entry before the checkpoints at its seq. */
+function itemOrder(a: ChainItem, b: ChainItem): number {
+  const seqA = a.kind === 'entry' ? a.entry.seq : a.checkpoint.seq;
+  const seqB = b.kind === 'entry' ? b.entry.seq : b.checkpoint.seq;
+  if (seqA !== seqB) return seqA - seqB;
+  return (a.kind === 'entry' ? 0 : 1) - (b.kind === 'entry' ? 0 : 1);
+}
+
+function changedEntryFields(before: ChainEntry, after: ChainEntry): string[] {
+  const a = chainEntryContent(before);
+  const b = chainEntryContent(after);
+  const changed: string[] = CONTENT_FIELDS.filter((field) => canonicalJson(a[field]) !== canonicalJson(b[field]));
+  if (before.prevHash !== after.prevHash) changed.push('prevHash');
+  if (before.hash !== after.hash) changed.push('hash');
+  return changed;
+}
+
+function changedCheckpointFields(before: AuditCheckpoint, after: AuditCheckpoint): string[] {
+  return (['seq', 'headHash', 'createdAt', 'keyId', 'signature'] as const).filter((field) => before[field] !== after[field]);
+}
+
+function lineIterator(lines: AsyncIterable<string> | Iterable<string>): AsyncIterator<string> {
+  if (Symbol.asyncIterator in lines) return (lines as AsyncIterable<string>)[Symbol.asyncIterator]();
+  const iterator = (lines as Iterable<string>)[Symbol.iterator]();
+  return { next: async () => iterator.next() };
+}
+
+/**
+ * Checks that an export extends a previous one — the audit trail's consistency proof: every entry and
+ * checkpoint of the previous export is in this one, unchanged (same seq, same content and hashes), so the
+ * previous export's signed head is on this chain. Rewriting any history the previous export covered shows
+ * here at the first entry that changed, even when the database was made self-consistent again (entries
+ * re-hashed, the head moved, later checkpoints deleted) and the new export verifies on its own.
+ *
+ * Streams both exports side by side in chain order (constant memory): feed this export's items in order
+ * with `add` (as `ExportVerifier.add` returns them); the previous export is read as needed, and verified
+ * on the way (its report is `previous`).
+ */
+export class ExportConsistency {
+  private readonly previousVerifier: ExportVerifier;
+  private readonly source: AsyncIterator<string>;
+  private peeked: ExportItem | null = null;
+  private exhausted = false;
+  /** The last entry of the previous export, and this export's hash at its seq (null: not here). */
+  private lastPrevious: { seq: number; hash: string; currentHash: string | null } | null = null;
+  private currentEnd = 0;
+  private report = {
+    entriesMatched: 0,
+    checkpointsMatched: 0,
+    entriesChanged: 0,
+    entriesMissing: 0,
+    checkpointsChanged: 0,
+    checkpointsMissing: 0,
+    problems: 0,
+  };
+  private firstProblem?: ChainBreak;
+
+  constructor(previous: AsyncIterable<string> | Iterable<string>, trusted?: TrustedKeys) {
+    this.previousVerifier = new ExportVerifier(trusted);
+    this.source = lineIterator(previous);
+  }
+
+  /** The next item of this export, in chain order. */
+  async add(item: ExportItem): Promise<void> {
+    if (item.kind === 'entry') this.currentEnd = Math.max(this.currentEnd, item.entry.seq);
+    for (;;) {
+      const previous = await this.peek();
+      if (!previous) return; // past the previous export's end: whatever follows extends it
+      const order = itemOrder(previous, item);
+      if (order > 0) return; // new here (a later checkpoint at an old seq, say): allowed
+      this.peeked = null;
+      if (order < 0) {
+        this.missing(previous, false);
+        continue;
+      }
+      this.compare(previous, item);
+      return;
+    }
+  }
+
+  async finish(): Promise<ConsistencyReport> {
+    for (let previous = await this.peek(); previous; previous = await this.peek()) {
+      this.peeked = null;
+      this.missing(previous, true);
+    }
+    const previous = this.previousVerifier.finish();
+    const trailer = this.previousVerifier.trailer;
+    const previousHead =
+      trailer && typeof trailer.lastSeq === 'number' && typeof trailer.headHash === 'string'
+        ? { seq: trailer.lastSeq, hash: trailer.headHash }
+        : null;
+    let headOnChain = false;
+    if (previousHead) {
+      headOnChain =
+        previousHead.seq === 0
+          ? previousHead.hash === GENESIS_HASH
+          : this.lastPrevious !== null &&
+            this.lastPrevious.seq === previousHead.seq &&
+            this.lastPrevious.hash === previousHead.hash &&
+            this.lastPrevious.currentHash === previousHead.hash;
+    }
+    if (!headOnChain && this.report.problems === 0) {
+      this.problem({
+        seq: previousHead?.seq ?? null,
+        reason: 'entry-changed',
+        expected: previousHead ? `${previousHead.seq}:${previousHead.hash}` : 'a previous export with its signed trailer',
+        actual: null,
+        detail: previousHead
+          ? `the previous export's head (seq ${previousHead.seq}) is not on this chain`
+          : 'the previous export has no trailer: its head is unknown',
+      });
+    }
+    return {
+      consistent: previous.intact && headOnChain && this.report.problems === 0,
+      previous,
+      previousHead,
+      headOnChain,
+      ...this.report,
+      ...(this.firstProblem ? { firstProblem: this.firstProblem } : {}),
+    };
+  }
+
+  private async peek(): Promise<ExportItem | null> {
+    while (!this.peeked && !this.exhausted) {
+      const next = await this.source.next();
+      if (next.done) {
+        this.exhausted = true;
+        break;
+      }
+      this.peeked = this.previousVerifier.add(next.value);
+    }
+    return this.peeked;
+  }
+
+  private compare(previous: ExportItem, current: ExportItem): void {
+    if (previous.kind === 'entry' && current.kind === 'entry') {
+      const changed = changedEntryFields(previous.entry, current.entry);
+      this.lastPrevious = { seq: previous.entry.seq, hash: previous.entry.hash, currentHash: current.entry.hash };
+      if (changed.length === 0) {
+        this.report.entriesMatched += 1;
+        return;
+      }
+      this.report.entriesChanged += 1;
+      this.problem({
+        seq: previous.entry.seq,
+        reason: 'entry-changed',
+        expected: previous.entry.hash,
+        actual: current.entry.hash,
+        detail:
+          `entry ${previous.entry.seq} differs from the previous export (${changed.join(', ')}): ` +
+          `the history the previous export recorded was rewritten`,
+        line: current.line,
+        previousLine: previous.line,
+      });
+    } else if (previous.kind === 'checkpoint' && current.kind === 'checkpoint') {
+      const changed = changedCheckpointFields(previous.checkpoint, current.checkpoint);
+      if (changed.length === 0) {
+        this.report.checkpointsMatched += 1;
+        return;
+      }
+      this.report.checkpointsChanged += 1;
+      this.problem({
+        seq: previous.checkpoint.seq,
+        reason: 'checkpoint-changed',
+        expected: previous.checkpoint.headHash,
+        actual: current.checkpoint.headHash,
+        detail: `the checkpoint at seq ${previous.checkpoint.seq} differs from the previous export (${changed.join(', ')})`,
+        line: current.line,
+        previousLine: previous.line,
+      });
+    }
+  }
+
+  private missing(previous: ExportItem, pastEnd: boolean): void {
+    const where = pastEnd ? ` (this export ends at seq ${this.currentEnd})` : '';
+    if (previous.kind === 'entry') {
+      this.lastPrevious = { seq: previous.entry.seq, hash: previous.entry.hash, currentHash: null };
+      this.report.entriesMissing += 1;
+      this.problem({
+        seq: previous.entry.seq,
+        reason: 'entry-missing',
+        expected: previous.entry.hash,
+        actual: null,
+        detail: `entry ${previous.entry.seq} of the previous export is not in this one${where}: entries were deleted or cut off`,
+        previousLine: previous.line,
+      });
+    } else {
+      this.report.checkpointsMissing += 1;
+      this.problem({
+        seq: previous.checkpoint.seq,
+        reason: 'checkpoint-missing',
+        expected: previous.checkpoint.headHash,
+        actual: null,
+        detail:
+          `the checkpoint at seq ${previous.checkpoint.seq} (signed ${previous.checkpoint.createdAt}) in the previous export ` +
+          `is not in this one${where}: checkpoints were deleted`,
+        previousLine: previous.line,
+      });
+    }
+  }
+
+  private problem(problem: ChainBreak): void {
+    this.report.problems += 1;
+    this.firstProblem ??= problem;
+  }
+}
+
+/**
+ * Whether `current` extends `previous` (two JSON Lines exports of the same audit trail; see
+ * `ExportConsistency`). Verifies the previous export on the way; `current` is only compared — verify it
+ * with `verifyAuditExport`, or use that with `options.previous` to do both in one pass.
+ */
+export async function checkExportConsistency(
+  previous: AsyncIterable<string> | Iterable<string>,
+  current: AsyncIterable<string> | Iterable<string>,
+  trusted?: TrustedKeys,
+): Promise<ConsistencyReport> {
+  return (await verifyAuditExport(current, trusted, { previous })).consistency!;
 }

@@ -1,4 +1,4 @@
-import { Controller, Get, Logger, Query, Res } from '@nestjs/common';
+import { BadRequestException, Controller, Get, Logger, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { once } from 'node:events';
@@ -7,6 +7,7 @@ import { READERS, type Role } from '../auth/roles';
 import { AuditLog } from './audit-log.service';
 import { AuditExportRequest } from './audit-export.request.dto';
 import { AuditQueryRequest } from './audit-query.request.dto';
+import { AuditVerifyRequest } from './audit-verify.request.dto';
 import { AuditTrail } from './audit-trail.service';
 
 /** Who may verify and export the whole history. */
@@ -50,12 +51,19 @@ export class AuditController {
 
   /**
    * Recomputes the hash chain from the first entry, checks every signed checkpoint and that the recorded
-   * head is where the entries end. `intact: false` names the first break (seq, reason, expected, actual).
+   * head is where the entries end, and compares the database with what the running service verified and
+   * signed before (`checkpointWriter`). `intact: false` names the first break (seq, reason, expected,
+   * actual). `previousSeq` + `previousHeadHash` (an earlier export's trailer): that head must still be on the chain.
    */
   @Get('verify')
   @Roles(...AUDITORS)
-  verify() {
-    return this.auditTrail.verify();
+  verify(@Query() query: AuditVerifyRequest) {
+    if ((query.previousSeq === undefined) !== (query.previousHeadHash === undefined)) {
+      throw new BadRequestException('previousSeq and previousHeadHash go together');
+    }
+    return this.auditTrail.verify(
+      query.previousSeq !== undefined ? { seq: query.previousSeq, headHash: query.previousHeadHash! } : undefined,
+    );
   }
 
   /**

@@ -1,0 +1,18 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsInt, IsOptional, Matches, Min } from 'class-validator';
+
+/** Optionally, a head kept from an earlier export (its trailer's `lastSeq` and `headHash`), which must still be on the chain. */
+export class AuditVerifyRequest {
+  @ApiPropertyOptional({ description: "an earlier export's trailer lastSeq (with previousHeadHash)" })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  previousSeq?: number;
+
+  @ApiPropertyOptional({ description: "an earlier export's trailer headHash (with previousSeq)" })
+  @IsOptional()
+  @Matches(/^[0-9a-f]{64}$/, { message: 'previousHeadHash must be 64 lowercase hex digits' })
+  previousHeadHash?: string;
+}
