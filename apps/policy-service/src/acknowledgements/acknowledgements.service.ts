@@ -70,20 +70,32 @@ export class AcknowledgementsService {
     await this.dataSource.transaction(async (manager) => {
       const systems = await this.lockSystems(manager, checked);
       const facts = await this.decisionFacts(manager, checked);
-      const entries: AuditEntryInput[] = [];
+      const verdicts = new Map<CheckedReport, string | null>();
       for (const item of checked) {
-        switch (item.report.type) {
-          case 'access.acknowledged':
-            entries.push(...(await this.applyAcknowledgement(manager, item as CheckedReport<AccessAcknowledgedV1>, systems, facts)));
-            break;
-          case 'access.drift-detected':
-            entries.push(...(await this.applyDrift(manager, item as CheckedReport<AccessDriftDetectedV1>, systems, facts)));
-            break;
-          case 'adapter.security-alert':
-            entries.push(...(await this.applySecurityAlert(manager, item as CheckedReport<SecurityAlertV1>)));
-            break;
+        if (item.report.type !== 'adapter.security-alert') {
+          verdicts.set(item, this.rejectionReason(item as CheckedReport<AccessAcknowledgedV1 | AccessDriftDetectedV1>, systems, facts));
         }
       }
+      const kept = await this.keepEvidence(manager, verdicts);
+      const entries: AuditEntryInput[] = [];
+      const accepted: AccessAcknowledgedV1[] = [];
+      for (const item of checked) {
+        const { report } = item;
+        if (report.type === 'adapter.security-alert') {
+          entries.push(...(await this.applySecurityAlert(manager, item as CheckedReport<SecurityAlertV1>)));
+          continue;
+        }
+        // A re-delivery of a report recorded before (or twice in this batch): evidence once, effect once.
+        if (!kept.delete(report.messageId)) continue;
+        const rejection = verdicts.get(item) ?? null;
+        if (report.type === 'access.acknowledged') {
+          entries.push(...this.acknowledgementEntries(report, rejection, systems, facts));
+          if (rejection === null) accepted.push(report);
+        } else {
+          entries.push(...(await this.applyDrift(manager, report, rejection, facts)));
+        }
+      }
+      await this.applyAcknowledgements(manager, accepted);
       // Last: appending takes the audit chain's lock, held until commit.
       await this.auditLog.append(manager, entries);
     });
@@ -151,44 +163,46 @@ export class AcknowledgementsService {
     return null;
   }
 
-  /** Keeps the report as evidence; false if it was recorded before (a re-delivery). */
-  private async keepEvidence(
-    manager: EntityManager,
-    report: AccessAcknowledgedV1 | AccessDriftDetectedV1,
-    status: string,
-    rejection: string | null,
-  ): Promise<boolean> {
-    const inserted: unknown[] = await manager.query(
+  /**
+   * Keeps every acknowledgement and drift report of the batch as evidence, accepted or not, in one
+   * statement; returns the message ids that were new (the others are re-deliveries).
+   */
+  private async keepEvidence(manager: EntityManager, verdicts: ReadonlyMap<CheckedReport, string | null>): Promise<Set<string>> {
+    if (verdicts.size === 0) return new Set();
+    const rows = [...verdicts].map(([item, rejection]) => {
+      const report = item.report as AccessAcknowledgedV1 | AccessDriftDetectedV1;
+      return { report, status: report.type === 'access.acknowledged' ? report.data.status : 'drift', rejection };
+    });
+    const inserted: { message_id: string }[] = await manager.query(
       `INSERT INTO acknowledgements
          (message_id, command_id, system_id, generation, adapter_id, status, accepted, rejection_reason, occurred_at, payload)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::boolean[], $8::text[],
+                            $9::timestamptz[], $10::jsonb[])
        ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
       [
-        report.messageId,
-        report.commandId,
-        report.data.systemId,
-        report.generation,
-        report.data.adapterId,
-        status,
-        rejection === null,
-        rejection,
-        report.occurredAt,
-        JSON.stringify(report),
+        rows.map((row) => row.report.messageId),
+        rows.map((row) => row.report.commandId),
+        rows.map((row) => row.report.data.systemId),
+        rows.map((row) => row.report.generation),
+        rows.map((row) => row.report.data.adapterId),
+        rows.map((row) => row.status),
+        rows.map((row) => row.rejection === null),
+        rows.map((row) => row.rejection),
+        rows.map((row) => row.report.occurredAt),
+        rows.map((row) => JSON.stringify(row.report)),
       ],
     );
-    return inserted.length > 0;
+    return new Set(inserted.map((row) => row.message_id));
   }
 
-  private async applyAcknowledgement(
-    manager: EntityManager,
-    item: CheckedReport<AccessAcknowledgedV1>,
+  /** The audit entries of one new acknowledgement: accepted (with its status) or rejected, and outdated. */
+  private acknowledgementEntries(
+    ack: AccessAcknowledgedV1,
+    rejection: string | null,
     systems: LockedSystems,
     facts: ReadonlyMap<string, DecisionFacts>,
-  ): Promise<AuditEntryInput[]> {
-    const ack = item.report;
+  ): AuditEntryInput[] {
     const { systemId, adapterId, status } = ack.data;
-    const rejection = this.rejectionReason(item, systems, facts);
-    if (!(await this.keepEvidence(manager, ack, status, rejection))) return [];
     const groupId = facts.get(factsKey(ack.commandId, systemId, ack.generation))?.groupId ?? null;
     const evidence = {
       messageId: ack.messageId,
@@ -206,32 +220,6 @@ export class AcknowledgementsService {
       this.log.warn(`rejected acknowledgement ${ack.messageId} from ${adapterId}: ${rejection}`);
       return [{ ...entry, action: 'acknowledgement.rejected', reason: rejection }];
     }
-    await manager.query(
-      `UPDATE command_targets
-       SET status = $3, detail = $4, will_retry = $5, principals_changed = $6, sessions_terminated = $7,
-           adapter_id = $8, updated_at = now()
-       WHERE system_id = $1 AND generation = $2 AND status <> 'superseded'
-         AND ($3 <> 'delivered' OR status = 'pending')`,
-      [
-        systemId,
-        ack.generation,
-        status,
-        ack.data.detail,
-        ack.data.willRetry ?? null,
-        ack.data.principalsChanged ?? null,
-        ack.data.sessionsTerminated ?? null,
-        adapterId,
-      ],
-    );
-    await manager.query(
-      `UPDATE systems
-       SET enforcement_status = CASE WHEN $3 = 'delivered' AND enforcement_status <> 'pending' THEN enforcement_status ELSE $3 END,
-           enforcement_detail = $4,
-           enforced_generation = CASE WHEN $3 = 'enforced' THEN GREATEST(enforced_generation, $2) ELSE enforced_generation END,
-           acknowledged_by = $5, last_acknowledged_at = $6, updated_at = now()
-       WHERE id = $1 AND generation = $2`,
-      [systemId, ack.generation, status, ack.data.detail, adapterId, ack.occurredAt],
-    );
     const recorded: AuditEntryInput[] = [{ ...entry, action: `acknowledgement.${status}` }];
     const system = systems.get(systemId)!;
     if (status === 'enforced' && ack.generation < system.generation && ack.data.desiredState !== system.desiredState) {
@@ -249,19 +237,75 @@ export class AcknowledgementsService {
   }
 
   /**
+   * Moves each (system, generation) the accepted acknowledgements name to where they leave it, in two
+   * set-based statements. Applied one by one, in order, acknowledgements of one (system, generation)
+   * end where the last of them that is not `delivered` puts them — a later `delivered` changes nothing
+   * once the target moved past `pending` — or, if all are `delivered`, where the last of those does.
+   * The enforced generation is raised by any `enforced` among them.
+   */
+  private async applyAcknowledgements(manager: EntityManager, accepted: readonly AccessAcknowledgedV1[]): Promise<void> {
+    if (accepted.length === 0) return;
+    const outcomes = new Map<string, { ack: AccessAcknowledgedV1; enforced: boolean }>();
+    for (const ack of accepted) {
+      const key = `${ack.data.systemId}/${ack.generation}`;
+      const current = outcomes.get(key);
+      const enforced = (current?.enforced ?? false) || ack.data.status === 'enforced';
+      if (!current || ack.data.status !== 'delivered' || current.ack.data.status === 'delivered') outcomes.set(key, { ack, enforced });
+      else current.enforced = enforced;
+    }
+    const rows = [...outcomes.values()];
+    const column = <T>(pick: (ack: AccessAcknowledgedV1) => T) => rows.map((row) => pick(row.ack));
+    await manager.query(
+      `UPDATE command_targets t
+       SET status = a.status, detail = a.detail, will_retry = a.will_retry, principals_changed = a.principals_changed,
+           sessions_terminated = a.sessions_terminated, adapter_id = a.adapter_id, updated_at = now()
+       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::int[], $7::int[], $8::text[])
+            AS a(system_id, generation, status, detail, will_retry, principals_changed, sessions_terminated, adapter_id)
+       WHERE t.system_id = a.system_id AND t.generation = a.generation AND t.status <> 'superseded'
+         AND (a.status <> 'delivered' OR t.status = 'pending')`,
+      [
+        column((ack) => ack.data.systemId),
+        column((ack) => ack.generation),
+        column((ack) => ack.data.status),
+        column((ack) => ack.data.detail),
+        column((ack) => ack.data.willRetry ?? null),
+        column((ack) => ack.data.principalsChanged ?? null),
+        column((ack) => ack.data.sessionsTerminated ?? null),
+        column((ack) => ack.data.adapterId),
+      ],
+    );
+    await manager.query(
+      `UPDATE systems s
+       SET enforcement_status = CASE WHEN a.status = 'delivered' AND s.enforcement_status <> 'pending' THEN s.enforcement_status ELSE a.status END,
+           enforcement_detail = a.detail,
+           enforced_generation = CASE WHEN a.enforced THEN GREATEST(s.enforced_generation, a.generation) ELSE s.enforced_generation END,
+           acknowledged_by = a.adapter_id, last_acknowledged_at = a.occurred_at, updated_at = now()
+       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::boolean[])
+            AS a(system_id, generation, status, detail, adapter_id, occurred_at, enforced)
+       WHERE s.id = a.system_id AND s.generation = a.generation`,
+      [
+        column((ack) => ack.data.systemId),
+        column((ack) => ack.generation),
+        column((ack) => ack.data.status),
+        column((ack) => ack.data.detail),
+        column((ack) => ack.data.adapterId),
+        column((ack) => ack.occurredAt),
+        rows.map((row) => row.enforced),
+      ],
+    );
+  }
+
+  /**
    * An adapter found access restored out of band. Kept in the history and shown on the system; the
    * adapter's re-enforcement arrives as a normal acknowledgement right after.
    */
   private async applyDrift(
     manager: EntityManager,
-    item: CheckedReport<AccessDriftDetectedV1>,
-    systems: LockedSystems,
+    drift: AccessDriftDetectedV1,
+    rejection: string | null,
     facts: ReadonlyMap<string, DecisionFacts>,
   ): Promise<AuditEntryInput[]> {
-    const drift = item.report;
     const { systemId, adapterId } = drift.data;
-    const rejection = this.rejectionReason(item, systems, facts);
-    if (!(await this.keepEvidence(manager, drift, 'drift', rejection))) return [];
     if (rejection !== null) {
       this.log.warn(`rejected drift report ${drift.messageId} from ${adapterId}: ${rejection}`);
       return [

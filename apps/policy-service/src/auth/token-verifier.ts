@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { decode, JsonWebTokenError, NotBeforeError, TokenExpiredError, verify, type Jwt, type JwtPayload } from 'jsonwebtoken';
 import { AuthenticationFailure, unverifiedText } from './credentials';
 import type { JwksAlgorithm } from './identity.config';
@@ -40,7 +40,12 @@ const MAX_SUBJECT_LENGTH = 200;
  * Both check signature, issuer, audience, expiry (`exp` is required) and `nbf`, with the configured leeway.
  */
 export class TokenVerifier {
-  constructor(private readonly options: TokenVerifierOptions) {}
+  /** JWT_SECRET as a KeyObject made once: given a string, jsonwebtoken builds a key object on every call. */
+  private readonly localKey: KeyObject | null;
+
+  constructor(private readonly options: TokenVerifierOptions) {
+    this.localKey = options.local ? createSecretKey(Buffer.from(options.local.secret, 'utf8')) : null;
+  }
 
   async verify(token: string): Promise<Principal> {
     const decoded = decode(token, { complete: true }) as Jwt | null;
@@ -62,7 +67,7 @@ export class TokenVerifier {
         unverifiedSubject,
       });
     }
-    const claims = this.check(token, local.secret, {
+    const claims = this.check(token, this.localKey!, {
       algorithms: ['HS256'],
       issuer: local.issuer,
       audience: [local.audience],

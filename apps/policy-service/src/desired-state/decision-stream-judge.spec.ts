@@ -17,7 +17,7 @@ function decision(at: string, generation: number) {
 }
 
 describe('DecisionStreamJudge', () => {
-  const judge = () => new DecisionStreamJudge((raw) => verifyMessage(raw, (keyId) => (keyId === own.keyId ? ownPublic : undefined)).valid);
+  const judge = () => new DecisionStreamJudge((raw: unknown) => verifyMessage(raw, (keyId) => (keyId === own.keyId ? ownPublic : undefined)).valid);
 
   it('takes the service own decisions in the order they were signed, and a duplicate of the latest', () => {
     const subject = judge();

@@ -7,6 +7,7 @@ import { DataSource } from 'typeorm';
 import { AuditLog } from '../audit/audit-log.service';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import { KAFKA } from '../kafka/kafka.module';
+import { PublishedRecords } from '../outbox/published-records';
 import { DesiredStateReissuer } from './desired-state.reissuer';
 
 /** A record of the decisions topic as the watch sees it. */
@@ -36,7 +37,8 @@ export interface ForeignRecord {
 export class DecisionStreamJudge {
   private readonly latest = new Map<string, { occurredAt: number; messageId: string }>();
 
-  constructor(private readonly isServiceSignature: (raw: unknown) => boolean) {}
+  /** `isServiceRecord(raw, bytes)`: whether the record is signed by the service (it may know its bytes). */
+  constructor(private readonly isServiceRecord: (raw: unknown, bytes: Buffer) => boolean) {}
 
   judge(record: WatchedRecord): ForeignRecord | null {
     const systemId = record.key;
@@ -50,7 +52,7 @@ export class DecisionStreamJudge {
     }
     const message = (raw ?? {}) as { messageId?: unknown; occurredAt?: unknown };
     const claimedMessageId = typeof message.messageId === 'string' ? message.messageId.slice(0, 100) : undefined;
-    if (!this.isServiceSignature(raw)) return { systemId, reason: 'not-signed-by-the-service', record, claimedMessageId };
+    if (!this.isServiceRecord(raw, record.value)) return { systemId, reason: 'not-signed-by-the-service', record, claimedMessageId };
     const occurredAt = Date.parse(String(message.occurredAt));
     const last = this.latest.get(systemId);
     if (last && occurredAt < last.occurredAt) return { systemId, reason: 'older-than-the-last-published', record, claimedMessageId };
@@ -87,10 +89,15 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly reissuer: DesiredStateReissuer,
     private readonly auditLog: AuditLog,
+    private readonly published: PublishedRecords,
     @Inject(POLICY_SERVICE_CONFIG) private readonly config: PolicyServiceConfig,
   ) {
     const ownKey = createPublicKey(config.signing.privateKey);
-    this.judge = new DecisionStreamJudge((raw) => verifyMessage(raw, (keyId) => (keyId === config.signing.keyId ? ownKey : undefined)).valid);
+    // The relay's own records are recognised by their bytes (Ed25519 verification costs ~0.15 ms a record);
+    // everything else, including records another replica published, has its signature checked.
+    this.judge = new DecisionStreamJudge(
+      (raw, bytes) => published.published(bytes) || verifyMessage(raw, (keyId) => (keyId === config.signing.keyId ? ownKey : undefined)).valid,
+    );
   }
 
   async onApplicationBootstrap(): Promise<void> {

@@ -5,6 +5,7 @@ import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import { OUTBOX_CHANNEL } from './outbox.writer';
+import { PublishedRecords } from './published-records';
 
 /** Arbitrary constant naming the relay's leadership lock: one relay publishes at a time, in order. */
 export const RELAY_LOCK_KEY = 7_346_112_001;
@@ -43,6 +44,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly producer: ReliableProducer,
+    private readonly published: PublishedRecords,
     @Inject(POLICY_SERVICE_CONFIG) private readonly config: PolicyServiceConfig,
   ) {}
 
@@ -170,6 +172,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
         headers: { 'content-type': 'application/json' },
       })),
     );
+    for (const row of rows) this.published.remember(row.payload);
     await this.dataSource.query('UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])', [
       rows.map((row) => row.id),
     ]);

@@ -51,7 +51,7 @@ export class FileAdapterStateStore implements AdapterStateStore {
     try {
       const handle = await fs.open(tmp, 'wx', 0o600);
       try {
-        await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`, 'utf8');
+        await handle.writeFile(`${JSON.stringify(record)}\n`, 'utf8');
         await handle.sync();
       } finally {
         await handle.close();
