@@ -7,6 +7,7 @@ import { DataSource } from 'typeorm';
 import { Public } from '../auth/auth.decorators';
 import { KAFKA } from '../kafka/kafka.module';
 import { OutboxRelay } from '../outbox/outbox.relay';
+import { AuditTrail } from '../audit/audit-trail.service';
 
 const CHECK_TIMEOUT_MS = 3_000;
 
@@ -34,6 +35,7 @@ export class HealthController {
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(KAFKA) private readonly kafka: Kafka,
     private readonly relay: OutboxRelay,
+    private readonly auditTrail: AuditTrail,
   ) {}
 
   /** Liveness: the process answers. */
@@ -43,7 +45,11 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** Readiness: the database and Kafka answer; includes the outbox backlog. 503 when a dependency is down. */
+  /**
+   * Readiness: the database and Kafka answer; includes the outbox backlog and the audit checkpoint
+   * writer's state (a writer that refuses to sign means the history was tampered with: alert on it).
+   * 503 when a dependency is down.
+   */
   @Get()
   @Public()
   async ready(@Res({ passthrough: true }) response: Response) {
@@ -62,6 +68,12 @@ export class HealthController {
     const outbox = database.status === 'up' ? await this.relay.health() : null;
     const ok = database.status === 'up' && kafka.status === 'up';
     response.status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE);
-    return { status: ok ? 'ok' : 'unavailable', checks: { database, kafka }, outbox };
+    const { healthy, status, lastCheckpointSeq, problem } = this.auditTrail.writerState();
+    return {
+      status: ok ? 'ok' : 'unavailable',
+      checks: { database, kafka },
+      outbox,
+      auditCheckpoints: { healthy, status, lastCheckpointSeq, problem: problem ? { seq: problem.seq, reason: problem.reason } : null },
+    };
   }
 }
