@@ -39,10 +39,12 @@ export interface Hops {
   decide: number;
   /** Audit entry → outbox.published_at: commit, NOTIFY, relay reads the outbox, Kafka send (acks=all), UPDATE. */
   relay: number;
-  /** published_at → the adapter built its `delivered` ack: Kafka fetch, validation, durable save of the decision. */
-  toAdapter: number;
-  /** `delivered` built → `enforced` built: the enforcement (a no-op here), durable saves, the `delivered` send. */
-  inAdapter: number;
+  /**
+   * published_at → the adapter built its `enforced` ack: Kafka fetch, signature check, validation, durable
+   * saves, the enforcement (a no-op here). (Adapters acknowledge `delivered` only for enforcements slower
+   * than `deliveredAckDelayMs`, so there is no timestamp in between to split it.)
+   */
+  adapter: number;
   /** `enforced` built → recorded by the service (received_at): Kafka send and fetch, the service's consumer and transaction(s). */
   ackBack: number;
 }
@@ -193,13 +195,12 @@ export async function timings(db: Pool, observed: readonly ObservedCommand[], ou
     if (!row) throw new Error(`no enforced acknowledgements recorded for command ${command.commandId}`);
     const publishedAt = published.get(`${command.commandId}/${row.system_id}`);
     const hops =
-      publishedAt !== undefined && row.delivered_occurred !== null && row.decided !== null
+      publishedAt !== undefined && row.decided !== null
         ? {
             request: row.requested - command.sentAt,
             decide: row.decided - row.requested,
             relay: publishedAt - row.decided,
-            toAdapter: row.delivered_occurred - publishedAt,
-            inAdapter: row.enforced_occurred - row.delivered_occurred,
+            adapter: row.enforced_occurred - publishedAt,
             ackBack: row.enforced_received - row.enforced_occurred,
           }
         : undefined;

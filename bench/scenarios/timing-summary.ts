@@ -5,7 +5,7 @@ import { median, round, summarize, type Summary } from '../lib/stats';
 export function hopSummary(timed: readonly CommandTiming[]): Record<keyof Hops, number> | null {
   const withHops = timed.map((timing) => timing.hops).filter((hops): hops is Hops => hops !== undefined);
   if (withHops.length === 0) return null;
-  const keys: (keyof Hops)[] = ['request', 'decide', 'relay', 'toAdapter', 'inAdapter', 'ackBack'];
+  const keys: (keyof Hops)[] = ['request', 'decide', 'relay', 'adapter', 'ackBack'];
   return Object.fromEntries(keys.map((key) => [key, round(median(withHops.map((hops) => hops[key])))])) as Record<keyof Hops, number>;
 }
 

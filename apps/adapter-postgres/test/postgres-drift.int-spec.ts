@@ -49,6 +49,7 @@ describe('adapter-postgres verification against PostgreSQL', () => {
       config: {
         adapterId: 'pg-verify',
         stateDir: mkdtempSync(path.join(env.workDir, 'pg-drift-')),
+        deliveredAckDelayMs: 0,
         ...testAdapterKeySettings(),
         systems: { [SYSTEM]: { url: adminUrl } },
       },

@@ -71,6 +71,7 @@ export function composeAdapter<TSystem>(options: ComposeAdapterOptions<TSystem>)
     retry: config.retry,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     verifyIntervalMs: config.verifyIntervalMs,
+    deliveredAckDelayMs: config.deliveredAckDelayMs,
     trustedKeys: config.trustedKeys,
     logger,
   });

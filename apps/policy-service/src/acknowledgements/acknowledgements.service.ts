@@ -277,7 +277,7 @@ export class AcknowledgementsService {
     await manager.query(
       `UPDATE systems s
        SET enforcement_status = CASE WHEN a.status = 'delivered' AND s.enforcement_status <> 'pending' THEN s.enforcement_status ELSE a.status END,
-           enforcement_detail = a.detail,
+           enforcement_detail = CASE WHEN a.status = 'delivered' AND s.enforcement_status <> 'pending' THEN s.enforcement_detail ELSE a.detail END,
            enforced_generation = CASE WHEN a.enforced THEN GREATEST(s.enforced_generation, a.generation) ELSE s.enforced_generation END,
            acknowledged_by = a.adapter_id, last_acknowledged_at = a.occurred_at, updated_at = now()
        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::boolean[])

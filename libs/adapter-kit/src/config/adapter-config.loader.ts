@@ -63,7 +63,7 @@ function kafkaFromEnv(env: NodeJS.ProcessEnv, fromFile: unknown): unknown {
 /**
  * Merges the JSON file named by `ADAPTER_CONFIG` (if any) with the environment, which wins:
  * `ADAPTER_ID`, `ADAPTER_KIND`, `ADAPTER_STATE_DIR`, `ADAPTER_HEARTBEAT_INTERVAL_MS`,
- * `ADAPTER_VERIFY_INTERVAL_MS`, `ADAPTER_RETRY_INITIAL_MS`, `ADAPTER_RETRY_MAX_MS`, `ADAPTER_SYSTEMS` (JSON object of systems),
+ * `ADAPTER_VERIFY_INTERVAL_MS`, `ADAPTER_DELIVERED_ACK_DELAY_MS`, `ADAPTER_RETRY_INITIAL_MS`, `ADAPTER_RETRY_MAX_MS`, `ADAPTER_SYSTEMS` (JSON object of systems),
  * `ADAPTER_SIGNING_KEY_ID` and `ADAPTER_SIGNING_KEY` (PEM text or path), `ADAPTER_TRUSTED_KEYS` (JSON object:
  * key id → the policy service's public key, PEM text or path),
  * `PORT`, `LOG_LEVEL` and the `KAFKA_*` variables of `kafkaConnectionFromEnv`.
@@ -80,6 +80,7 @@ export function readAdapterConfigInput(env: NodeJS.ProcessEnv): JsonObject {
     stateDir: env.ADAPTER_STATE_DIR || undefined,
     heartbeatIntervalMs: integerFromEnv(env, 'ADAPTER_HEARTBEAT_INTERVAL_MS'),
     verifyIntervalMs: integerFromEnv(env, 'ADAPTER_VERIFY_INTERVAL_MS'),
+    deliveredAckDelayMs: integerFromEnv(env, 'ADAPTER_DELIVERED_ACK_DELAY_MS'),
     retry: Object.keys(retry).length > 0 ? { ...(isObject(file.retry) ? file.retry : {}), ...retry } : undefined,
     kafka: kafkaFromEnv(env, file.kafka),
     httpPort: integerFromEnv(env, 'PORT'),

@@ -44,6 +44,7 @@ describe('parseAdapterConfig', () => {
       stateDir: '/var/lib/portcullis',
       heartbeatIntervalMs: 5_000,
       verifyIntervalMs: 30_000,
+      deliveredAckDelayMs: 200,
       retry: { initialMs: 1_000, maxMs: 30_000 },
       kafka: { brokers: ['127.0.0.1:9092'], clientId: 'portcullis-adapter-pg-main' },
       httpPort: 0,

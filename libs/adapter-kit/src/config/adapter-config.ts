@@ -35,6 +35,11 @@ const AdapterSettingsSchema = z
     heartbeatIntervalMs: z.number().int().min(100).default(5_000),
     /** How often each revoked system is inspected for access that came back out of band (drift). */
     verifyIntervalMs: z.number().int().min(1_000).default(30_000),
+    /**
+     * `delivered` is acknowledged only if the decision is not enforced (and acknowledged) within this
+     * long: a quick enforcement is acknowledged once, as `enforced`. 0 acknowledges delivery at once.
+     */
+    deliveredAckDelayMs: z.number().int().min(0).max(60_000).default(200),
     retry: z
       .object({
         initialMs: z.number().int().positive().default(1_000),
@@ -84,6 +89,7 @@ export interface AdapterConfig<TSystem> {
   stateDir: string;
   heartbeatIntervalMs: number;
   verifyIntervalMs: number;
+  deliveredAckDelayMs: number;
   retry: { initialMs: number; maxMs: number };
   kafka: KafkaConnectionConfig;
   httpPort: number;
@@ -103,6 +109,7 @@ export interface AdapterConfigInput<TSystemInput> {
   stateDir: string;
   heartbeatIntervalMs?: number;
   verifyIntervalMs?: number;
+  deliveredAckDelayMs?: number;
   retry?: { initialMs?: number; maxMs?: number };
   kafka?: { brokers: string[]; clientId?: string; sasl?: KafkaConnectionConfig['sasl']; ssl?: boolean };
   httpPort?: number;
@@ -168,6 +175,7 @@ export function parseAdapterConfig<TSystem, TSystemInput>(
     stateDir: settings.stateDir,
     heartbeatIntervalMs: settings.heartbeatIntervalMs,
     verifyIntervalMs: settings.verifyIntervalMs,
+    deliveredAckDelayMs: settings.deliveredAckDelayMs,
     retry: settings.retry,
     kafka: { ...settings.kafka, clientId: settings.kafka.clientId ?? `portcullis-adapter-${settings.adapterId}` },
     httpPort: settings.httpPort,

@@ -37,7 +37,7 @@ class AdapterHarness {
     readonly stateDir = mkdtempSync(path.join(tmpdir(), 'adapter-runtime-')),
   ) {}
 
-  async start(settings: { verifyIntervalMs?: number } = {}): Promise<RunningAdapter> {
+  async start(settings: { verifyIntervalMs?: number; deliveredAckDelayMs?: number } = {}): Promise<RunningAdapter> {
     const adapter = await startAdapter({
       enforcer: this.enforcer,
       systemConfigSchema: FakeSystemConfigSchema,
@@ -46,6 +46,8 @@ class AdapterHarness {
         stateDir: this.stateDir,
         heartbeatIntervalMs: 100,
         retry: { initialMs: 20, maxMs: 80 },
+        // These specs follow both acknowledgements; the delay has specs of its own below.
+        deliveredAckDelayMs: 0,
         ...testAdapterKeySettings(),
         ...settings,
         systems: { [STOCK]: { exemptPrincipals: ['local-dba'] }, [LEDGER]: {} },
@@ -232,6 +234,26 @@ describe('AdapterRuntime', () => {
     );
     expect(harness.publisher.alerts.map((alert) => alert.data.reason)).toEqual(['expired']);
     expect(fake.calls.map((call) => call.action)).toEqual(['restore']);
+  });
+
+  it('acknowledges a quick enforcement once, as enforced, without a delivered before it', async () => {
+    const adapter = await harness.start({ deliveredAckDelayMs: 500 });
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    await new Promise((resolve) => setTimeout(resolve, 700)); // past the delay: no late delivered either
+    expect(harness.publisher.trail(STOCK)).toEqual(['enforced@1']);
+    expect(harness.stateFile(STOCK)).toMatchObject({ deliveredAckGeneration: 1, enforcedAckGeneration: 1 });
+  });
+
+  it('acknowledges delivered once the delay has passed while the enforcement is still running, then enforced', async () => {
+    const adapter = await harness.start({ deliveredAckDelayMs: 100 });
+    const slow = fake.hold(STOCK);
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await slow.reached;
+    await eventually(() => expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1']));
+    slow.release();
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
   });
 
   it('converges to the newest decision when decisions arrive out of order', async () => {

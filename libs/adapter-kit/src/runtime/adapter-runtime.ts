@@ -31,6 +31,8 @@ export interface AdapterRuntimeOptions<TSystem> {
   retry: { initialMs: number; maxMs: number };
   heartbeatIntervalMs: number;
   verifyIntervalMs: number;
+  /** `delivered` is acknowledged only for an enforcement that takes longer than this. */
+  deliveredAckDelayMs: number;
   /** The policy service's public keys: only decisions signed by one of them are obeyed. */
   trustedKeys: PublicKeyLookup;
   /** Carries adapterId. */
@@ -124,7 +126,7 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
   }
 
   private reconcilerFor(system: ServedSystem<TSystem>, state: SystemStateRecord): SystemReconciler<TSystem> {
-    const { identity, enforcer, store, publisher, retry, verifyIntervalMs, logger } = this.options;
+    const { identity, enforcer, store, publisher, retry, verifyIntervalMs, deliveredAckDelayMs, logger } = this.options;
     return new SystemReconciler<TSystem>({
       identity,
       system,
@@ -134,6 +136,7 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
       publisher,
       backoff: new RetryBackoff(retry.initialMs, retry.maxMs),
       verifyIntervalMs,
+      deliveredAckDelayMs,
       logger: logger.child({ systemId: system.systemId }),
     });
   }

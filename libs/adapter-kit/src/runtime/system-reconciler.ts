@@ -35,6 +35,8 @@ export interface SystemReconcilerOptions<TSystem> {
   backoff: RetryBackoff;
   /** How often the system is verified while it is revoked and converged. */
   verifyIntervalMs: number;
+  /** `delivered` is acknowledged only if the decision is not enforced and acknowledged within this long. */
+  deliveredAckDelayMs: number;
   /** Carries adapterId and systemId. */
   logger: AdapterLogger;
 }
@@ -105,6 +107,9 @@ export class SystemReconciler<TSystem> {
   private heldGeneration?: number;
   /** The `delivered` acknowledgement being published, if any (one at a time). */
   private delivering?: Promise<boolean>;
+  /** The `enforced` acknowledgement is being published: a `delivered` now would only trail behind it. */
+  private acknowledgingEnforcement = false;
+  private deliveredTimer?: NodeJS.Timeout;
   /** The drift report being published, if any (one at a time). */
   private reporting?: Promise<boolean>;
   private verificationRequested = false;
@@ -180,7 +185,7 @@ export class SystemReconciler<TSystem> {
       if (this.savedDesiredGeneration < heldGeneration || !this.hasJudged(position.partition, position.offset)) {
         await this.persist();
         this.schedule();
-        void this.deliver().then(() => this.schedule());
+        this.armDeliveredAcknowledgement();
       }
       return { outcome: 'ignored' };
     }
@@ -247,7 +252,7 @@ export class SystemReconciler<TSystem> {
       groupId: desired.groupId,
     });
     this.schedule();
-    void this.deliver().then(() => this.schedule()); // the pass then sends `enforced`, or retries `delivered`
+    this.armDeliveredAcknowledgement();
     return { outcome: 'accepted' };
   }
 
@@ -272,6 +277,7 @@ export class SystemReconciler<TSystem> {
     this.stopped = true;
     this.cancelRetry();
     clearTimeout(this.verifyTimer);
+    clearTimeout(this.deliveredTimer);
     await this.pass;
     await this.delivering;
     await this.reporting;
@@ -359,9 +365,10 @@ export class SystemReconciler<TSystem> {
     }
     failed = !(await this.deliver()) || failed;
     failed = !(await this.reportDrift()) || failed;
-    // `enforced` only ever follows `delivered` and the drift report, so they leave in order.
+    // `enforced` never overtakes a `delivered` or a drift report on its way, so they leave in order. (A
+    // `delivered` not sent yet is not sent at all: `enforced` says more.)
     const applied = this.state.applied;
-    const deliveredFirst = (applied?.generation ?? 0) <= this.state.deliveredAckGeneration;
+    const deliveredFirst = this.delivering === undefined;
     const driftReportedFirst = this.state.drift?.reported !== false;
     if (applied && applied.generation === this.state.desired?.generation && deliveredFirst && driftReportedFirst) {
       failed = !(await this.acknowledgeEnforcement()) || failed;
@@ -446,7 +453,11 @@ export class SystemReconciler<TSystem> {
       willRetry,
       principalsChanged: result.principalsChanged,
       sessionsTerminated: result.sessionsTerminated,
-    }).catch((error: unknown) => logger.warn('could not publish the failed acknowledgement', { error: describeError(error) }));
+    }).then(
+      // `failed` says the decision arrived, too.
+      () => void (this.state.deliveredAckGeneration = Math.max(this.state.deliveredAckGeneration, desired.generation)),
+      (error: unknown) => logger.warn('could not publish the failed acknowledgement', { error: describeError(error) }),
+    );
     return willRetry ? 'retry' : 'held';
   }
 
@@ -481,9 +492,16 @@ export class SystemReconciler<TSystem> {
     return this.delivering;
   }
 
+  /**
+   * Acknowledges delivery of the desired decision when it is owed: not acknowledged yet, not enforced and
+   * acknowledged meanwhile, and received at least `deliveredAckDelayMs` ago (the timer armed on receipt
+   * comes back then; after a restart it is long past).
+   */
   private async acknowledgeDelivery(): Promise<boolean> {
     const desired = this.state.desired;
     if (!desired || this.state.deliveredAckGeneration >= desired.generation) return true;
+    if (this.state.enforcedAckGeneration >= desired.generation || this.acknowledgingEnforcement) return true;
+    if (Date.now() - Date.parse(desired.receivedAt) < this.options.deliveredAckDelayMs) return true;
     try {
       const detail = `decision stored; ${desired.state === 'revoked' ? 'revoking' : 'restoring'} access`;
       await this.publish(desired, { status: 'delivered', detail });
@@ -502,6 +520,7 @@ export class SystemReconciler<TSystem> {
     const drift = this.state.drift;
     const reenforced = drift?.generation === applied.generation && drift.reenforced;
     if (this.state.enforcedAckGeneration >= applied.generation && !reenforced) return true;
+    this.acknowledgingEnforcement = true;
     try {
       await this.publish(applied, {
         status: 'enforced',
@@ -510,6 +529,8 @@ export class SystemReconciler<TSystem> {
         sessionsTerminated: applied.sessionsTerminated,
       });
       this.state.enforcedAckGeneration = applied.generation;
+      // `enforced` implies delivery: nothing more to say about it.
+      this.state.deliveredAckGeneration = Math.max(this.state.deliveredAckGeneration, applied.generation);
       if (reenforced) this.state.drift = undefined;
       await this.persist();
       this.options.logger.info(reenforced ? 'acknowledged: enforced again after drift' : 'acknowledged: enforced', {
@@ -520,7 +541,23 @@ export class SystemReconciler<TSystem> {
     } catch (error) {
       this.ackFailed('enforced', applied.generation, error);
       return false;
+    } finally {
+      this.acknowledgingEnforcement = false;
     }
+  }
+
+  /**
+   * Sends `delivered` for the decision just taken — at once, or once `deliveredAckDelayMs` has passed
+   * without it being enforced; then lets a pass send `enforced` (or retry `delivered`).
+   */
+  private armDeliveredAcknowledgement(): void {
+    clearTimeout(this.deliveredTimer);
+    const send = () => void this.deliver().then(() => this.schedule());
+    if (this.options.deliveredAckDelayMs === 0) return send();
+    this.deliveredTimer = setTimeout(() => {
+      this.deliveredTimer = undefined;
+      if (!this.stopped) send();
+    }, this.options.deliveredAckDelayMs);
   }
 
   /** Publishes the drift report if one is owed, one at a time; false if that failed. */
