@@ -1,6 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { IsString, Length, Matches } from 'class-validator';
 import { SLUG_PATTERN } from '@portcullis/contracts';
+import { ReasonField } from '../common/decision-fields';
 
 export class AdapterKeyParams {
   @Matches(SLUG_PATTERN, { message: 'adapterId must be a lower-case slug' }) adapterId!: string;
@@ -19,6 +20,7 @@ export class RegisterAdapterKeyRequest {
 }
 
 export class RevokeAdapterKeyRequest {
-  @ApiProperty({ example: 'adapter host rebuilt after compromise' }) @IsString() @Length(1, 2000) reason!: string;
+  @ReasonField('adapter host rebuilt after compromise')
+  reason!: string;
 }
 

@@ -1,35 +1,20 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiPropertyOptional } from '@nestjs/swagger';
 import { IsOptional, IsString, Length, Matches } from 'class-validator';
-
-const PRINTABLE = /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/;
+import { IncidentRefField, PRINTABLE, ReasonField } from '../common/decision-fields';
 
 export class RevokeGroupRequest {
-  @ApiProperty({ example: 'Attackers hold back-office credentials; contain while we rotate them' })
-  @IsString()
-  @Length(3, 2000)
-  @Matches(PRINTABLE, { message: 'reason must not contain control characters' })
+  @ReasonField('Attackers hold back-office credentials; contain while we rotate them')
   reason!: string;
 
-  @ApiPropertyOptional({ example: 'INC-2041' })
-  @IsOptional()
-  @IsString()
-  @Length(1, 200)
-  @Matches(/^[\x20-\x7e]+$/, { message: 'incidentRef must be printable ASCII' })
+  @IncidentRefField()
   incidentRef?: string;
 }
 
 export class RestoreGroupRequest {
-  @ApiProperty({ example: 'Credentials rotated, attacker access closed (INC-2041)' })
-  @IsString()
-  @Length(3, 2000)
-  @Matches(PRINTABLE, { message: 'reason must not contain control characters' })
+  @ReasonField('Credentials rotated, attacker access closed (INC-2041)')
   reason!: string;
 
-  @ApiPropertyOptional({ example: 'INC-2041' })
-  @IsOptional()
-  @IsString()
-  @Length(1, 200)
-  @Matches(/^[\x20-\x7e]+$/, { message: 'incidentRef must be printable ASCII' })
+  @IncidentRefField()
   incidentRef?: string;
 }
 
@@ -43,9 +28,6 @@ export class ApproveRestoreRequest {
 }
 
 export class RejectRestoreRequest {
-  @ApiProperty({ example: 'Attacker still active on the VPN; keep it revoked' })
-  @IsString()
-  @Length(3, 2000)
-  @Matches(PRINTABLE, { message: 'reason must not contain control characters' })
+  @ReasonField('Attacker still active on the VPN; keep it revoked')
   reason!: string;
 }

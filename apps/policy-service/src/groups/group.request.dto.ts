@@ -1,6 +1,7 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { ApiProperty } from '@nestjs/swagger';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsString, Length, Matches } from 'class-validator';
 import { SLUG_PATTERN } from '@portcullis/contracts';
+import { IncidentRefField, ReasonField } from '../common/decision-fields';
 
 const SLUG_MESSAGE = 'must be a lower-case slug (a-z, 0-9, "-"; 1-63 characters)';
 
@@ -32,16 +33,9 @@ export class RestoreApprovalRequest {
   @IsIn(RESTORE_APPROVAL_MODES, { message: `restoreApproval must be one of: ${RESTORE_APPROVAL_MODES.join(', ')}` })
   restoreApproval!: (typeof RESTORE_APPROVAL_MODES)[number];
 
-  @ApiProperty({ example: 'Stock systems are restored by the on-call admin out of hours' })
-  @IsString()
-  @Length(3, 2000)
-  @Matches(/^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/, { message: 'reason must not contain control characters' })
+  @ReasonField('Stock systems are restored by the on-call admin out of hours')
   reason!: string;
 
-  @ApiPropertyOptional({ example: 'CHG-118' })
-  @IsOptional()
-  @IsString()
-  @Length(1, 200)
-  @Matches(/^[\x20-\x7e]+$/, { message: 'incidentRef must be printable ASCII' })
+  @IncidentRefField()
   incidentRef?: string;
 }
