@@ -8,7 +8,7 @@ import { ForbiddenActionError } from './approval.errors';
 import { GroupIdParam } from '../groups/group.request.dto';
 import { CommandIdParam, CommandQueryRequest } from './command-query.request.dto';
 import { CommandsService } from './commands.service';
-import { ApproveRestoreRequest, RejectRestoreRequest, RestoreGroupRequest, RevokeGroupRequest } from './group-decision.request.dto';
+import { ApproveRestoreRequest, RejectRestoreRequest, RestoreGroupRequest, RevokeGroupRequest, RevokeGroupsRequest } from './group-decision.request.dto';
 import { GroupDecisionsService, type GroupDecisionOutcome } from './group-decisions.service';
 
 @ApiTags('commands')
@@ -19,6 +19,25 @@ export class CommandsController {
     private readonly decisions: GroupDecisionsService,
     private readonly commands: CommandsService,
   ) {}
+
+  /**
+   * Revokes many groups in one decision — everything in scope, in an incident: all of them or none (404 for
+   * an unknown group, before anything is written). 202 with each group's command; a group that was
+   * revoked already is listed with `accepted: false`.
+   */
+  @Post('groups/revoke')
+  @HttpCode(HttpStatus.ACCEPTED)
+  @Roles('security-lead')
+  async revokeMany(@Body() request: RevokeGroupsRequest, @CurrentPrincipal() principal: Principal, @Ip() sourceAddress: string) {
+    const commands = await this.decisions.revokeMany({
+      groupIds: request.groupIds,
+      reason: request.reason,
+      incidentRef: request.incidentRef,
+      requestedBy: principal.sub,
+      sourceAddress,
+    });
+    return { commands };
+  }
 
   /** Withdraws access to every system of the group. 202 with the command; 200 if it already was revoked. */
   @Post('groups/:id/revoke')

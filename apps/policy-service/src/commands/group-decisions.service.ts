@@ -57,6 +57,13 @@ export interface RequestDecision {
   sourceAddress?: string | null;
 }
 
+/** One group of a bulk revoke: its command, or the group's last command if it was revoked already. */
+export interface BulkRevokeOutcome {
+  groupId: string;
+  commandId: string | null;
+  accepted: boolean;
+}
+
 interface Recorded {
   accepted: boolean;
   awaitingApproval: boolean;
@@ -120,7 +127,42 @@ export class GroupDecisionsService {
     return this.commands.get(input.commandId);
   }
 
-  private async record(manager: EntityManager, decision: GroupDecision): Promise<Recorded> {
+  /**
+   * Revokes many groups at once — "everything in scope", in an incident — in ONE transaction: all of them
+   * or none (an unknown group is a 404 before anything is written). Each group is decided exactly as a
+   * single revoke (its own command, targets, outbox messages, audit entries); a group already revoked is
+   * recorded as a repeated revoke. Lock order: the groups by id, then every member system by id, before
+   * any decision — the order single decisions and acknowledgement batches use — and the audit entries of
+   * all the groups appended once, last.
+   */
+  async revokeMany(input: Omit<GroupDecision, 'action' | 'groupId' | 'roles'> & { groupIds: readonly string[] }): Promise<BulkRevokeOutcome[]> {
+    const groupIds = [...new Set(input.groupIds)].sort();
+    return this.dataSource.transaction('READ COMMITTED', async (manager) => {
+      const found: { id: string }[] = await manager.query('SELECT id FROM groups WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [groupIds]);
+      const missing = groupIds.find((id) => !found.some((row) => row.id === id));
+      if (missing) throw new NotFoundError('group', missing);
+      await manager.query(
+        `SELECT id FROM systems WHERE id IN (SELECT system_id FROM group_systems WHERE group_id = ANY($1::text[])) ORDER BY id FOR UPDATE`,
+        [groupIds],
+      );
+      const entries: AuditEntryInput[] = [];
+      const outcomes: BulkRevokeOutcome[] = [];
+      for (const groupId of groupIds) {
+        const recorded = await this.record(manager, { ...input, action: 'revoke', groupId }, entries);
+        outcomes.push({ groupId, commandId: recorded.commandId, accepted: recorded.accepted });
+      }
+      // Last: appending takes the audit chain's lock, held until commit.
+      await this.auditLog.append(manager, entries);
+      return outcomes;
+    });
+  }
+
+  /**
+   * Records one decision. Its audit entries are appended at the end (`auditSink` absent), or collected
+   * into `auditSink` for a caller that records several decisions in one transaction and appends once.
+   */
+  private async record(manager: EntityManager, decision: GroupDecision, auditSink?: AuditEntryInput[]): Promise<Recorded> {
+    const audit = (entries: AuditEntryInput[]) => (auditSink ? void auditSink.push(...entries) : this.auditLog.append(manager, entries));
     const actor = `user:${decision.requestedBy}`;
     const sourceAddress = decision.sourceAddress ?? null;
     const now = new Date();
@@ -137,7 +179,7 @@ export class GroupDecisionsService {
         decision.action === 'revoke'
           ? await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: 'a repeated revoke' })
           : [];
-      await this.auditLog.append(manager, [
+      await audit([
         ...closed,
         {
           actor,
@@ -167,7 +209,7 @@ export class GroupDecisionsService {
     if (decision.action === 'revoke') {
       const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `revoke ${command.id}` });
       await manager.insert(CommandEntity, command);
-      await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
+      await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} }, auditSink);
       return { accepted: true, awaitingApproval: false, commandId: command.id };
     }
 
@@ -190,7 +232,7 @@ export class GroupDecisionsService {
           approval: 'single-admin',
           note: 'single-person restore by an admin: the group allows it (restoreApproval = single-admin)',
         },
-      });
+      }, auditSink);
       return { accepted: true, awaitingApproval: false, commandId: command.id };
     }
 
@@ -236,7 +278,7 @@ export class GroupDecisionsService {
         basisCommandId: group.lastCommandId,
       },
     });
-    await this.auditLog.append(manager, entries);
+    await audit(entries);
     return { accepted: true, awaitingApproval: true, commandId: command.id };
   }
 
@@ -361,7 +403,14 @@ export class GroupDecisionsService {
    * The group's decision applied to each of its systems: group state, systems' desired state and generation,
    * command targets, outbox messages, then the audit entries (last).
    */
-  private async apply(manager: EntityManager, group: GroupEntity, command: CommandEntity, now: Date, how: Application): Promise<void> {
+  private async apply(
+    manager: EntityManager,
+    group: GroupEntity,
+    command: CommandEntity,
+    now: Date,
+    how: Application,
+    auditSink?: AuditEntryInput[],
+  ): Promise<void> {
     const targetState = command.action === 'revoke' ? 'revoked' : 'active';
     await manager.query('UPDATE groups SET state = $2, last_command_id = $3, updated_at = now() WHERE id = $1', [
       group.id,
@@ -439,8 +488,7 @@ export class GroupDecisionsService {
     }
     if (targets.length) await manager.insert(CommandTargetEntity, targets);
     await this.outbox.enqueue(manager, messages);
-    // Last: appending takes the audit chain's lock, held until commit.
-    await this.auditLog.append(manager, [
+    const entries: AuditEntryInput[] = [
       ...how.precedingEntries,
       {
         actor: how.actor,
@@ -459,7 +507,10 @@ export class GroupDecisionsService {
           acknowledgeBy: command.acknowledgeBy.toISOString(),
         },
       },
-    ]);
+    ];
+    // Last: appending takes the audit chain's lock, held until commit (or the caller appends, last).
+    if (auditSink) auditSink.push(...entries);
+    else await this.auditLog.append(manager, entries);
   }
 
   /**
