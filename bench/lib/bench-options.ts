@@ -13,7 +13,7 @@ export interface BenchOptions {
   tte: { adapters: number[]; samples: number; warmup: number; gapMs: number };
   postgres: { roles: number; sessions: number; samples: number };
   throughput: { durationS: number; ratePerS: number; groups: number; systemsPerGroup: number; adapters: number; idleSamples: number };
-  scale: { systems: number; groups: number; adapters: number; revokeConcurrency: number };
+  scale: { systems: number; groups: number; adapters: number };
 }
 
 export const SCENARIOS = ['tte', 'postgres', 'scale', 'throughput'] as const;
@@ -34,7 +34,7 @@ export function benchOptions(quick: boolean): BenchOptions {
       tte: { adapters: [1, 10, 50], samples: 20, warmup: 2, gapMs: 40 },
       postgres: { roles: 1_000, sessions: 10, samples: 3 },
       throughput: { durationS: 15, ratePerS: 200, groups: 100, systemsPerGroup: 10, adapters: 10, idleSamples: 10 },
-      scale: { systems: 1_000, groups: 100, adapters: 10, revokeConcurrency: 16 },
+      scale: { systems: 1_000, groups: 100, adapters: 10 },
     };
   }
   return {
@@ -43,6 +43,6 @@ export function benchOptions(quick: boolean): BenchOptions {
     tte: { adapters: [1, 10, 50], samples: 200, warmup: 5, gapMs: 50 },
     postgres: { roles: 1_000, sessions: 10, samples: 15 },
     throughput: { durationS: 60, ratePerS: 200, groups: 200, systemsPerGroup: 10, adapters: 10, idleSamples: 50 },
-    scale: { systems: 10_000, groups: 1_000, adapters: 50, revokeConcurrency: 16 },
+    scale: { systems: 10_000, groups: 1_000, adapters: 50 },
   };
 }

@@ -92,6 +92,19 @@ export class PolicyClient {
     };
   }
 
+  /** Revokes many groups in one request and one transaction (`POST /groups/revoke`); one command per group. */
+  async revokeMany(groupIds: readonly string[]): Promise<SentCommand[]> {
+    const sentAt = wallClockMs();
+    const answer = (await this.send('POST', '/groups/revoke', this.lead, { groupIds, reason: 'benchmark', incidentRef: 'BENCH-1' }, 202)) as {
+      commands: { groupId: string; commandId: string | null; accepted: boolean }[];
+    };
+    const answeredAt = wallClockMs();
+    return answer.commands.map((command) => {
+      if (!command.accepted || !command.commandId) throw new Error(`bulk revoke: group ${command.groupId} was not revoked by it`);
+      return { commandId: command.commandId, action: 'revoke' as const, sentAt, answeredAt };
+    });
+  }
+
   private async send(method: 'POST' | 'PUT', path: string, token: string, body: unknown, expected: number): Promise<unknown> {
     const response = await fetch(`${this.apiUrl}${path}`, {
       method,

@@ -2,7 +2,6 @@ import type { BenchOptions } from '../lib/bench-options';
 import type { BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
 import { noopInstances, pad, register, startFleet, stopFleet } from '../lib/fleet';
-import { forEachLimited } from '../lib/policy-client';
 import { memoryOf, MemorySampler, postmasterPid, processTree, pssMbOf } from '../lib/proc-stats';
 import type { ScenarioResult } from '../lib/report';
 import { round, summarize, wallClockMs } from '../lib/stats';
@@ -14,12 +13,12 @@ function log(message: string): void {
 
 /**
  * scale: `systems` systems in `groups` groups (consecutive systems per group), served by `adapters`
- * no-op adapter instances (system k by adapter k mod adapters). A security lead revokes every group at
- * once (`revokeConcurrency` requests in flight). Measured: first request sent → the last `enforced`
+ * no-op adapter instances (system k by adapter k mod adapters). A security lead revokes every group in
+ * one bulk revoke (`POST /groups/revoke`: one request, one transaction). Measured: request sent → the last `enforced`
  * acknowledgement of the last group recorded by the service; and the peak memory of every process.
  */
 export async function runScaleScenario(stack: BenchStack, options: BenchOptions): Promise<ScenarioResult> {
-  const { systems: systemCount, groups: groupCount, adapters, revokeConcurrency } = options.scale;
+  const { systems: systemCount, groups: groupCount, adapters } = options.scale;
   const perGroup = Math.ceil(systemCount / groupCount);
   const systems = Array.from({ length: systemCount }, (_, index) => `sc-s${pad(index + 1, 5)}`);
   const groups = Array.from({ length: groupCount }, (_, g) => ({ id: `sc-g${pad(g + 1, 4)}`, systemIds: systems.slice(g * perGroup, (g + 1) * perGroup) }));
@@ -46,19 +45,15 @@ export async function runScaleScenario(stack: BenchStack, options: BenchOptions)
       { name: 'bench_client', mb: memoryOf(process.pid).rssMb },
       ...fleet.workers.map((worker) => ({ name: worker.name, mb: memoryOf(worker.pid).rssMb })),
     ]);
-    log(`  revoking all ${groupCount} groups (${revokeConcurrency} requests in flight) ...`);
+    log(`  revoking all ${groupCount} groups in one bulk revoke (POST /groups/revoke) ...`);
     await stack.profileCheckpoint('setup-scale');
     const mark = await outboxMark(stack.db);
     sampler.start();
     const cpu = stack.cpuMeter();
     cpu.start();
     const firstSentAt = wallClockMs();
-    const waits: Promise<ObservedCommand>[] = [];
-    await forEachLimited(groups, revokeConcurrency, async (group) => {
-      const wait = tracker.waitFor(await stack.client.decide('revoke', group.id));
-      wait.catch(() => undefined); // observed through Promise.all below; never an unhandled rejection meanwhile
-      waits.push(wait);
-    });
+    // One decision for every group: what a security lead does when the whole estate is in scope.
+    const waits = (await stack.client.revokeMany(groups.map((group) => group.id))).map((sent) => tracker.waitFor(sent));
     const requestsDoneMs = wallClockMs() - firstSentAt;
     log(`  all ${groupCount} revokes accepted after ${Math.round(requestsDoneMs)} ms; waiting for enforcement ...`);
     const observed = await Promise.all(waits);

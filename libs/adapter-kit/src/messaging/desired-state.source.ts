@@ -20,8 +20,11 @@ export type DesiredStateHandler = (record: DesiredStateRecord) => Promise<void>;
  * Records of one key arrive in order.
  */
 export interface DesiredStateSource {
-  /** Resolves once the source is consuming; records then flow to `handler`. */
-  start(handler: DesiredStateHandler): Promise<void>;
+  /**
+   * Resolves once the source is consuming; records then flow to `handler`. Records whose key `serves`
+   * rejects (other adapters' systems) may be dropped before they reach it — cheaply, in bulk.
+   */
+  start(handler: DesiredStateHandler, serves?: (key: string) => boolean): Promise<void>;
   /** Stops delivering; resolves after the record being handled (if any) is done. */
   stop(): Promise<void>;
   isConnected(): boolean;

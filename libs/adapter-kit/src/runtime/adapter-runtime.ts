@@ -75,7 +75,10 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
     }
     for (const reconciler of this.reconcilers.values()) reconciler.resume();
     try {
-      await source.start((record) => this.receive(record));
+      await source.start(
+        (record) => this.receive(record),
+        (key) => this.reconcilers.has(key),
+      );
     } catch (error) {
       await this.stop();
       throw error;
