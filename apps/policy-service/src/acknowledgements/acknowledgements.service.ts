@@ -86,7 +86,7 @@ export class AcknowledgementsService {
           continue;
         }
         // A re-delivery of a report recorded before (or twice in this batch): evidence once, effect once.
-        if (!kept.delete(report.messageId)) continue;
+        if (!kept.delete(report.messageId.toLowerCase())) continue; // PostgreSQL returns uuids in lower case
         const rejection = verdicts.get(item) ?? null;
         if (report.type === 'access.acknowledged') {
           entries.push(...this.acknowledgementEntries(report, rejection, systems, facts));

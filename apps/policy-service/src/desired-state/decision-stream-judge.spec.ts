@@ -12,8 +12,8 @@ function record(key: string | null, message: object | null, key_ = own): Watched
   return { key, value, partition: 0, offset: String(offset++) };
 }
 
-function decision(at: string, generation: number) {
-  return { ...envelopeHeader('policy-service', new Date(at)), type: 'system-access.changed', version: 1, generation, data: {} };
+function decision(at: string, generation: number, systemId = 'stock') {
+  return { ...envelopeHeader('policy-service', new Date(at)), type: 'system-access.changed', version: 1, generation, data: { systemId } };
 }
 
 describe('DecisionStreamJudge', () => {
@@ -26,7 +26,7 @@ describe('DecisionStreamJudge', () => {
     expect(subject.judge(record('stock', first))).toBeNull();
     expect(subject.judge(record('stock', second))).toBeNull();
     expect(subject.judge(record('stock', second))).toBeNull(); // the relay published it twice
-    expect(subject.judge(record('ledger', first))).toBeNull(); // keys are judged apart
+    expect(subject.judge(record('ledger', decision('2026-11-28T10:00:00Z', 1, 'ledger')))).toBeNull(); // keys are judged apart
   });
 
   it('finds a genuine older decision appended after a newer one (a replay)', () => {
@@ -35,6 +35,10 @@ describe('DecisionStreamJudge', () => {
     subject.judge(record('stock', old));
     subject.judge(record('stock', decision('2026-11-28T10:05:00Z', 2)));
     expect(subject.judge(record('stock', old))).toMatchObject({ systemId: 'stock', reason: 'older-than-the-last-published' });
+  });
+
+  it('finds a genuine decision for another system published under this key', () => {
+    expect(judge().judge(record('ledger', decision('2026-11-28T10:00:00Z', 1, 'stock')))).toMatchObject({ systemId: 'ledger', reason: 'under-another-key' });
   });
 
   it('finds records the service did not sign, garbage and tombstones; ignores records without a key', () => {

@@ -19,7 +19,7 @@ export interface WatchedRecord {
 }
 
 /** Why a record is not the latest decision the service published for its key. */
-export type ForeignRecordReason = 'tombstone' | 'not-signed-by-the-service' | 'older-than-the-last-published';
+export type ForeignRecordReason = 'tombstone' | 'not-signed-by-the-service' | 'under-another-key' | 'older-than-the-last-published';
 
 export interface ForeignRecord {
   systemId: string;
@@ -50,9 +50,11 @@ export class DecisionStreamJudge {
     } catch {
       raw = undefined;
     }
-    const message = (raw ?? {}) as { messageId?: unknown; occurredAt?: unknown };
+    const message = (raw ?? {}) as { messageId?: unknown; occurredAt?: unknown; data?: { systemId?: unknown } };
     const claimedMessageId = typeof message.messageId === 'string' ? message.messageId.slice(0, 100) : undefined;
     if (!this.isServiceRecord(raw, record.value)) return { systemId, reason: 'not-signed-by-the-service', record, claimedMessageId };
+    // A genuine decision for another system, re-keyed: compaction would make it this system's last record.
+    if (message.data?.systemId !== systemId) return { systemId, reason: 'under-another-key', record, claimedMessageId };
     const occurredAt = Date.parse(String(message.occurredAt));
     const last = this.latest.get(systemId);
     if (last && occurredAt < last.occurredAt) return { systemId, reason: 'older-than-the-last-published', record, claimedMessageId };
@@ -190,6 +192,8 @@ function describe(reason: ForeignRecordReason): string {
       return 'a tombstone, which compaction would turn into no decision at all';
     case 'not-signed-by-the-service':
       return 'not signed by the policy service';
+    case 'under-another-key':
+      return "a genuine decision for another system, published under this system's key";
     case 'older-than-the-last-published':
       return 'a genuine but older decision appended again after a newer one (a replay)';
   }

@@ -14,6 +14,9 @@ import {
 import type { OutgoingMessage, ReliableProducer } from '@portcullis/kafka';
 import type { AdapterEventPublisher } from './adapter-event.publisher';
 
+/** The most messages one produce request carries (well inside the broker's 1 MB batch limit). */
+const MAX_MESSAGES_PER_REQUEST = 200;
+
 interface Pending {
   message: OutgoingMessage;
   resolve: () => void;
@@ -88,14 +91,18 @@ export class KafkaAdapterEventPublisher implements AdapterEventPublisher {
 
   private async flush(): Promise<void> {
     this.flushScheduled = false;
-    const batch = this.queue;
-    if (batch.length === 0) return;
+    const queued = this.queue;
+    if (queued.length === 0) return;
     this.queue = [];
-    try {
-      await this.producer.send(batch.map((pending) => pending.message));
-      for (const pending of batch) pending.resolve();
-    } catch (error) {
-      for (const pending of batch) pending.reject(error);
+    // In order, a request at a time; a request that fails fails only its own messages.
+    for (let start = 0; start < queued.length; start += MAX_MESSAGES_PER_REQUEST) {
+      const chunk = queued.slice(start, start + MAX_MESSAGES_PER_REQUEST);
+      try {
+        await this.producer.send(chunk.map((pending) => pending.message));
+        for (const pending of chunk) pending.resolve();
+      } catch (error) {
+        for (const pending of chunk) pending.reject(error);
+      }
     }
   }
 }

@@ -64,6 +64,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
               offset: message.offset,
               catchUp: BigInt(message.offset) < catchUpEnd,
             });
+            await heartbeat(); // handling waits for fsyncs and sends: stay in the group (kafkajs throttles it)
           }
           resolveOffset(message.offset); // a handler that throws has the rest of the batch delivered again
         }

@@ -107,8 +107,8 @@ export class SystemReconciler<TSystem> {
   private heldGeneration?: number;
   /** The `delivered` acknowledgement being published, if any (one at a time). */
   private delivering?: Promise<boolean>;
-  /** The `enforced` acknowledgement is being published: a `delivered` now would only trail behind it. */
-  private acknowledgingEnforcement = false;
+  /** The generation whose `enforced` acknowledgement is being published: a `delivered` of it would only trail behind. */
+  private acknowledgingEnforcementOf?: number;
   private deliveredTimer?: NodeJS.Timeout;
   /** The drift report being published, if any (one at a time). */
   private reporting?: Promise<boolean>;
@@ -500,7 +500,7 @@ export class SystemReconciler<TSystem> {
   private async acknowledgeDelivery(): Promise<boolean> {
     const desired = this.state.desired;
     if (!desired || this.state.deliveredAckGeneration >= desired.generation) return true;
-    if (this.state.enforcedAckGeneration >= desired.generation || this.acknowledgingEnforcement) return true;
+    if (this.state.enforcedAckGeneration >= desired.generation || this.acknowledgingEnforcementOf === desired.generation) return true;
     if (Date.now() - Date.parse(desired.receivedAt) < this.options.deliveredAckDelayMs) return true;
     try {
       const detail = `decision stored; ${desired.state === 'revoked' ? 'revoking' : 'restoring'} access`;
@@ -520,7 +520,7 @@ export class SystemReconciler<TSystem> {
     const drift = this.state.drift;
     const reenforced = drift?.generation === applied.generation && drift.reenforced;
     if (this.state.enforcedAckGeneration >= applied.generation && !reenforced) return true;
-    this.acknowledgingEnforcement = true;
+    this.acknowledgingEnforcementOf = applied.generation;
     try {
       await this.publish(applied, {
         status: 'enforced',
@@ -542,7 +542,7 @@ export class SystemReconciler<TSystem> {
       this.ackFailed('enforced', applied.generation, error);
       return false;
     } finally {
-      this.acknowledgingEnforcement = false;
+      this.acknowledgingEnforcementOf = undefined;
     }
   }
 
@@ -552,7 +552,8 @@ export class SystemReconciler<TSystem> {
    */
   private armDeliveredAcknowledgement(): void {
     clearTimeout(this.deliveredTimer);
-    const send = () => void this.deliver().then(() => this.schedule());
+    // Twice: the first call may only join a `delivered` of an older generation still in flight.
+    const send = () => void this.deliver().then(() => this.deliver()).then(() => this.schedule());
     if (this.options.deliveredAckDelayMs === 0) return send();
     this.deliveredTimer = setTimeout(() => {
       this.deliveredTimer = undefined;
