@@ -323,6 +323,20 @@ describe('AdapterRuntime', () => {
     expect(fake.calls).toHaveLength(2);
   });
 
+  it('sends a permanent failure the broker did not take once it takes it again, without enforcing again', async () => {
+    fake.respondWith(STOCK, { outcome: 'failed-permanent', detail: 'permission denied to alter role' });
+    await harness.start();
+    harness.publisher.failure = new Error('broker down');
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expect(fake.calls).toHaveLength(1));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // a few back-off periods with the broker down
+    expect(harness.publisher.trail(STOCK)).toEqual([]);
+
+    harness.publisher.failure = undefined;
+    await eventually(() => expect(harness.publisher.trail(STOCK)).toContain('failed(willRetry=false)@1'));
+    expect(fake.calls).toHaveLength(1);
+  });
+
   it('treats an enforcer that throws as a retriable failure', async () => {
     const flaky: AccessEnforcer<FakeSystemConfig> = {
       kind: 'fake',

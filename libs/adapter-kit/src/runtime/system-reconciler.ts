@@ -110,6 +110,8 @@ export class SystemReconciler<TSystem> {
   /** The generation whose `enforced` acknowledgement is being published: a `delivered` of it would only trail behind. */
   private acknowledgingEnforcementOf?: number;
   private deliveredTimer?: NodeJS.Timeout;
+  /** A `failed` acknowledgement the broker did not take: sent again by the next pass (unless superseded). */
+  private owedFailure?: { decision: DesiredAccess; report: AcknowledgementReport };
   /** The drift report being published, if any (one at a time). */
   private reporting?: Promise<boolean>;
   private verificationRequested = false;
@@ -364,6 +366,7 @@ export class SystemReconciler<TSystem> {
       else failed = (await this.enforce(desired)) === 'retry';
     }
     failed = !(await this.deliver()) || failed;
+    failed = !(await this.reportOwedFailure()) || failed;
     failed = !(await this.reportDrift()) || failed;
     // `enforced` never overtakes a `delivered` or a drift report on its way, so they leave in order. (A
     // `delivered` not sent yet is not sent at all: `enforced` says more.)
@@ -447,18 +450,18 @@ export class SystemReconciler<TSystem> {
       this.heldGeneration = desired.generation;
       logger.error(`${action} failed permanently; waiting for a newer decision`, { detail: result.detail });
     }
-    await this.publish(desired, {
-      status: 'failed',
-      detail: result.detail,
-      willRetry,
-      principalsChanged: result.principalsChanged,
-      sessionsTerminated: result.sessionsTerminated,
-    }).then(
-      // `failed` says the decision arrived, too.
-      () => void (this.state.deliveredAckGeneration = Math.max(this.state.deliveredAckGeneration, desired.generation)),
-      (error: unknown) => logger.warn('could not publish the failed acknowledgement', { error: describeError(error) }),
-    );
-    return willRetry ? 'retry' : 'held';
+    this.owedFailure = {
+      decision: desired,
+      report: {
+        status: 'failed',
+        detail: result.detail,
+        willRetry,
+        principalsChanged: result.principalsChanged,
+        sessionsTerminated: result.sessionsTerminated,
+      },
+    };
+    // Held or not, a `failed` the broker did not take is retried like any acknowledgement.
+    return (await this.reportOwedFailure()) && !willRetry ? 'held' : 'retry';
   }
 
   private async callEnforcer(
@@ -481,6 +484,26 @@ export class SystemReconciler<TSystem> {
     } catch (error) {
       if (error instanceof CorruptJournalError) return { outcome: 'failed-permanent', detail: error.message };
       return { outcome: 'failed-retriable', detail: `${enforcer.kind} enforcer threw: ${describeError(error)}` };
+    }
+  }
+
+  /** Publishes the `failed` acknowledgement still owed for the desired decision, if any; false if that failed. */
+  private async reportOwedFailure(): Promise<boolean> {
+    const owed = this.owedFailure;
+    if (!owed) return true;
+    if (owed.decision.generation !== this.state.desired?.generation) {
+      this.owedFailure = undefined; // superseded: the newer decision gets its own acknowledgements
+      return true;
+    }
+    try {
+      await this.publish(owed.decision, owed.report);
+      if (this.owedFailure === owed) this.owedFailure = undefined;
+      // `failed` says the decision arrived, too.
+      this.state.deliveredAckGeneration = Math.max(this.state.deliveredAckGeneration, owed.decision.generation);
+      return true;
+    } catch (error) {
+      this.ackFailed('failed', owed.decision.generation, error);
+      return false;
     }
   }
 
@@ -665,7 +688,7 @@ export class SystemReconciler<TSystem> {
     await publisher.publishAcknowledgement(buildAcknowledgement(identity, this.systemId, decision, report));
   }
 
-  private ackFailed(status: 'delivered' | 'enforced', generation: number, error: unknown): void {
+  private ackFailed(status: 'delivered' | 'enforced' | 'failed', generation: number, error: unknown): void {
     this.noteError('acknowledgement', `could not acknowledge "${status}": ${describeError(error)}`, generation);
     this.options.logger.warn(`could not acknowledge "${status}"; will retry`, { generation, error: describeError(error) });
   }
