@@ -64,11 +64,14 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
               offset: message.offset,
               catchUp: BigInt(message.offset) < catchUpEnd,
             });
-            await heartbeat(); // handling waits for fsyncs and sends: stay in the group (kafkajs throttles it)
+            // Handling waits for fsyncs and sends: stay in the group (kafkajs throttles it). Best effort: a
+            // failed heartbeat (the group rebalancing, the broker restarting) must not crash the consumer —
+            // the next fetch rejoins, and records handled meanwhile are judged again harmlessly.
+            await heartbeat().catch(() => undefined);
           }
           resolveOffset(message.offset); // a handler that throws has the rest of the batch delivered again
         }
-        await heartbeat();
+        await heartbeat().catch(() => undefined);
       },
     });
   }

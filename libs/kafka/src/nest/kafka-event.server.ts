@@ -96,7 +96,7 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
               partition: batch.partition,
               offset: (BigInt(last) + 1n).toString(),
             });
-            await heartbeat();
+            await heartbeat().catch(() => undefined); // best effort: the next fetch rejoins if the group moved on
           }
         },
       });
