@@ -10,8 +10,8 @@ import { Client, type PoolClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { eventually } from '@test/support/eventually';
 import { runAuditVerify } from '../../../scripts/audit-verify';
-import { chainEntryHash, ChainVerifier, GENESIS_HASH, trustKeys, type ChainEntry } from '../src/audit/audit-chain';
-import { AuditTrail, CHECKPOINT_LOCK_KEY } from '../src/audit/audit-trail.service';
+import { chainEntryHash, ChainVerifier, GENESIS_HASH, trustKeys } from '../src/audit/audit-chain';
+import { AuditTrail, CHECKPOINT_LOCK_KEY, entryOf, type EntryRow } from '../src/audit/audit-trail.service';
 import { runPolicyServiceMigrations } from '../src/database/database.module';
 import { policyServiceMigrations } from '../src/database/migrations';
 
@@ -22,6 +22,35 @@ const ROOT = resolve(__dirname, '../../..');
  * the hash chain pinpoints edited, deleted and reordered entries, checkpoints are signed, and an export
  * verifies offline (and fails when cut short or edited).
  */
+/** The whole JSON Lines export, as the auditor downloads it. */
+async function exportJsonl(service: RunningPolicyService, auditor: string): Promise<string[]> {
+  const response = await service.http().get('/api/v1/audit/export?format=jsonl').auth(auditor, { type: 'bearer' })
+    .buffer(true)
+    .parse((res, done) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => done(null, text));
+    })
+    .expect(200);
+  expect(response.headers['content-type']).toMatch(/application\/x-ndjson/);
+  return (response.body as string).split('\n').filter((line) => line !== '');
+}
+
+function writeExport(dir: string, name: string, lines: string[]): string {
+  const file = join(dir, name);
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+/** The offline verifier (`npm run audit:verify`), in-process, with what it printed. */
+async function verifyOffline(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runAuditVerify(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
 describe('audit trail', () => {
   const env = readTestEnv();
   let service: RunningPolicyService;
@@ -55,32 +84,6 @@ describe('audit trail', () => {
     return Number(rows[0].seq);
   };
 
-  const exportJsonl = async (): Promise<string[]> => {
-    const response = await service.http().get('/api/v1/audit/export?format=jsonl').auth(auditor, { type: 'bearer' })
-      .buffer(true)
-      .parse((res, done) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => done(null, text));
-      })
-      .expect(200);
-    expect(response.headers['content-type']).toMatch(/application\/x-ndjson/);
-    return (response.body as string).split('\n').filter((line) => line !== '');
-  };
-
-  const writeExport = (name: string, lines: string[]) => {
-    const file = join(dir, name);
-    writeFileSync(file, `${lines.join('\n')}\n`);
-    return file;
-  };
-
-  const verifyOffline = async (args: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runAuditVerify(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
 
   beforeAll(async () => {
     service = await startPolicyService(env);
@@ -248,7 +251,7 @@ describe('audit trail', () => {
 
     beforeAll(async () => {
       await service.app.get(AuditTrail).writeCheckpoint();
-      lines = await exportJsonl();
+      lines = await exportJsonl(service, auditor);
     });
 
     it('is JSON Lines: a header with the public key, entries and checkpoints in chain order, a signed trailer', () => {
@@ -262,7 +265,7 @@ describe('audit trail', () => {
     });
 
     it('verifies offline with the service\'s public key, and warns when only the export\'s own key is used', async () => {
-      const file = writeExport('complete.jsonl', lines);
+      const file = writeExport(dir, 'complete.jsonl', lines);
       const trusted = await verifyOffline([file, '--public-key', publicKeyFile]);
       expect(trusted).toMatchObject({ code: 0 });
       expect(trusted.out).toContain('VERDICT: INTACT');
@@ -273,7 +276,7 @@ describe('audit trail', () => {
     });
 
     it('fails offline for an export cut short or edited, naming the place', async () => {
-      const truncated = await verifyOffline([writeExport('truncated.jsonl', lines.slice(0, -2)), '--public-key', publicKeyFile]);
+      const truncated = await verifyOffline([writeExport(dir, 'truncated.jsonl', lines.slice(0, -2)), '--public-key', publicKeyFile]);
       expect(truncated.code).toBe(1);
       expect(truncated.out).toMatch(/VERDICT: BROKEN/);
       expect(truncated.out).toMatch(/reason:\s+(truncated|checkpoint-mismatch)/);
@@ -282,14 +285,14 @@ describe('audit trail', () => {
       const seq = JSON.parse(lines[index]).seq;
       const edited = [...lines];
       edited[index] = edited[index].replace('INC-2041', 'INC-0000');
-      const tampered = await verifyOffline([writeExport('edited.jsonl', edited), '--public-key', publicKeyFile]);
+      const tampered = await verifyOffline([writeExport(dir, 'edited.jsonl', edited), '--public-key', publicKeyFile]);
       expect(tampered.code).toBe(1);
       expect(tampered.out).toContain(`seq:      ${seq} (line ${index + 1})`);
       expect(tampered.out).toMatch(/reason:\s+hash-mismatch/);
 
       const otherKey = join(dir, 'other.pub.pem');
       writeFileSync(otherKey, generateSigningKeyPair().publicKeyPem);
-      const wrongKey = await verifyOffline([writeExport('complete2.jsonl', lines), '--public-key', otherKey]);
+      const wrongKey = await verifyOffline([writeExport(dir, 'complete2.jsonl', lines), '--public-key', otherKey]);
       expect(wrongKey.code).toBe(1);
       expect(wrongKey.out).toMatch(/reason:\s+checkpoint-signature/);
     });
@@ -301,9 +304,9 @@ describe('audit trail', () => {
             done({ code: error ? Number((error as NodeJS.ErrnoException & { code?: unknown }).code ?? 1) : 0, stdout }),
           );
         });
-      const ok = await run([writeExport('cli.jsonl', lines), '--public-key', publicKeyFile]);
+      const ok = await run([writeExport(dir, 'cli.jsonl', lines), '--public-key', publicKeyFile]);
       expect(ok).toMatchObject({ code: 0, stdout: expect.stringContaining('VERDICT: INTACT') });
-      const cut = await run([writeExport('cli-cut.jsonl', lines.slice(0, -1)), '--public-key', publicKeyFile]);
+      const cut = await run([writeExport(dir, 'cli-cut.jsonl', lines.slice(0, -1)), '--public-key', publicKeyFile]);
       expect(cut).toMatchObject({ code: 1, stdout: expect.stringContaining('VERDICT: BROKEN') });
     });
 
@@ -361,29 +364,6 @@ describe('audit trail rewritten and re-hashed by a database superuser', () => {
     eventually(async () => {
       expect(trail().writerState()).toMatchObject({ healthy: true, status: 'ready', lastCheckpointSeq: await headSeq() });
     }, 10_000);
-  const exportJsonl = async (): Promise<string[]> => {
-    const response = await service.http().get('/api/v1/audit/export?format=jsonl').auth(auditor, { type: 'bearer' })
-      .buffer(true)
-      .parse((res, done) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => done(null, text));
-      })
-      .expect(200);
-    return (response.body as string).split('\n').filter((line) => line !== '');
-  };
-  const writeExport = (name: string, lines: string[]) => {
-    const file = join(dir, name);
-    writeFileSync(file, `${lines.join('\n')}\n`);
-    return file;
-  };
-  const verifyOffline = async (args: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runAuditVerify(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
 
   /**
    * The rewrite, as a careful superuser: triggers off, the chain head locked (no append in between) and the
@@ -450,8 +430,8 @@ describe('audit trail rewritten and re-hashed by a database superuser', () => {
       .send({ id: 'rw-back-office', name: 'Back office', systemIds: ['rw-ledger', 'rw-crm'] }).expect(201);
     await checkpointed();
     // The auditor's export, kept off-site.
-    const lines = await exportJsonl();
-    before = writeExport('before.jsonl', lines);
+    const lines = await exportJsonl(service, auditor);
+    before = writeExport(dir, 'before.jsonl', lines);
     beforeTrailer = JSON.parse(lines[lines.length - 1]);
     expect((await verifyOffline([before, '--public-key', publicKeyFile])).code).toBe(0);
     // Life goes on, and is signed.
@@ -499,7 +479,7 @@ describe('audit trail rewritten and re-hashed by a database superuser', () => {
     expect((await service.db.query('SELECT count(*)::int AS count FROM audit_checkpoints')).rows[0].count).toBe(signedBefore - deletedCheckpoints);
 
     // An export made now says so under the service's signature, and fails offline even on its own.
-    const during = await verifyOffline([writeExport('during.jsonl', await exportJsonl()), '--public-key', publicKeyFile]);
+    const during = await verifyOffline([writeExport(dir, 'during.jsonl', await exportJsonl(service, auditor)), '--public-key', publicKeyFile]);
     expect(during.code).toBe(1);
     expect(during.out).toMatch(/reason:\s+checkpoint-writer/);
     // The head the auditor kept is no longer on the chain.
@@ -515,7 +495,7 @@ describe('audit trail rewritten and re-hashed by a database superuser', () => {
     await register('rw-after-restart');
     await checkpointed();
     expect(await verify()).toMatchObject({ intact: true, checkpointWriter: { healthy: true } });
-    const after = writeExport('after.jsonl', await exportJsonl());
+    const after = writeExport(dir, 'after.jsonl', await exportJsonl(service, auditor));
     const alone = await verifyOffline([after, '--public-key', publicKeyFile]);
     expect(alone).toMatchObject({ code: 0, out: expect.stringContaining('VERDICT: INTACT') });
 
@@ -584,21 +564,7 @@ describe('audit trail migration', () => {
       expect(rows.map((row) => [Number(row.seq), row.group_id])).toEqual([[1, 'old-1'], [2, 'old-2'], [3, 'old-3']]);
       const verifier = new ChainVerifier(trustKeys([]));
       for (const row of rows) {
-        verifier.addEntry({
-          seq: Number(row.seq),
-          occurredAt: (row.occurred_at as Date).toISOString(),
-          actor: row.actor,
-          action: row.action,
-          groupId: row.group_id,
-          systemId: row.system_id,
-          commandId: row.command_id,
-          reason: row.reason,
-          incidentRef: row.incident_ref,
-          sourceAddress: row.source_address,
-          details: row.details,
-          prevHash: row.prev_hash,
-          hash: row.hash,
-        } satisfies ChainEntry);
+        verifier.addEntry(entryOf(row as EntryRow));
       }
       const head = (await db.query('SELECT seq, hash FROM audit_chain_head')).rows[0];
       expect(verifier.finish({ seq: Number(head.seq), hash: head.hash })).toMatchObject({ intact: true, entries: 3, headSeq: 3 });

@@ -70,7 +70,8 @@ type WriterOutcome =
   | { kind: 'problem'; problem: ChainBreak }
   | { kind: 'ok'; head: { seq: number; hash: string }; newest: AuditCheckpoint | null; written: AuditCheckpoint | null };
 
-interface EntryRow {
+/** An `audit_entries` row as `pg` returns it. */
+export interface EntryRow {
   seq: string;
   occurred_at: Date;
   actor: string;
@@ -94,7 +95,8 @@ interface CheckpointRow {
   signature: string;
 }
 
-const entryOf = (row: EntryRow): ChainEntry => ({
+/** An `audit_entries` row as the chain hashes it. */
+export const entryOf = (row: EntryRow): ChainEntry => ({
   seq: Number(row.seq),
   occurredAt: row.occurred_at.toISOString(),
   actor: row.actor,
