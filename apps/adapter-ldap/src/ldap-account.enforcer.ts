@@ -5,7 +5,7 @@ import type {
   InspectionContext,
   InspectionResult,
 } from '@portcullis/adapter-kit';
-import { CorruptJournalError, readJournal } from '@portcullis/adapter-kit';
+import { enforceWithTargetSession, readJournal, withTargetSession } from '@portcullis/adapter-kit';
 import { z } from 'zod';
 import { isPermanentlyLocked, PERMANENT_LOCK_TIME, type DirectoryAccount } from './account-lock';
 import { LdapAccountRepository, type AccountRepository, type AccountRepositoryFactory } from './ldap-account.repository';
@@ -80,22 +80,20 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
     return this.withRepository(context, (repository) => this.restoreWith(repository, context));
   }
 
-  async inspect(context: InspectionContext<LdapSystemConfig>): Promise<InspectionResult> {
-    let repository: AccountRepository | undefined;
-    try {
-      repository = await this.connect(context.system);
-      const unlocked = await this.accountsThatCanBind(repository, context);
-      if (unlocked.length === 0) return { state: 'revoked', detail: `no non-exempt account can bind; ${RESIDUAL_SESSIONS}` };
-      return {
-        state: 'active',
-        detail: `${accounts(unlocked.length)} can bind: ${names(unlocked.map((account) => account.dn))}`,
-        principals: unlocked.map((account) => account.name ?? account.dn),
-      };
-    } catch (error) {
-      return { state: 'unknown', detail: classifyLdapFailure(error).detail };
-    } finally {
-      await repository?.close();
-    }
+  inspect(context: InspectionContext<LdapSystemConfig>): Promise<InspectionResult> {
+    return withTargetSession(
+      () => this.connect(context.system),
+      async (repository): Promise<InspectionResult> => {
+        const unlocked = await this.accountsThatCanBind(repository, context);
+        if (unlocked.length === 0) return { state: 'revoked', detail: `no non-exempt account can bind; ${RESIDUAL_SESSIONS}` };
+        return {
+          state: 'active',
+          detail: `${accounts(unlocked.length)} can bind: ${names(unlocked.map((account) => account.dn))}`,
+          principals: unlocked.map((account) => account.name ?? account.dn),
+        };
+      },
+      (error) => ({ state: 'unknown', detail: classifyLdapFailure(error).detail }),
+    );
   }
 
   private async revokeWith(
@@ -214,19 +212,10 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
   }
 
 
-  private async withRepository(
+  private withRepository(
     context: EnforcementContext<LdapSystemConfig>,
     work: (repository: AccountRepository) => Promise<EnforcementResult>,
   ): Promise<EnforcementResult> {
-    let repository: AccountRepository | undefined;
-    try {
-      repository = await this.connect(context.system);
-      return await work(repository);
-    } catch (error) {
-      if (error instanceof CorruptJournalError) throw error; // the runtime reports it as a permanent failure
-      return classifyLdapFailure(error);
-    } finally {
-      await repository?.close();
-    }
+    return enforceWithTargetSession(() => this.connect(context.system), work, classifyLdapFailure);
   }
 }

@@ -5,7 +5,7 @@ import type {
   InspectionContext,
   InspectionResult,
 } from '@portcullis/adapter-kit';
-import { CorruptJournalError, describeError, readJournal } from '@portcullis/adapter-kit';
+import { describeError, enforceWithTargetSession, readJournal, withTargetSession } from '@portcullis/adapter-kit';
 import { z } from 'zod';
 import { classifyPostgresFailure } from './postgres-failure';
 import {
@@ -61,24 +61,22 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
     return this.withRepository(context, (repository) => this.restoreWith(repository, context));
   }
 
-  async inspect(context: InspectionContext<PostgresSystemConfig>): Promise<InspectionResult> {
-    let repository: RoleRepository | undefined;
-    try {
-      repository = await this.connect(context.system);
-      const { enforceable, residualSuperusers } = this.partition(await repository.loginRoles(), context);
-      const residual = residualSuperusers.length > 0 ? `; superusers keep LOGIN: ${names(residualSuperusers)}` : '';
-      if (enforceable.length === 0) return { state: 'revoked', detail: `no non-exempt role can log in${residual}` };
-      const canLogin = enforceable.map((role) => role.name);
-      return {
-        state: 'active',
-        detail: `${roles(canLogin.length)} can log in: ${names(canLogin)}${residual}`,
-        principals: canLogin,
-      };
-    } catch (error) {
-      return { state: 'unknown', detail: classifyPostgresFailure(error).detail };
-    } finally {
-      await repository?.close();
-    }
+  inspect(context: InspectionContext<PostgresSystemConfig>): Promise<InspectionResult> {
+    return withTargetSession(
+      () => this.connect(context.system),
+      async (repository): Promise<InspectionResult> => {
+        const { enforceable, residualSuperusers } = this.partition(await repository.loginRoles(), context);
+        const residual = residualSuperusers.length > 0 ? `; superusers keep LOGIN: ${names(residualSuperusers)}` : '';
+        if (enforceable.length === 0) return { state: 'revoked', detail: `no non-exempt role can log in${residual}` };
+        const canLogin = enforceable.map((role) => role.name);
+        return {
+          state: 'active',
+          detail: `${roles(canLogin.length)} can log in: ${names(canLogin)}${residual}`,
+          principals: canLogin,
+        };
+      },
+      (error) => ({ state: 'unknown', detail: classifyPostgresFailure(error).detail }),
+    );
   }
 
   private async revokeWith(
@@ -182,19 +180,10 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
   }
 
 
-  private async withRepository(
+  private withRepository(
     context: EnforcementContext<PostgresSystemConfig>,
     work: (repository: RoleRepository) => Promise<EnforcementResult>,
   ): Promise<EnforcementResult> {
-    let repository: RoleRepository | undefined;
-    try {
-      repository = await this.connect(context.system);
-      return await work(repository);
-    } catch (error) {
-      if (error instanceof CorruptJournalError) throw error; // the runtime reports it as a permanent failure
-      return classifyPostgresFailure(error);
-    } finally {
-      await repository?.close();
-    }
+    return enforceWithTargetSession(() => this.connect(context.system), work, classifyPostgresFailure);
   }
 }

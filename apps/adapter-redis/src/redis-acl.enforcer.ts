@@ -5,7 +5,7 @@ import type {
   InspectionContext,
   InspectionResult,
 } from '@portcullis/adapter-kit';
-import { CorruptJournalError, readJournal } from '@portcullis/adapter-kit';
+import { enforceWithTargetSession, readJournal, withTargetSession } from '@portcullis/adapter-kit';
 import { z } from 'zod';
 import { classifyRedisFailure } from './redis-failure';
 import {
@@ -87,19 +87,17 @@ export class RedisAclEnforcer implements AccessEnforcer<RedisSystemConfig> {
     return this.withRepository(context, (repository) => this.restoreWith(repository, context));
   }
 
-  async inspect(context: InspectionContext<RedisSystemConfig>): Promise<InspectionResult> {
-    let repository: AclRepository | undefined;
-    try {
-      repository = await this.connect(context.system);
-      const { enabled, residual } = await this.scope(repository, context);
-      const residualDetail = residual.map((access) => `; ${access}`).join('');
-      if (enabled.length === 0) return { state: 'revoked', detail: `no managed ACL user is on${residualDetail}` };
-      return { state: 'active', detail: `${users(enabled.length)} on: ${names(enabled)}${residualDetail}`, principals: enabled };
-    } catch (error) {
-      return { state: 'unknown', detail: classifyRedisFailure(error).detail };
-    } finally {
-      await repository?.close();
-    }
+  inspect(context: InspectionContext<RedisSystemConfig>): Promise<InspectionResult> {
+    return withTargetSession(
+      () => this.connect(context.system),
+      async (repository): Promise<InspectionResult> => {
+        const { enabled, residual } = await this.scope(repository, context);
+        const residualDetail = residual.map((access) => `; ${access}`).join('');
+        if (enabled.length === 0) return { state: 'revoked', detail: `no managed ACL user is on${residualDetail}` };
+        return { state: 'active', detail: `${users(enabled.length)} on: ${names(enabled)}${residualDetail}`, principals: enabled };
+      },
+      (error) => ({ state: 'unknown', detail: classifyRedisFailure(error).detail }),
+    );
   }
 
   private async revokeWith(repository: AclRepository, context: EnforcementContext<RedisSystemConfig>): Promise<EnforcementResult> {
@@ -202,23 +200,16 @@ export class RedisAclEnforcer implements AccessEnforcer<RedisSystemConfig> {
   }
 
 
-  private async withRepository(
+  private withRepository(
     context: EnforcementContext<RedisSystemConfig>,
     work: (repository: AclRepository) => Promise<EnforcementResult>,
   ): Promise<EnforcementResult> {
-    let repository: AclRepository | undefined;
-    try {
-      repository = await this.connect(context.system);
-      return await work(repository);
-    } catch (error) {
-      if (error instanceof CorruptJournalError) throw error; // the runtime reports it as a permanent failure
+    return enforceWithTargetSession(() => this.connect(context.system), work, (error) => {
       if (error instanceof InterruptedEnforcementError) {
         const failure = classifyRedisFailure(error.cause);
         return { ...failure, detail: `${failure.detail}; ${error.progress}`, principalsChanged: error.principalsChanged };
       }
       return classifyRedisFailure(error);
-    } finally {
-      await repository?.close();
-    }
+    });
   }
 }

@@ -1,5 +1,6 @@
 export * from './access-enforcer';
 export * from './enforcement-journal';
+export * from './target-session';
 export * from './config/adapter-config';
 export * from './config/adapter-config.error';
 export * from './config/adapter-config.loader';
