@@ -11,7 +11,7 @@ import {
   type SigningKey,
   type SystemAccessChangedV1,
 } from '@portcullis/contracts';
-import { createKafka, ReliableProducer } from '@portcullis/kafka';
+import { createKafka, ReliableProducer, RoutedPartitioner, type RoutedMessage } from '@portcullis/kafka';
 import { eventually } from '@test/support/eventually';
 import { PolicyApi } from '@test/support/policy-api';
 import { startPolicyService, type RunningPolicyService } from '@test/support/policy-service.harness';
@@ -61,8 +61,9 @@ describe('forged, replayed and re-targeted messages on Kafka', () => {
   /** The genuine decisions the policy service published for `stock`, as bytes, in order. */
   let genuine: string[] = [];
 
+  /** Publishes where the adapter reads: the partition its decisions are routed to (an attacker can compute it). */
   async function publishDecision(key: string, value: string): Promise<void> {
-    await attacker.send([{ topic: Topics.systemAccess, key, value }]);
+    await attacker.send([{ topic: Topics.systemAccess, key, partitionKey: adapterId, value }]);
   }
 
   async function alerts(): Promise<AlertView[]> {
@@ -228,9 +229,10 @@ describe('forged, replayed and re-targeted messages on Kafka', () => {
   });
 
   it('publishes the current decision again over a tombstone, which compaction would turn into no decision at all', async () => {
-    const raw = kafka.producer();
+    const raw = kafka.producer({ createPartitioner: RoutedPartitioner });
     await raw.connect();
-    await raw.send({ topic: Topics.systemAccess, acks: -1, messages: [{ key: stock, value: null }] });
+    const tombstone: RoutedMessage = { key: stock, value: null, partitionKey: adapterId };
+    await raw.send({ topic: Topics.systemAccess, acks: -1, messages: [tombstone] });
     await raw.disconnect();
     await eventually(async () => {
       const records = await recordsOf(stock);

@@ -125,8 +125,8 @@ describe('revoking and restoring a group of systems, end to end', () => {
   });
 
   it('re-delivered and stale events change nothing: an old revoke cannot undo the newer restore', async () => {
-    const { rows: events } = await service.db.query<{ message_key: string; payload: string }>(
-      `SELECT message_key, payload FROM outbox WHERE message_key = $1 ORDER BY id`,
+    const { rows: events } = await service.db.query<{ message_key: string; partition_key: string; payload: string }>(
+      `SELECT message_key, partition_key, payload FROM outbox WHERE message_key = $1 ORDER BY id`,
       [stock],
     );
     expect(events.map((event) => JSON.parse(event.payload).generation)).toEqual([1, 2, 3, 4]);
@@ -139,10 +139,12 @@ describe('revoking and restoring a group of systems, end to end', () => {
 
     // Publish every past event for the stock system again, oldest first (the latest one, a restore, last).
     const producer = new ReliableProducer(createKafka({ brokers: env.kafka.brokers, clientId: 'replayer' }));
-    await producer.send(events.map((event) => ({ topic: Topics.systemAccess, key: event.message_key, value: event.payload })));
+    await producer.send(
+      events.map((event) => ({ topic: Topics.systemAccess, key: event.message_key, partitionKey: event.partition_key, value: event.payload })),
+    );
     await producer.disconnect();
 
-    // A marker on the same key (same partition, so it is consumed after the replays): a new revoke.
+    // A marker on the same key (same route and partition, so it is consumed after the replays): a new revoke.
     await api.until(await api.decide('revoke', backOffice, { reason: 'Marker after replay' }));
     // Only the marker was acknowledged for the stock system (its `enforced`, and `delivered` if the
     // enforcement took longer than the adapter's delivered delay): none of the replays.

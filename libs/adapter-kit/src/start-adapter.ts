@@ -42,7 +42,7 @@ export interface ComposeAdapterOptions<TSystem> {
 function kafkaTransport(config: AdapterConfig<unknown>, logger: AdapterLogger): AdapterTransport {
   const kafka = createKafka(config.kafka, { logCreator: kafkaLogCreator(logger) });
   return {
-    source: new KafkaDesiredStateSource(kafka, `portcullis-adapter.${config.adapterId}`, logger),
+    source: new KafkaDesiredStateSource(kafka, config.adapterId, logger),
     publisher: new KafkaAdapterEventPublisher(new ReliableProducer(kafka), config.signingKey),
   };
 }

@@ -12,10 +12,10 @@ import {
   type AdapterReportV1,
   type SystemAccessChangedV1,
 } from '@portcullis/contracts';
-import { createKafka, ReliableProducer } from '@portcullis/kafka';
+import { createKafka, partitionForRoute, ReliableProducer } from '@portcullis/kafka';
 import { eventually } from '@test/support/eventually';
 import { readTestEnv } from '@test/support/test-env';
-import type { Consumer } from 'kafkajs';
+import { AssignerProtocol, type Consumer } from 'kafkajs';
 import { JsonLogger, startAdapter, type RunningAdapter } from '../src';
 import {
   FakeAccessEnforcer,
@@ -67,6 +67,7 @@ describe('adapter runtime over Kafka', () => {
       decisions.map((decision) => ({
         topic: Topics.systemAccess,
         key: decision.data.systemId,
+        partitionKey: decision.data.adapterId, // where the policy service routes it
         value: encodeSignedMessage(SystemAccessChangedV1Schema, decision, testPolicySigningKey),
       })),
     );
@@ -139,7 +140,7 @@ describe('adapter runtime over Kafka', () => {
       systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }),
       systemAccessChanged({ systemId: LEDGER, generation: 1, state: 'revoked' }),
     );
-    await producer.send([{ topic: Topics.systemAccess, key: LEDGER, value: 'not a decision' }]);
+    await producer.send([{ topic: Topics.systemAccess, key: LEDGER, partitionKey: ADAPTER_ID, value: 'not a decision' }]);
     const enforcer = new FakeAccessEnforcer();
 
     const adapter = await start(enforcer, newStateDir());
@@ -209,5 +210,55 @@ describe('adapter runtime over Kafka', () => {
       data: { systemId: STOCK, desiredState: 'revoked', observedState: 'active', detail: 'fake target is active' },
     });
     await adapter.stop();
+  });
+
+  it("reads only its route's partition, and a second instance of the adapter stands by instead of splitting it", async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [{ partitions }] = (await admin.fetchTopicMetadata({ topics: [Topics.systemAccess] })).topics;
+      const route = partitionForRoute(ADAPTER_ID, partitions.length);
+      const other = (route + 1) % partitions.length;
+      // A genuine, signed decision for one of its systems, but in a partition the adapter is not routed to:
+      // the policy service never writes there, and the adapter does not read it.
+      await producer.send([
+        {
+          topic: Topics.systemAccess,
+          key: LEDGER,
+          partition: other,
+          value: encodeSignedMessage(SystemAccessChangedV1Schema, systemAccessChanged({ systemId: LEDGER, generation: 7, state: 'revoked' }), testPolicySigningKey),
+        },
+      ]);
+      const enforcers = [new FakeAccessEnforcer(), new FakeAccessEnforcer()];
+      const instances = [await start(enforcers[0], newStateDir()), await start(enforcers[1], newStateDir())];
+      const group = await eventually(async () => {
+        const { groups } = await admin.describeGroups([`portcullis-adapter.${ADAPTER_ID}`]);
+        expect(groups[0]).toMatchObject({ state: 'Stable', protocol: 'PortcullisSingleRoute' });
+        expect(groups[0].members).toHaveLength(2);
+        return groups[0];
+      });
+      const assignments = group.members.map((member) => AssignerProtocol.MemberAssignment.decode(member.memberAssignment)?.assignment);
+      expect(assignments).toEqual(expect.arrayContaining([{ [Topics.systemAccess]: [route] }, {}]));
+      await publish(systemAccessChanged({ systemId: LEDGER, generation: 8, state: 'active' }));
+
+      const holder = await eventually(() => {
+        const index = instances.findIndex((instance) => instance.system(LEDGER)?.applied?.generation === 8);
+        expect(index).toBeGreaterThanOrEqual(0);
+        return index;
+      });
+      const [active, standby] = [instances[holder], instances[1 - holder]];
+      // The holder caught up with its route and took 8, never the 7 in the other partition. The stand-by
+      // (which may have held the route until the second instance joined) got nothing new.
+      expect(enforcers[holder].callsFor(LEDGER).map((call) => call.generation)).not.toContain(7);
+      expect(enforcers[holder].callsFor(LEDGER).at(-1)?.generation).toBe(8);
+      expect(standby.system(LEDGER)?.desired?.generation).not.toBe(8);
+      await active.stop();
+      // The stand-by takes the route over and catches up from its beginning.
+      await eventually(() => expect(standby.system(LEDGER)).toMatchObject({ converged: true, applied: { generation: 8 } }), 30_000);
+      expect(enforcers[1 - holder].callsFor(LEDGER).map((call) => call.generation)).not.toContain(7);
+      await standby.stop();
+    } finally {
+      await admin.disconnect();
+    }
   });
 });

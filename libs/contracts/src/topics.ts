@@ -7,6 +7,10 @@ export const Topics = {
    * Desired access state per system (key: system id). Compacted: the latest record per key is the
    * current decision, so an adapter that replays the topic from the start knows every system's
    * desired state. Produced only by the policy service.
+   *
+   * Routed by adapter: a record goes to the partition Kafka's default partitioner would choose for the
+   * key `data.adapterId` (murmur2 of its UTF-8 bytes, made positive, modulo the partition count), not for
+   * the system id, so each adapter reads one partition. Its partition count must never change.
    */
   systemAccess: 'portcullis.system-access.v1',
   /**

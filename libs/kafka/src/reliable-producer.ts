@@ -1,15 +1,21 @@
-import { CompressionTypes, type Kafka, type Message, type Producer } from 'kafkajs';
+import { CompressionTypes, type Kafka, type Producer } from 'kafkajs';
+import { RoutedPartitioner, type RoutedMessage } from './partition-routing';
 
 export interface OutgoingMessage {
   topic: string;
   key: string;
   value: string;
   headers?: Record<string, string>;
+  /** Route the record by this instead of its key (see partition-routing.ts); the key stays the record's key. */
+  partitionKey?: string;
+  /** An explicit partition (wins over `partitionKey`). */
+  partition?: number;
 }
 
 /**
- * A producer that resolves only when every partition leader has acknowledged the write (acks=all),
- * with idempotence on so that its own retries never duplicate or reorder a key's messages.
+ * A producer that resolves only when every partition leader has acknowledged the write (acks=all), with
+ * idempotence on so that its own retries never duplicate or reorder a key's messages. A record with a
+ * `partitionKey` goes to that route's partition (`RoutedPartitioner`), any other by its key.
  */
 export class ReliableProducer {
   private readonly producer: Producer;
@@ -21,6 +27,7 @@ export class ReliableProducer {
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
       transactionalId: options.transactionalId,
+      createPartitioner: RoutedPartitioner,
     });
   }
 
@@ -37,10 +44,16 @@ export class ReliableProducer {
   async send(messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
     await this.connect();
-    const byTopic = new Map<string, Message[]>();
+    const byTopic = new Map<string, RoutedMessage[]>();
     for (const message of messages) {
       const list = byTopic.get(message.topic) ?? [];
-      list.push({ key: message.key, value: message.value, headers: message.headers });
+      list.push({
+        key: message.key,
+        value: message.value,
+        headers: message.headers,
+        partitionKey: message.partitionKey,
+        partition: message.partition,
+      });
       byTopic.set(message.topic, list);
     }
     await this.producer.sendBatch({

@@ -118,6 +118,8 @@ export class OutboxMessageEntity {
   @PrimaryGeneratedColumn('increment', { type: 'bigint' }) id!: string;
   @Column('text') topic!: string;
   @Column('text', { name: 'message_key' }) messageKey!: string;
+  /** Routes the record to this route's partition instead of its key's (decisions: the adapter id). */
+  @Column('text', { name: 'partition_key', nullable: true }) partitionKey!: string | null;
   @Column('text') payload!: string;
   @Column('timestamptz', { name: 'created_at' }) createdAt!: Date;
   @Column('timestamptz', { name: 'published_at', nullable: true }) publishedAt!: Date | null;

@@ -59,6 +59,8 @@ export class SystemAccessMessageFactory {
     return {
       topic: Topics.systemAccess,
       key: system.id,
+      // Routed to its adapter's partition: each adapter reads only the partition of its own systems.
+      partitionKey: system.adapterId,
       value: encodeSignedMessage(SystemAccessChangedV1Schema, message, this.config.signing),
     };
   }

@@ -159,8 +159,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
 
   /** Publishes the oldest unpublished messages; returns how many. */
   private async publishBatch(): Promise<number> {
-    const rows: { id: string; topic: string; message_key: string; payload: string }[] = await this.dataSource.query(
-      `SELECT id, topic, message_key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
+    const rows: OutboxRow[] = await this.dataSource.query(
+      `SELECT id, topic, message_key, partition_key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
       [BATCH_SIZE],
     );
     if (rows.length === 0) return 0;
@@ -168,6 +168,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
       rows.map((row) => ({
         topic: row.topic,
         key: row.message_key,
+        partitionKey: row.partition_key ?? undefined,
         value: row.payload,
         headers: { 'content-type': 'application/json' },
       })),
@@ -184,4 +185,13 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
     if (!this.draining) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
+}
+
+interface OutboxRow {
+  id: string;
+  topic: string;
+  message_key: string;
+  /** NULL: by key. */
+  partition_key: string | null;
+  payload: string;
 }

@@ -9,6 +9,8 @@ export interface OutboxMessage {
   key: string;
   /** The exact bytes to publish (already encoded and validated against the contract). */
   value: string;
+  /** Publish to this route's partition instead of the key's (see libs/kafka partition-routing). */
+  partitionKey?: string;
 }
 
 /**
@@ -21,7 +23,12 @@ export class OutboxWriter {
     if (messages.length === 0) return;
     await manager.insert(
       OutboxMessageEntity,
-      messages.map((message) => ({ topic: message.topic, messageKey: message.key, payload: message.value })),
+      messages.map((message) => ({
+        topic: message.topic,
+        messageKey: message.key,
+        partitionKey: message.partitionKey ?? null,
+        payload: message.value,
+      })),
     );
     await manager.query('SELECT pg_notify($1, NULL)', [OUTBOX_CHANNEL]);
   }

@@ -1,14 +1,19 @@
 import { Topics } from '@portcullis/contracts';
+import { singleRouteAssigner } from '@portcullis/kafka';
 import type { Consumer, Kafka } from 'kafkajs';
 import type { AdapterLogger } from '../logging/adapter-logger';
 import { describeError } from '../logging/describe-error';
 import type { DesiredStateHandler, DesiredStateSource } from './desired-state.source';
 
 /**
- * Consumes `Topics.systemAccess` in the group `portcullis-adapter.<adapterId>`. It never commits an
- * offset, so every start (and every rebalance) replays the compacted topic from its beginning: an
- * adapter that was down or lost its state catches up with the current decisions, not only new ones.
- * Repeats are cheap: the runtime ignores generations it already holds.
+ * Consumes `Topics.systemAccess` in the group `portcullis-adapter.<adapterId>`, and of it only the partition
+ * the policy service routes this adapter's decisions to (`singleRouteAssigner`; see `Topics.systemAccess`):
+ * the other partitions hold other adapters' systems. A second instance of the same adapter joins the group
+ * and stands by with nothing assigned until the first leaves.
+ *
+ * It never commits an offset, so every start (and every rebalance) replays the partition from its
+ * beginning: an adapter that was down or lost its state catches up with the current decisions, not only
+ * new ones. Repeats are cheap: the runtime ignores generations it already holds.
  */
 export class KafkaDesiredStateSource implements DesiredStateSource {
   private consumer?: Consumer;
@@ -16,13 +21,19 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
 
   constructor(
     private readonly kafka: Kafka,
-    private readonly groupId: string,
+    private readonly adapterId: string,
     private readonly logger: AdapterLogger,
   ) {}
+
+  /** The adapter's consumer group. */
+  get groupId(): string {
+    return `portcullis-adapter.${this.adapterId}`;
+  }
 
   async start(handler: DesiredStateHandler, serves: (key: string) => boolean = () => true): Promise<void> {
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
+      partitionAssigners: [singleRouteAssigner(this.adapterId)],
       allowAutoTopicCreation: false,
       sessionTimeout: 10_000,
       heartbeatInterval: 1_000,
@@ -48,9 +59,9 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     await consumer.run({
       autoCommit: false,
       partitionsConsumedConcurrently: 4,
-      // Batches, not one call per message: every adapter reads the whole topic, and most records are other
-      // adapters' systems — those are skipped by key in a plain loop (a global revoke of 10,000 systems is
-      // 10,000 records for each of 50 instances). The last offset of a batch is resolved when it returns.
+      // Batches, not one call per message: the partition is shared with the other adapters routed to it, and
+      // their systems' records are skipped by key in a plain loop. The last offset of a batch is resolved
+      // when it returns.
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         const catchUpEnd = catchUpEnds.get(batch.partition) ?? 0n;
         for (const message of batch.messages) {

@@ -6,6 +6,7 @@ import { AppRoleGrants1764400150000 } from './1764400150000-AppRoleGrants';
 import { ApiKeys1764400200000 } from './1764400200000-ApiKeys';
 import { ApprovalsAndExemptions1764400300000 } from './1764400300000-ApprovalsAndExemptions';
 import { EvidenceAppendOnly1764400400000 } from './1764400400000-EvidenceAppendOnly';
+import { OutboxRoutes1764400500000 } from './1764400500000-OutboxRoutes';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
 export const policyServiceMigrations = [
@@ -17,4 +18,5 @@ export const policyServiceMigrations = [
   ApiKeys1764400200000,
   ApprovalsAndExemptions1764400300000,
   EvidenceAppendOnly1764400400000,
+  OutboxRoutes1764400500000,
 ];
