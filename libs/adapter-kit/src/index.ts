@@ -13,5 +13,6 @@ export * from './runtime/adapter-status';
 export * from './runtime/running-adapter';
 export * from './state/adapter-state.error';
 export * from './state/file-adapter-state.store';
+export * from './state/log-structured-state.store';
 export * from './start-adapter';
 export * from './nest';

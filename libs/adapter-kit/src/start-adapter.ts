@@ -14,7 +14,7 @@ import { kafkaLogCreator } from './messaging/kafka-log-creator';
 import type { AdapterIdentity } from './runtime/adapter-identity';
 import { AdapterRuntime } from './runtime/adapter-runtime';
 import type { RunningAdapter, StartableAdapter } from './runtime/running-adapter';
-import { FileAdapterStateStore } from './state/file-adapter-state.store';
+import { LogStructuredStateStore } from './state/log-structured-state.store';
 
 /** How an adapter talks to the rest of Portcullis. Kafka unless replaced (unit tests replace it). */
 export interface AdapterTransport {
@@ -65,7 +65,7 @@ export function composeAdapter<TSystem>(options: ComposeAdapterOptions<TSystem>)
     identity,
     systems: config.systems,
     enforcer,
-    store: new FileAdapterStateStore(config.stateDir),
+    store: new LogStructuredStateStore(config.stateDir),
     source: transport.source,
     publisher: transport.publisher,
     retry: config.retry,

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
@@ -7,7 +7,7 @@ import { eventually } from '@test/support/eventually';
 import type { AccessEnforcer, EnforcementContext, EnforcementResult } from '../access-enforcer';
 import { CorruptJournalError } from '../enforcement-journal';
 import { JsonLogger } from '../logging/json.logger';
-import { FileAdapterStateStore } from '../state/file-adapter-state.store';
+import { LogStructuredStateStore } from '../state/log-structured-state.store';
 import { startAdapter } from '../start-adapter';
 import type { SystemStateRecord } from '../state/system-state';
 import {
@@ -59,8 +59,12 @@ class AdapterHarness {
     return adapter;
   }
 
+  /** The stored record of a system, as `LogStructuredStateStore` would load it: its last log line, or the snapshot's. */
   stateFile(systemId: string): SystemStateRecord {
-    return JSON.parse(readFileSync(path.join(this.stateDir, `${systemId}.json`), 'utf8'));
+    const snapshot = JSON.parse(readFileSync(path.join(this.stateDir, 'state.snapshot.json'), 'utf8'));
+    const log = readFileSync(path.join(this.stateDir, `state.${snapshot.log}.log`), 'utf8').split('\n').slice(0, -1);
+    const records: SystemStateRecord[] = [...snapshot.records, ...log.map((line) => JSON.parse(line))];
+    return records.filter((record) => record.systemId === systemId).at(-1)!;
   }
 
   warnings(): string[] {
@@ -151,7 +155,7 @@ describe('AdapterRuntime', () => {
   it('enforces a decision whose storing failed once it is delivered again (same record)', async () => {
     const adapter = await harness.start();
     const bytes = encodeSignedMessage(SystemAccessChangedV1Schema, systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }), testPolicySigningKey);
-    const save = jest.spyOn(FileAdapterStateStore.prototype, 'save').mockRejectedValueOnce(new Error('disk full'));
+    const save = jest.spyOn(LogStructuredStateStore.prototype, 'save').mockRejectedValueOnce(new Error('disk full'));
     try {
       await expect(harness.source.deliverRaw(STOCK, bytes, { offset: 40 })).rejects.toThrow('disk full');
     } finally {
@@ -414,14 +418,16 @@ describe('AdapterRuntime', () => {
   });
 
   it('after a crash mid-enforcement, enforces the stored decision again on start', async () => {
-    const crashed = new AdapterHarness(new FakeAccessEnforcer(), harness.stateDir);
+    const crashed = new AdapterHarness(new FakeAccessEnforcer());
     await crashed.start();
     const interrupted = (crashed.enforcer as FakeAccessEnforcer).hold(STOCK);
     const decision = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' });
     await crashed.source.deliver(decision);
     await interrupted.reached;
-    await eventually(() => expect(harness.stateFile(STOCK).deliveredAckGeneration).toBe(1));
+    await eventually(() => expect(crashed.stateFile(STOCK).deliveredAckGeneration).toBe(1));
     // The process "dies" here: decision stored and acknowledged, enforcement begun, its outcome never recorded.
+    // Its state directory as it is now (still locked: by this pid, which no store of the restarted adapter holds).
+    cpSync(crashed.stateDir, harness.stateDir, { recursive: true });
 
     try {
       const adapter = await harness.start();

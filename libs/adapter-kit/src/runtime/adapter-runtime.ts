@@ -245,12 +245,13 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
   }
 
   private async shutdown(): Promise<void> {
-    const { source, publisher, logger } = this.options;
+    const { source, publisher, store, logger } = this.options;
     this.stopped = true;
     clearTimeout(this.heartbeatTimer);
     await source.stop().catch((error: unknown) => logger.warn('could not stop consuming', { error: describeError(error) }));
     await Promise.all([...this.reconcilers.values()].map((reconciler) => reconciler.stop()));
     await this.heartbeat;
+    await store.close?.().catch((error: unknown) => logger.warn('could not close the state store', { error: describeError(error) }));
     await publisher.close().catch((error: unknown) => logger.warn('could not close the publisher', { error: describeError(error) }));
     logger.info('adapter stopped');
   }

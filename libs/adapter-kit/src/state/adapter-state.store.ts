@@ -6,4 +6,6 @@ export interface AdapterStateStore {
   open(): Promise<void>;
   load(systemId: string): Promise<SystemStateRecord | undefined>;
   save(record: SystemStateRecord): Promise<void>;
+  /** Waits for the saves in flight, then releases what the store holds (files, locks). */
+  close?(): Promise<void>;
 }

@@ -64,7 +64,8 @@ export const RecordPositionSchema = z.object({
 export type RecordPosition = z.infer<typeof RecordPositionSchema>;
 
 /**
- * Everything an adapter knows about one system, kept in one file so that every change is one atomic write.
+ * Everything an adapter knows about one system, kept as one record (one line of the state log, see
+ * `LogStructuredStateStore`) so that every change is one atomic write of the whole record.
  * `applied.generation < desired.generation` means enforcement is owed (also after a crash mid-enforcement);
  * `enforcedAckGeneration < applied.generation` means the `enforced` acknowledgement is owed. A `drift`
  * of the desired generation means enforcement is owed again, and then its acknowledgement.

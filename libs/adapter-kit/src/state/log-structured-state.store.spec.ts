@@ -1,0 +1,376 @@
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { AdapterStateError } from './adapter-state.error';
+import { FileAdapterStateStore } from './file-adapter-state.store';
+import { LogStructuredStateStore, type LogStructuredStateStoreOptions } from './log-structured-state.store';
+import { emptySystemState, type SystemStateRecord } from './system-state';
+
+function recordOf(systemId: string, generation: number): SystemStateRecord {
+  return {
+    ...emptySystemState(systemId),
+    desired: {
+      state: 'revoked',
+      generation,
+      commandId: randomUUID(),
+      exemptPrincipals: ['breakglass'],
+      groupId: 'back-office',
+      requestedBy: 'alice',
+      reason: 'incident',
+      receivedAt: new Date().toISOString(),
+    },
+    deliveredAckGeneration: generation,
+    journal: { revokedRoles: ['clerk'] },
+  };
+}
+
+const isLog = (file: string) => /state\.[0-9]+\.log$/.test(file);
+
+/** Counts what really reaches the log files: every `write` and `datasync` on a handle of a log. */
+function spyOnLogHandles(tamper: { write?: (call: number) => Error | undefined; truncate?: () => Error | undefined } = {}) {
+  const counts = { writes: 0, datasyncs: 0 };
+  const open = fs.open;
+  jest.spyOn(fs, 'open').mockImplementation(async (...args: Parameters<typeof fs.open>) => {
+    const handle = await open(...args);
+    if (!isLog(String(args[0]))) return handle;
+    const write = handle.write.bind(handle) as (...writeArgs: unknown[]) => Promise<{ bytesWritten: number }>;
+    const datasync = handle.datasync.bind(handle);
+    const truncate = handle.truncate.bind(handle);
+    handle.write = (async (...writeArgs: unknown[]) => {
+      counts.writes += 1;
+      const failure = tamper.write?.(counts.writes);
+      if (failure) {
+        // A write that fails after putting half the bytes on the file (as a full disk may).
+        const [buffer, offset, length] = writeArgs as [Buffer, number, number];
+        await write(buffer, offset, Math.floor(length / 2), null);
+        throw failure;
+      }
+      return write(...writeArgs);
+    }) as typeof handle.write;
+    handle.datasync = async () => {
+      counts.datasyncs += 1;
+      return datasync();
+    };
+    handle.truncate = async (length?: number) => {
+      const failure = tamper.truncate?.();
+      if (failure) throw failure;
+      return truncate(length);
+    };
+    return handle;
+  });
+  return counts;
+}
+
+describe('LogStructuredStateStore', () => {
+  let dir: string;
+  const stores: LogStructuredStateStore[] = [];
+
+  async function opened(options?: LogStructuredStateStoreOptions): Promise<LogStructuredStateStore> {
+    const store = new LogStructuredStateStore(dir, options);
+    stores.push(store);
+    await store.open();
+    return store;
+  }
+
+  async function reopened(store: LogStructuredStateStore, options?: LogStructuredStateStoreOptions): Promise<LogStructuredStateStore> {
+    await store.close();
+    return opened(options);
+  }
+
+  const file = (name: string) => path.join(dir, name);
+  const logLines = async (name = 'state.1.log') => (await fs.readFile(file(name), 'utf8')).split('\n').filter(Boolean);
+
+  beforeEach(async () => {
+    dir = path.join(await fs.mkdtemp(path.join(tmpdir(), 'adapter-log-state-')), 'state');
+  });
+
+  afterEach(async () => {
+    jest.restoreAllMocks();
+    await Promise.all(stores.splice(0).map((store) => store.close()));
+  });
+
+  it('round-trips a record, knows nothing of systems it never saved, and keeps its files private', async () => {
+    const store = await opened();
+    const record = recordOf('stock-db', 3);
+    await store.save(record);
+
+    expect(await store.load('stock-db')).toEqual(record);
+    expect(await store.load('ledger-db')).toBeUndefined();
+    expect((await fs.readdir(dir)).sort()).toEqual(['state.1.log', 'state.lock', 'state.snapshot.json']);
+    expect(await logLines()).toEqual([JSON.stringify(record)]);
+    expect((await fs.stat(dir)).mode & 0o777).toBe(0o700);
+    for (const name of ['state.1.log', 'state.lock', 'state.snapshot.json']) {
+      expect((await fs.stat(file(name))).mode & 0o777).toBe(0o600);
+    }
+  });
+
+  it('commits concurrent saves as a group: one write and one datasync for all of them', async () => {
+    const counts = spyOnLogHandles();
+    const store = await opened();
+
+    await Promise.all(Array.from({ length: 50 }, (_, index) => store.save(recordOf(`system-${index}`, 1))));
+
+    expect(counts).toEqual({ writes: 1, datasyncs: 1 });
+    expect(await logLines()).toHaveLength(50);
+  });
+
+  it('puts saves made during a flush into the next flush, and resolves each only once it is synced', async () => {
+    const counts = spyOnLogHandles();
+    const store = await opened();
+    const settled: string[] = [];
+
+    const first = store.save(recordOf('stock-db', 1)).then(() => settled.push(`first after ${counts.datasyncs} datasync(s)`));
+    await new Promise((resolve) => setImmediate(resolve)); // the first flush has started
+    const later = Array.from({ length: 10 }, (_, index) =>
+      store.save(recordOf(`system-${index}`, 1)).then(() => settled.push(`later after ${counts.datasyncs} datasync(s)`)),
+    );
+    await Promise.all([first, ...later]);
+
+    expect(counts).toEqual({ writes: 2, datasyncs: 2 });
+    expect(settled).toEqual(['first after 1 datasync(s)', ...Array(10).fill('later after 2 datasync(s)')]);
+  });
+
+  it('keeps the latest record of a system, also after reopening', async () => {
+    let store = await opened();
+    await store.save(recordOf('stock-db', 1));
+    await Promise.all([store.save(recordOf('stock-db', 2)), store.save(recordOf('ledger-db', 1))]);
+    await store.save(recordOf('stock-db', 3));
+
+    expect((await store.load('stock-db'))?.desired?.generation).toBe(3);
+    store = await reopened(store);
+    expect((await store.load('stock-db'))?.desired?.generation).toBe(3);
+    expect((await store.load('ledger-db'))?.desired?.generation).toBe(1);
+    expect(await fs.readdir(dir)).not.toContain('state.2.log');
+  });
+
+  it('is not changed by a caller mutating its objects after a save or a load', async () => {
+    const store = await opened();
+    const record = recordOf('stock-db', 1);
+    const saved = store.save(record);
+    record.desired!.generation = 99;
+    (record.journal as { revokedRoles: string[] }).revokedRoles.push('intruder');
+    await saved;
+
+    const loaded = await store.load('stock-db');
+    expect(loaded?.desired?.generation).toBe(1);
+    expect(loaded?.journal).toEqual({ revokedRoles: ['clerk'] });
+    loaded!.deliveredAckGeneration = 42;
+    expect((await store.load('stock-db'))?.deliveredAckGeneration).toBe(1);
+  });
+
+  it('ignores and cuts off a torn last line, and goes on appending after the last complete one', async () => {
+    let store = await opened();
+    await store.save(recordOf('stock-db', 1));
+    await store.close();
+    const intact = (await fs.stat(file('state.1.log'))).size;
+    await fs.appendFile(file('state.1.log'), JSON.stringify(recordOf('stock-db', 2)).slice(0, 40));
+
+    store = await opened();
+    expect((await store.load('stock-db'))?.desired?.generation).toBe(1);
+    expect((await fs.stat(file('state.1.log'))).size).toBe(intact);
+
+    await store.save(recordOf('stock-db', 3));
+    store = await reopened(store);
+    expect((await store.load('stock-db'))?.desired?.generation).toBe(3);
+    expect(await logLines()).toHaveLength(2);
+  });
+
+  it('refuses to open with a corrupt line before the end, a line that is no valid record, or a corrupt snapshot', async () => {
+    const store = await opened();
+    await store.save(recordOf('stock-db', 1));
+    await store.save(recordOf('stock-db', 2));
+    await store.close();
+    const lines = await logLines();
+
+    await fs.writeFile(file('state.1.log'), `${lines[0]}\n{"format":1,"syst\n${lines[1]}\n`);
+    await expect(opened()).rejects.toThrow(AdapterStateError);
+    await expect(opened()).rejects.toThrow(`state log ${file('state.1.log')} line 2 is not valid JSON`);
+
+    await fs.writeFile(file('state.1.log'), `${lines[0]}\n${JSON.stringify({ format: 1, systemId: 'stock-db' })}\n`);
+    await expect(opened()).rejects.toThrow(`state log ${file('state.1.log')} line 2 does not hold a valid record`);
+
+    await fs.writeFile(file('state.1.log'), `${lines[0]}\n`);
+    await fs.writeFile(file('state.snapshot.json'), '{"format":1,"log":1,"rec');
+    await expect(opened()).rejects.toThrow(`state snapshot ${file('state.snapshot.json')} is not valid JSON`);
+
+    await fs.writeFile(file('state.snapshot.json'), JSON.stringify({ format: 1, log: 1, records: [{ format: 1, systemId: 'x y' }] }));
+    await expect(opened()).rejects.toThrow('does not hold a valid record at index 0');
+
+    // A failed open holds no lock: once repaired, the directory opens.
+    await fs.writeFile(file('state.snapshot.json'), JSON.stringify({ format: 1, log: 1, records: [] }));
+    expect((await (await opened()).load('stock-db'))?.desired?.generation).toBe(1);
+  });
+
+  it('refuses a log without a snapshot, and a log newer than the snapshot', async () => {
+    await fs.mkdir(dir, { recursive: true });
+    await fs.writeFile(file('state.1.log'), `${JSON.stringify(recordOf('stock-db', 1))}\n`);
+    await expect(opened()).rejects.toThrow('but no state.snapshot.json');
+
+    await fs.writeFile(file('state.snapshot.json'), JSON.stringify({ format: 1, log: 1, records: [] }));
+    await fs.writeFile(file('state.2.log'), `${JSON.stringify(recordOf('stock-db', 2))}\n`);
+    await expect(opened()).rejects.toThrow(`state log ${file('state.2.log')} is newer than`);
+  });
+
+  it('compacts a grown log into a new snapshot and log, losing no save made during compaction', async () => {
+    const options = { compactMinBytes: 4_000, compactFactor: 2 };
+    let store = await opened(options);
+    const latest = new Map<string, number>();
+    for (let round = 1; round <= 30; round++) {
+      // Saves keep coming while earlier flushes (and compactions) run.
+      const saves = Array.from({ length: 5 }, (_, index) => {
+        const systemId = `system-${(round * 5 + index) % 12}`;
+        latest.set(systemId, round);
+        return store.save(recordOf(systemId, round));
+      });
+      if (round % 3 === 0) await Promise.all(saves);
+      else void Promise.all(saves);
+    }
+    await store.close();
+
+    const names = await fs.readdir(dir);
+    const logs = names.filter(isLog);
+    expect(logs).toHaveLength(1);
+    expect(Number(/([0-9]+)/.exec(logs[0])![1])).toBeGreaterThan(2);
+    const snapshot = JSON.parse(await fs.readFile(file('state.snapshot.json'), 'utf8'));
+    expect(`state.${snapshot.log}.log`).toBe(logs[0]);
+
+    store = await opened(options);
+    for (const [systemId, round] of latest) expect((await store.load(systemId))?.desired?.generation).toBe(round);
+  });
+
+  it('recovers from a crash between the snapshot rename and the deletion of the old log', async () => {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const [old, current, other] = [recordOf('stock-db', 1), recordOf('stock-db', 2), recordOf('ledger-db', 1)];
+    // Snapshot 2 holds everything the old log held; the new log was never created.
+    await fs.writeFile(file('state.snapshot.json'), JSON.stringify({ format: 1, log: 2, records: [current, other] }));
+    await fs.writeFile(file('state.1.log'), `${JSON.stringify(old)}\n${JSON.stringify(current)}\n${JSON.stringify(other)}\n`);
+    await fs.writeFile(file('state.snapshot.json.1234-abcdef.tmp'), '{"format":1,"log":3,"rec');
+
+    let store = await opened();
+    expect(await store.load('stock-db')).toEqual(current);
+    expect(await store.load('ledger-db')).toEqual(other);
+    expect((await fs.readdir(dir)).sort()).toEqual(['state.2.log', 'state.lock', 'state.snapshot.json']);
+
+    await store.save(recordOf('ledger-db', 2));
+    store = await reopened(store);
+    expect((await store.load('ledger-db'))?.desired?.generation).toBe(2);
+    expect(await store.load('stock-db')).toEqual(current);
+  });
+
+  it('recovers from a crash before the snapshot rename: the old snapshot and log hold everything', async () => {
+    let store = await opened();
+    await store.save(recordOf('stock-db', 1));
+    await store.save(recordOf('stock-db', 2));
+    await store.close();
+    await fs.writeFile(file('state.snapshot.json.1234-abcdef.tmp'), '{"format":1,"log":2,"records":[');
+
+    store = await opened();
+    expect((await store.load('stock-db'))?.desired?.generation).toBe(2);
+    expect((await fs.readdir(dir)).sort()).toEqual(['state.1.log', 'state.lock', 'state.snapshot.json']);
+  });
+
+  it('imports a directory of FileAdapterStateStore files as its first snapshot, then deletes them', async () => {
+    const legacy = new FileAdapterStateStore(dir);
+    await legacy.open();
+    const [stock, ledger] = [recordOf('stock-db', 4), recordOf('ledger-db', 2)];
+    await legacy.save(stock);
+    await legacy.save(ledger);
+
+    let store = await opened();
+    expect(await store.load('stock-db')).toEqual(stock);
+    expect(await store.load('ledger-db')).toEqual(ledger);
+    expect((await fs.readdir(dir)).sort()).toEqual(['state.1.log', 'state.lock', 'state.snapshot.json']);
+    const snapshot = JSON.parse(await fs.readFile(file('state.snapshot.json'), 'utf8'));
+    expect(snapshot).toEqual({ format: 1, log: 1, records: expect.arrayContaining([stock, ledger]) });
+    expect(snapshot.records).toHaveLength(2);
+
+    store = await reopened(store);
+    expect(await store.load('stock-db')).toEqual(stock);
+  });
+
+  it('finishes an import that a crash interrupted, and refuses a legacy file that differs from the snapshot', async () => {
+    const legacy = new FileAdapterStateStore(dir);
+    await legacy.open();
+    await legacy.save(recordOf('stock-db', 4));
+    await (await opened()).close();
+    await legacy.save((await (await opened()).load('stock-db'))!); // as if its deletion never happened
+    await Promise.all(stores.splice(0).map((store) => store.close()));
+
+    await (await opened()).close();
+    expect(await fs.readdir(dir)).not.toContain('stock-db.json');
+
+    await legacy.save(recordOf('stock-db', 5)); // an older adapter version ran on the directory since
+    await expect(opened()).rejects.toThrow('holds both state.snapshot.json and stock-db.json, which differs');
+  });
+
+  it('refuses a directory locked by a live process, takes over a stale lock, and frees it on close', async () => {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.writeFile(file('state.lock'), `${process.ppid}\n`);
+    await expect(opened()).rejects.toThrow(`locked by process ${process.ppid}`);
+
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    await fs.writeFile(file('state.lock'), `${dead}\n`);
+    const store = await opened();
+    expect(await fs.readFile(file('state.lock'), 'utf8')).toBe(`${process.pid}\n`);
+
+    await store.close();
+    expect(await fs.readdir(dir)).not.toContain('state.lock');
+  });
+
+  it('refuses a second store on a directory this process holds open, but not once the first is closed', async () => {
+    const first = await opened();
+    await expect(opened()).rejects.toThrow('already in use by another state store of this process');
+    await first.close();
+
+    await (await opened()).save(recordOf('stock-db', 1));
+  });
+
+  it('takes over a lock of its own pid that no store of this process holds (a restarted container)', async () => {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.writeFile(file('state.lock'), `${process.pid}\n`);
+    await (await opened()).save(recordOf('stock-db', 1));
+  });
+
+  it('rejects every save of a failed flush, cuts the half-written line off, and goes on', async () => {
+    spyOnLogHandles({ write: (call) => (call === 2 ? Object.assign(new Error('disk full'), { code: 'ENOSPC' }) : undefined) });
+
+    const store = await opened();
+    await store.save(recordOf('stock-db', 1));
+    const failed = [store.save(recordOf('stock-db', 2)), store.save(recordOf('ledger-db', 1))];
+    await expect(failed[0]).rejects.toThrow(AdapterStateError);
+    await expect(failed[1]).rejects.toThrow('disk full');
+    expect(await logLines()).toHaveLength(1);
+    expect((await store.load('stock-db'))?.desired?.generation).toBe(1);
+    expect(await store.load('ledger-db')).toBeUndefined();
+
+    await store.save(recordOf('stock-db', 3));
+    const reopenedStore = await reopened(store);
+    expect((await reopenedStore.load('stock-db'))?.desired?.generation).toBe(3);
+    expect(await reopenedStore.load('ledger-db')).toBeUndefined();
+  });
+
+  it('fails for good when a failed flush cannot be cut back, so no later save claims durability', async () => {
+    spyOnLogHandles({
+      write: (call) => (call === 2 ? new Error('disk full') : undefined),
+      truncate: () => new Error('I/O error'),
+    });
+    const store = await opened();
+    await store.save(recordOf('stock-db', 1));
+
+    await expect(store.save(recordOf('stock-db', 2))).rejects.toThrow('disk full');
+    await expect(store.save(recordOf('stock-db', 3))).rejects.toThrow(/could not be cut back .*I\/O error.*restart the adapter/);
+    await expect(store.save(recordOf('stock-db', 4))).rejects.toThrow(AdapterStateError);
+  });
+
+  it('on close, waits for the saves in flight and refuses new ones', async () => {
+    const store = await opened();
+    const saved = store.save(recordOf('stock-db', 1));
+    const closed = store.close();
+    await expect(store.save(recordOf('stock-db', 2))).rejects.toThrow('is closing');
+    await Promise.all([saved, closed]);
+
+    expect((await (await opened()).load('stock-db'))?.desired?.generation).toBe(1);
+  });
+});
