@@ -46,8 +46,8 @@ const factsKey = (commandId: string, systemId: string, generation: number) => `$
  * Records what adapters report: acknowledgements, drift reports and security alerts. Every report is kept
  * as evidence, accepted or not; a re-delivered one (same message id) changes nothing.
  *
- * Reports arrive in batches (all those of one fetch from one partition) and a batch is recorded in ONE
- * transaction: the systems it concerns are locked once (in id order, like decisions, so the two never
+ * Reports arrive in batches (all those of one fetch from one partition); a batch — or several, handed in
+ * together (see `recordReports`) — is recorded in ONE transaction: the systems it concerns are locked once (in id order, like decisions, so the two never
  * deadlock), each report is applied in the order it was published, and the audit entries of the whole
  * batch are appended last, in one go — one commit and one turn of the audit chain's lock per batch
  * instead of per report. Signatures are checked before the transaction (CPU only; keys are cached).
@@ -62,11 +62,55 @@ export class AcknowledgementsService {
     private readonly keys: AdapterKeysService,
   ) {}
 
+  /**
+   * Records a batch. Batches handed in while a transaction runs (the transport consumes every partition at
+   * once) are recorded together by the next one: group commit, so that under load the partitions share one
+   * transaction, one turn of the audit chain's lock and one commit instead of queueing on that lock one by
+   * one. If a merged transaction fails, each batch of it is recorded alone, so one batch that cannot be
+   * recorded fails (and is delivered again) without holding up the others. Order within a system is kept:
+   * its reports come from one partition, whose next batch is handed in only after this one resolved.
+   */
   async recordReports(received: readonly ReceivedReport[]): Promise<void> {
     if (received.length === 0) return;
     const checked: CheckedReport[] = await Promise.all(
       received.map(async ({ report, raw }) => ({ report, signature: await this.keys.verify(report.data.adapterId, parseRaw(raw)) })),
     );
+    await new Promise<void>((resolve, reject) => {
+      this.waiting.push({ checked, resolve, reject });
+      if (!this.recording) void this.recordWaiting();
+    });
+  }
+
+  private readonly waiting: { checked: CheckedReport[]; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private recording = false;
+
+  private async recordWaiting(): Promise<void> {
+    this.recording = true;
+    try {
+      // Let the batches of the same fetch (handed in during this turn of the event loop) join.
+      await new Promise((resolve) => setImmediate(resolve));
+      while (this.waiting.length > 0) {
+        const group = this.waiting.splice(0);
+        try {
+          await this.recordInOneTransaction(group.flatMap((batch) => batch.checked));
+          group.forEach((batch) => batch.resolve());
+        } catch (error) {
+          if (group.length === 1) {
+            group[0].reject(error);
+            continue;
+          }
+          this.log.warn(`recording ${group.length} batches together failed (${(error as Error).message}); recording each alone`);
+          for (const batch of group) {
+            await this.recordInOneTransaction(batch.checked).then(batch.resolve, batch.reject);
+          }
+        }
+      }
+    } finally {
+      this.recording = false;
+    }
+  }
+
+  private async recordInOneTransaction(checked: readonly CheckedReport[]): Promise<void> {
     await this.dataSource.transaction(async (manager) => {
       const systems = await this.lockSystems(manager, checked);
       const facts = await this.decisionFacts(manager, checked);
