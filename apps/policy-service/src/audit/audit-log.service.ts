@@ -1,9 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
-import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity';
 import { AuditEntryEntity } from '../database/entities';
-import { linkEntries } from './audit-chain';
+import { linkEntries, type ChainEntry } from './audit-chain';
 
 export interface AuditEntryInput {
   /** `user:<sub>` for people and automations, `adapter:<id>` for adapters, `system` for the service itself. */
@@ -97,12 +96,19 @@ export class AuditLog {
         details: storedJson(entry.details ?? {}),
       })),
     );
-    await manager.insert(
-      AuditEntryEntity,
-      linked.map((entry) => ({ ...entry, occurredAt: new Date(entry.occurredAt) })) as QueryDeepPartialEntity<AuditEntryEntity>[],
-    );
+    // One statement (one round trip inside the chain's lock): the entries, then the head moved on.
     const last = linked[linked.length - 1];
-    await manager.query('UPDATE audit_chain_head SET seq = $1, hash = $2', [last.seq, last.hash]);
+    await manager.query(
+      `WITH appended AS (
+         INSERT INTO audit_entries (seq, occurred_at, actor, action, group_id, system_id, command_id, reason, incident_ref,
+                                    source_address, details, prev_hash, hash)
+         SELECT e.seq, e.occurred_at, e.actor, e.action, e.group_id, e.system_id, e.command_id, e.reason, e.incident_ref,
+                e.source_address, e.details, e.prev_hash, e.hash
+         FROM json_populate_recordset(NULL::audit_entries, $1::json) AS e
+       )
+       UPDATE audit_chain_head SET seq = $2, hash = $3`,
+      [JSON.stringify(linked.map(toRow)), last.seq, last.hash],
+    );
   }
 
   /** Newest first, keyset-paginated by id. */
@@ -161,4 +167,23 @@ function storedJson(details: Record<string, unknown>): Record<string, unknown> {
     string,
     unknown
   >;
+}
+
+/** An entry as a row of `audit_entries` (column names), for `json_populate_recordset`. */
+function toRow(entry: ChainEntry): Record<string, unknown> {
+  return {
+    seq: entry.seq,
+    occurred_at: entry.occurredAt,
+    actor: entry.actor,
+    action: entry.action,
+    group_id: entry.groupId,
+    system_id: entry.systemId,
+    command_id: entry.commandId,
+    reason: entry.reason,
+    incident_ref: entry.incidentRef,
+    source_address: entry.sourceAddress,
+    details: entry.details,
+    prev_hash: entry.prevHash,
+    hash: entry.hash,
+  };
 }

@@ -428,7 +428,7 @@ export class AuditTrail implements OnApplicationBootstrap, OnApplicationShutdown
   private async check(sign: boolean): Promise<AuditCheckpoint | null> {
     const verified = this.verified!;
     const known = this.known;
-    const outcome = await this.dataSource.transaction('READ COMMITTED', async (manager): Promise<WriterOutcome> => {
+    const outcome = await this.dataSource.transaction(async (manager): Promise<WriterOutcome> => {
       if (sign) {
         const [{ locked }]: { locked: boolean }[] = await manager.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [
           CHECKPOINT_LOCK_KEY,

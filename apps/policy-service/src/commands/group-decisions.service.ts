@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
-import { DataSource, In, type EntityManager } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { AuditLog, type AuditEntryInput } from '../audit/audit-log.service';
 import type { Role } from '../auth/roles';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
@@ -103,7 +103,7 @@ export class GroupDecisionsService {
   ) {}
 
   async decide(decision: GroupDecision): Promise<GroupDecisionOutcome> {
-    const recorded = await this.dataSource.transaction('READ COMMITTED', (manager) => this.record(manager, decision));
+    const recorded = await this.dataSource.transaction((manager) => this.record(manager, decision));
     return {
       accepted: recorded.accepted,
       awaitingApproval: recorded.awaitingApproval,
@@ -137,7 +137,7 @@ export class GroupDecisionsService {
    */
   async revokeMany(input: Omit<GroupDecision, 'action' | 'groupId' | 'roles'> & { groupIds: readonly string[] }): Promise<BulkRevokeOutcome[]> {
     const groupIds = [...new Set(input.groupIds)].sort();
-    return this.dataSource.transaction('READ COMMITTED', async (manager) => {
+    return this.dataSource.transaction(async (manager) => {
       const found: { id: string }[] = await manager.query('SELECT id FROM groups WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [groupIds]);
       const missing = groupIds.find((id) => !found.some((row) => row.id === id));
       if (missing) throw new NotFoundError('group', missing);
@@ -284,7 +284,7 @@ export class GroupDecisionsService {
 
   private async answer(kind: 'approve' | 'reject', input: RequestDecision): Promise<void> {
     // A refusal that records something (expired, superseded) is committed first, then reported.
-    const refusal = await this.dataSource.transaction('READ COMMITTED', async (manager): Promise<Error | null> => {
+    const refusal = await this.dataSource.transaction(async (manager): Promise<Error | null> => {
       const now = new Date();
       const actor = `user:${input.decidedBy}`;
       const sourceAddress = input.sourceAddress ?? null;
@@ -418,16 +418,15 @@ export class GroupDecisionsService {
       command.id,
     ]);
 
-    const memberIds = (await manager.find(GroupSystemEntity, { where: { groupId: group.id } }))
-      .map((member) => member.systemId)
-      .sort();
-    const systems = memberIds.length
-      ? await manager.find(SystemEntity, {
-          where: { id: In(memberIds) },
-          order: { id: 'ASC' },
-          lock: { mode: 'pessimistic_write' },
-        })
-      : [];
+    // The group's systems, locked in id order (the order every transaction locks systems in), in one query.
+    const systems = await manager
+      .getRepository(SystemEntity)
+      .createQueryBuilder('system')
+      .innerJoin(GroupSystemEntity, 'member', 'member.systemId = system.id AND member.groupId = :groupId', { groupId: group.id })
+      .orderBy('system.id', 'ASC')
+      .setLock('pessimistic_write', undefined, ['system'])
+      .getMany();
+    const memberIds = systems.map((system) => system.id);
     const otherRevokedGroups = await this.otherRevokedGroups(manager, group.id, memberIds);
     // Read after the systems are locked: an exemption removed meanwhile waits for this decision (it locks
     // the system too), so what is published is what is valid now.

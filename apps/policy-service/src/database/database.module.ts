@@ -67,7 +67,14 @@ export async function runPolicyServiceMigrations(url: string, log = new Logger('
           migrations: policyServiceMigrations,
           migrationsRun: false,
           synchronize: false,
-          extra: { max: 10, connectionTimeoutMillis: 5000, application_name: 'portcullis-policy-service' },
+          extra: {
+            max: 10,
+            connectionTimeoutMillis: 5000,
+            application_name: 'portcullis-policy-service',
+            // Every transaction of the service is READ COMMITTED (its locking is designed for it), set once per
+            // connection rather than by a statement of its own in every transaction, whatever the server's default.
+            options: '-c default_transaction_isolation=read\\ committed',
+          },
           retryAttempts: 10,
           retryDelay: 1000,
         };

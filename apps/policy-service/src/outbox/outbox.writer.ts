@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { OutboxMessageEntity } from '../database/entities';
 
+/** Notified after every insert into the outbox, at commit (a trigger, migration OutboxNotifyTrigger). */
 export const OUTBOX_CHANNEL = 'portcullis_outbox';
 
 export interface OutboxMessage {
@@ -15,7 +16,8 @@ export interface OutboxMessage {
 
 /**
  * Writes outgoing messages in the caller's transaction, so a decision and its messages are committed
- * together or not at all, and wakes the relay: PostgreSQL delivers the NOTIFY at commit, never before.
+ * together or not at all. The insert wakes the relay (a trigger notifies `OUTBOX_CHANNEL`); PostgreSQL
+ * delivers the NOTIFY at commit, never before.
  */
 @Injectable()
 export class OutboxWriter {
@@ -30,6 +32,5 @@ export class OutboxWriter {
         payload: message.value,
       })),
     );
-    await manager.query('SELECT pg_notify($1, NULL)', [OUTBOX_CHANNEL]);
   }
 }

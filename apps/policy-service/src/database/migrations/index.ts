@@ -7,6 +7,7 @@ import { ApiKeys1764400200000 } from './1764400200000-ApiKeys';
 import { ApprovalsAndExemptions1764400300000 } from './1764400300000-ApprovalsAndExemptions';
 import { EvidenceAppendOnly1764400400000 } from './1764400400000-EvidenceAppendOnly';
 import { OutboxRoutes1764400500000 } from './1764400500000-OutboxRoutes';
+import { OutboxNotifyTrigger1764400600000 } from './1764400600000-OutboxNotifyTrigger';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
 export const policyServiceMigrations = [
@@ -19,4 +20,5 @@ export const policyServiceMigrations = [
   ApprovalsAndExemptions1764400300000,
   EvidenceAppendOnly1764400400000,
   OutboxRoutes1764400500000,
+  OutboxNotifyTrigger1764400600000,
 ];
