@@ -84,4 +84,47 @@ describe('revoking many groups at once', () => {
     const verify = await service.http().get('/api/v1/audit/verify').auth(service.token('audrey', 'auditor'), { type: 'bearer' }).expect(200);
     expect(verify.body.intact).toBe(true);
   });
+
+  it('voids an open restore request of a group it finds revoked, and follows a system another group of the same bulk revoked', async () => {
+    // bulk-a, bulk-b and bulk-c are revoked (above). A restore of bulk-a is requested and waits for a second lead.
+    const requested = await service.http().post('/api/v1/groups/bulk-a/restore').auth(lead, { type: 'bearer' })
+      .send({ reason: 'looks clean' }).expect(202);
+    const requestId = requested.body.command.id;
+    await service.http().post('/api/v1/systems').auth(admin, { type: 'bearer' })
+      .send({ id: 'bulk-s5', name: 'bulk-s5', kind: 'postgres', adapterId: 'bulk-adapter' }).expect(201);
+    for (const [id, systemIds] of [['bulk-d', ['bulk-s4', 'bulk-s5']], ['bulk-e', ['bulk-s5']]] as const) {
+      await service.http().post('/api/v1/groups').auth(admin, { type: 'bearer' }).send({ id, name: id, systemIds }).expect(201);
+    }
+
+    const response = await service.http().post('/api/v1/groups/revoke').auth(lead, { type: 'bearer' })
+      .send({ groupIds: ['bulk-e', 'bulk-d', 'bulk-a'], reason: 'second wave', incidentRef: 'INC-78' })
+      .expect(202);
+
+    expect(response.body.commands.map((c: { groupId: string; accepted: boolean }) => [c.groupId, c.accepted])).toEqual([
+      ['bulk-a', false],
+      ['bulk-d', true],
+      ['bulk-e', true],
+    ]);
+    const request = (await service.http().get(`/api/v1/commands/${requestId}`).auth(lead, { type: 'bearer' }).expect(200)).body;
+    expect(request.approval).toMatchObject({ status: 'superseded' });
+    // bulk-d changes bulk-s5 (bulk-s4 was revoked by bulk-c); bulk-e, decided after it, finds bulk-s5 revoked by bulk-d.
+    const systemsOf = async (commandId: string) =>
+      (await service.http().get(`/api/v1/commands/${commandId}`).auth(lead, { type: 'bearer' }).expect(200)).body.systems.map(
+        (system: { systemId: string; changed: boolean; generation: number; detail: string | null }) => [system.systemId, system.changed, system.detail],
+      );
+    expect(await systemsOf(response.body.commands[1].commandId)).toEqual([
+      ['bulk-s4', false, 'stays revoked: also covered by revoked group(s) bulk-c'],
+      ['bulk-s5', true, null],
+    ]);
+    expect(await systemsOf(response.body.commands[2].commandId)).toEqual([['bulk-s5', false, 'stays revoked: also covered by revoked group(s) bulk-d']]);
+    const { rows: audit } = await service.db.query<{ action: string; group_id: string }>(
+      `SELECT action, group_id FROM audit_entries WHERE seq > (SELECT max(seq) FROM audit_entries WHERE action = 'restore.requested') ORDER BY seq`,
+    );
+    const order = audit.filter((entry) => /^(restore|group\.revoke)/.test(entry.action)).map((entry) => `${entry.action} ${entry.group_id}`);
+    expect(order).toEqual(['restore.superseded bulk-a', 'group.revoke.repeated bulk-a', 'group.revoked bulk-d', 'group.revoked bulk-e']);
+    const { rows: outbox } = await service.db.query<{ message_key: string; payload: string }>(
+      `SELECT message_key, payload FROM outbox WHERE message_key = 'bulk-s5' ORDER BY id`,
+    );
+    expect(outbox.map((row) => JSON.parse(row.payload).generation)).toEqual([1]);
+  });
 });

@@ -5,11 +5,11 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { AuditLog, type AuditEntryInput } from '../audit/audit-log.service';
 import type { Role } from '../auth/roles';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
+import type { AccessState } from '@portcullis/contracts';
 import {
   CommandEntity,
   CommandTargetEntity,
   GroupEntity,
-  GroupSystemEntity,
   SystemEntity,
   type CommandAction,
   type TargetStatus,
@@ -137,20 +137,68 @@ export class GroupDecisionsService {
    */
   async revokeMany(input: Omit<GroupDecision, 'action' | 'groupId' | 'roles'> & { groupIds: readonly string[] }): Promise<BulkRevokeOutcome[]> {
     const groupIds = [...new Set(input.groupIds)].sort();
+    const actor = `user:${input.requestedBy}`;
+    const sourceAddress = input.sourceAddress ?? null;
     return this.dataSource.transaction(async (manager) => {
-      const found: { id: string }[] = await manager.query('SELECT id FROM groups WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [groupIds]);
-      const missing = groupIds.find((id) => !found.some((row) => row.id === id));
+      const now = new Date();
+      // Lock order as for a single decision: the groups (by id), their open restore requests, their systems (by id).
+      const groups = await manager
+        .getRepository(GroupEntity)
+        .createQueryBuilder('grp')
+        .where('grp.id = ANY(:groupIds)', { groupIds })
+        .orderBy('grp.id', 'ASC')
+        .setLock('pessimistic_write')
+        .getMany();
+      const missing = groupIds.find((id) => !groups.some((group) => group.id === id));
       if (missing) throw new NotFoundError('group', missing);
-      await manager.query(
-        `SELECT id FROM systems WHERE id IN (SELECT system_id FROM group_systems WHERE group_id = ANY($1::text[])) ORDER BY id FOR UPDATE`,
-        [groupIds],
-      );
+      const openRequests = await manager
+        .getRepository(CommandEntity)
+        .createQueryBuilder('request')
+        .where('request.groupId = ANY(:groupIds) AND request.approvalStatus = :open', { groupIds, open: 'awaiting-approval' })
+        .orderBy('request.id', 'ASC')
+        .setLock('pessimistic_write')
+        .getMany();
+      const context = await this.loadDecisionContext(manager, groupIds, now);
+
+      // Every group decided in memory, in id order, exactly as a single revoke would be one after the other
+      // (a later group sees the systems an earlier one revoked); then everything written set-based.
       const entries: AuditEntryInput[] = [];
       const outcomes: BulkRevokeOutcome[] = [];
-      for (const groupId of groupIds) {
-        const recorded = await this.record(manager, { ...input, action: 'revoke', groupId }, entries);
-        outcomes.push({ groupId, commandId: recorded.commandId, accepted: recorded.accepted });
+      const closes: { request: CommandEntity; status: 'expired' | 'superseded' }[] = [];
+      const commands: CommandEntity[] = [];
+      const plans: DecisionPlan[] = [];
+      for (const group of groups) {
+        const open = openRequests.find((request) => request.groupId === group.id);
+        const closeOpen = (by: string): AuditEntryInput[] => {
+          if (!open) return [];
+          const expired = effectiveRequestStatus(requestFacts(open), now) === 'expired';
+          const status = expired ? 'expired' : 'superseded';
+          closes.push({ request: open, status });
+          const cause = expired ? { actor: 'system', sourceAddress: null, by } : { actor, sourceAddress, by, why: `the group was decided again (${by})` };
+          return [closedRequestEntry(open, status, cause)];
+        };
+        if (group.state === 'revoked') {
+          entries.push(...closeOpen('a repeated revoke'), repeatedDecisionEntry(group, 'revoke', { ...input, actor, sourceAddress }));
+          outcomes.push({ groupId: group.id, commandId: group.lastCommandId, accepted: false });
+          continue;
+        }
+        const command = this.newCommand({ ...input, action: 'revoke', groupId: group.id }, now);
+        const closed = closeOpen(`revoke ${command.id}`);
+        commands.push(command);
+        const plan = this.planApplication(group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} }, context);
+        plans.push(plan);
+        entries.push(...plan.entries);
+        outcomes.push({ groupId: group.id, commandId: command.id, accepted: true });
       }
+      if (closes.length) {
+        await manager.query(
+          `UPDATE commands c SET approval_status = u.status, decided_at = $1
+           FROM unnest($2::uuid[], $3::text[]) AS u(id, status) WHERE c.id = u.id`,
+          [now, closes.map((close) => close.request.id), closes.map((close) => close.status)],
+        );
+      }
+      for (let i = 0; i < commands.length; i += INSERT_CHUNK) await manager.insert(CommandEntity, commands.slice(i, i + INSERT_CHUNK));
+      await this.writeApplications(manager, plans);
       // Last: appending takes the audit chain's lock, held until commit.
       await this.auditLog.append(manager, entries);
       return outcomes;
@@ -179,32 +227,11 @@ export class GroupDecisionsService {
         decision.action === 'revoke'
           ? await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: 'a repeated revoke' })
           : [];
-      await audit([
-        ...closed,
-        {
-          actor,
-          sourceAddress,
-          action: `group.${decision.action}.repeated`,
-          groupId: group.id,
-          commandId: group.lastCommandId,
-          reason: decision.reason,
-          incidentRef: decision.incidentRef,
-          details: { note: `group was already ${group.state}; nothing was published` },
-        },
-      ]);
+      await audit([...closed, repeatedDecisionEntry(group, decision.action, { ...decision, actor, sourceAddress })]);
       return { accepted: false, awaitingApproval: false, commandId: group.lastCommandId };
     }
 
-    const command: CommandEntity = {
-      id: randomUUID(),
-      action: decision.action,
-      groupId: group.id,
-      reason: decision.reason,
-      incidentRef: decision.incidentRef ?? null,
-      requestedBy: decision.requestedBy,
-      requestedAt: now,
-      acknowledgeBy: new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000),
-    };
+    const command = this.newCommand(decision, now);
 
     if (decision.action === 'revoke') {
       const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `revoke ${command.id}` });
@@ -399,6 +426,20 @@ export class GroupDecisionsService {
     if (refusal) throw refusal;
   }
 
+  /** A new command for a decision, requested now. */
+  private newCommand(decision: Pick<GroupDecision, 'action' | 'groupId' | 'reason' | 'incidentRef' | 'requestedBy'>, now: Date): CommandEntity {
+    return {
+      id: randomUUID(),
+      action: decision.action,
+      groupId: decision.groupId,
+      reason: decision.reason,
+      incidentRef: decision.incidentRef ?? null,
+      requestedBy: decision.requestedBy,
+      requestedAt: now,
+      acknowledgeBy: new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000),
+    };
+  }
+
   /**
    * The group's decision applied to each of its systems: group state, systems' desired state and generation,
    * command targets, outbox messages, then the audit entries (last).
@@ -411,34 +452,64 @@ export class GroupDecisionsService {
     how: Application,
     auditSink?: AuditEntryInput[],
   ): Promise<void> {
-    const targetState = command.action === 'revoke' ? 'revoked' : 'active';
-    await manager.query('UPDATE groups SET state = $2, last_command_id = $3, updated_at = now() WHERE id = $1', [
-      group.id,
-      targetState,
-      command.id,
-    ]);
+    const context = await this.loadDecisionContext(manager, [group.id], now);
+    const plan = this.planApplication(group, command, now, how, context);
+    await this.writeApplications(manager, [plan]);
+    // Last: appending takes the audit chain's lock, held until commit (or the caller appends, last).
+    if (auditSink) auditSink.push(...plan.entries);
+    else await this.auditLog.append(manager, plan.entries);
+  }
 
-    // The group's systems, locked in id order (the order every transaction locks systems in), in one query.
+  /**
+   * What decisions about `groupIds` need to read, read once: their systems, locked in id order (the order
+   * every transaction locks systems in), every group each of those systems is in with its state, and the
+   * systems' valid exemptions (read after the lock: an exemption removed meanwhile waits for this decision,
+   * which locks the system too, so what is published is what is valid now).
+   */
+  private async loadDecisionContext(manager: EntityManager, groupIds: readonly string[], now: Date): Promise<DecisionContext> {
     const systems = await manager
       .getRepository(SystemEntity)
       .createQueryBuilder('system')
-      .innerJoin(GroupSystemEntity, 'member', 'member.systemId = system.id AND member.groupId = :groupId', { groupId: group.id })
+      .where('system.id IN (SELECT gs.system_id FROM group_systems gs WHERE gs.group_id = ANY(:groupIds))', { groupIds })
       .orderBy('system.id', 'ASC')
       .setLock('pessimistic_write', undefined, ['system'])
       .getMany();
-    const memberIds = systems.map((system) => system.id);
-    const otherRevokedGroups = await this.otherRevokedGroups(manager, group.id, memberIds);
-    // Read after the systems are locked: an exemption removed meanwhile waits for this decision (it locks
-    // the system too), so what is published is what is valid now.
-    const exemptions = await validExemptPrincipals(manager, memberIds, now);
+    const systemIds = systems.map((system) => system.id);
+    const memberships: { group_id: string; system_id: string; state: string }[] = systemIds.length
+      ? await manager.query(
+          `SELECT gs.group_id, gs.system_id, g.state FROM group_systems gs JOIN groups g ON g.id = gs.group_id
+           WHERE gs.system_id = ANY($1::text[])`,
+          [systemIds],
+        )
+      : [];
+    const byId = new Map(systems.map((system) => [system.id, system]));
+    const systemsOfGroup = new Map<string, SystemEntity[]>();
+    const groupsOfSystem = new Map<string, string[]>();
+    const revokedGroups = new Set<string>();
+    for (const row of memberships) {
+      if (row.state === 'revoked') revokedGroups.add(row.group_id);
+      groupsOfSystem.set(row.system_id, [...(groupsOfSystem.get(row.system_id) ?? []), row.group_id]);
+      if (groupIds.includes(row.group_id)) systemsOfGroup.set(row.group_id, [...(systemsOfGroup.get(row.group_id) ?? []), byId.get(row.system_id)!]);
+    }
+    for (const members of systemsOfGroup.values()) members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { systemsOfGroup, groupsOfSystem, revokedGroups, exemptions: await validExemptPrincipals(manager, systemIds, now) };
+  }
 
+  /**
+   * Works out one group decision in memory: each system's new state and generation, the command's targets,
+   * the signed messages and the audit entries. The context is updated as if it were written (the group's
+   * state, its changed systems), so the next plan in the same transaction sees this one.
+   */
+  private planApplication(group: GroupEntity, command: CommandEntity, now: Date, how: Application, context: DecisionContext): DecisionPlan {
+    const targetState = command.action === 'revoke' ? 'revoked' : 'active';
     const targets: Partial<CommandTargetEntity>[] = [];
     const messages: OutboxMessage[] = [];
     const changed: string[] = [];
     const unchanged: { systemId: string; desiredState: string; heldBy: string[] }[] = [];
-    const changes: { id: string; desiredState: string; generation: number }[] = [];
-    for (const system of systems) {
-      const access = decideSystemAccess(command.action, system.desiredState, otherRevokedGroups.get(system.id) ?? []);
+    const changes: SystemChange[] = [];
+    for (const system of context.systemsOfGroup.get(group.id) ?? []) {
+      const otherRevoked = (context.groupsOfSystem.get(system.id) ?? []).filter((id) => id !== group.id && context.revokedGroups.has(id));
+      const access = decideSystemAccess(command.action, system.desiredState, otherRevoked);
       if (!access.changes) {
         // Already in the desired state through another decision: follow that decision's enforcement.
         targets.push({
@@ -466,27 +537,12 @@ export class GroupDecisionsService {
         status: 'pending',
         detail: null,
       });
-      messages.push(this.systemAccessChanged(command, system, generation, access.desiredState, exemptions.get(system.id) ?? [], now));
+      messages.push(this.systemAccessChanged(command, system, generation, access.desiredState, context.exemptions.get(system.id) ?? [], now));
       changed.push(system.id);
+      Object.assign(system, { desiredState: access.desiredState, generation, desiredCommandId: command.id, enforcementStatus: 'pending' });
     }
-    if (changes.length) {
-      // Set-based: two statements for the whole group instead of two per system.
-      await manager.query(
-        `UPDATE systems s SET desired_state = u.desired_state, generation = u.generation, desired_command_id = $1,
-           enforcement_status = 'pending', enforcement_detail = NULL, updated_at = now()
-         FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(id, desired_state, generation) WHERE s.id = u.id`,
-        [command.id, changes.map((c) => c.id), changes.map((c) => c.desiredState), changes.map((c) => c.generation)],
-      );
-      // Older decisions still waiting on these systems will never be acknowledged as such: a newer one replaces them.
-      await manager.query(
-        `UPDATE command_targets ct SET status = 'superseded', updated_at = now()
-         FROM unnest($1::text[], $2::bigint[]) AS u(system_id, generation)
-         WHERE ct.system_id = u.system_id AND ct.generation < u.generation AND ct.status IN ('pending', 'delivered', 'failed')`,
-        [changes.map((c) => c.id), changes.map((c) => c.generation)],
-      );
-    }
-    if (targets.length) await manager.insert(CommandTargetEntity, targets);
-    await this.outbox.enqueue(manager, messages);
+    if (targetState === 'revoked') context.revokedGroups.add(group.id);
+    else context.revokedGroups.delete(group.id);
     const entries: AuditEntryInput[] = [
       ...how.precedingEntries,
       {
@@ -507,9 +563,41 @@ export class GroupDecisionsService {
         },
       },
     ];
-    // Last: appending takes the audit chain's lock, held until commit (or the caller appends, last).
-    if (auditSink) auditSink.push(...entries);
-    else await this.auditLog.append(manager, entries);
+    return { groupId: group.id, commandId: command.id, targetState, changes, targets, messages, entries };
+  }
+
+  /** Writes planned decisions, set-based: a handful of statements whatever the number of groups and systems. */
+  private async writeApplications(manager: EntityManager, plans: readonly DecisionPlan[]): Promise<void> {
+    if (plans.length === 0) return;
+    await manager.query(
+      `UPDATE groups g SET state = u.state, last_command_id = u.command_id, updated_at = now()
+       FROM unnest($1::text[], $2::text[], $3::uuid[]) AS u(id, state, command_id) WHERE g.id = u.id`,
+      [plans.map((plan) => plan.groupId), plans.map((plan) => plan.targetState), plans.map((plan) => plan.commandId)],
+    );
+    const changes = plans.flatMap((plan) => plan.changes.map((change) => ({ ...change, commandId: plan.commandId })));
+    if (new Set(changes.map((change) => change.id)).size !== changes.length) {
+      // Each plan's targets are inserted below the supersede update: a system changed twice would keep its
+      // first target pending. Revokes never change a system twice; nothing else writes several plans.
+      throw new Error('a system cannot change twice in one set of decisions');
+    }
+    if (changes.length) {
+      await manager.query(
+        `UPDATE systems s SET desired_state = u.desired_state, generation = u.generation, desired_command_id = u.command_id,
+           enforcement_status = 'pending', enforcement_detail = NULL, updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[]) AS u(id, desired_state, generation, command_id) WHERE s.id = u.id`,
+        [changes.map((c) => c.id), changes.map((c) => c.desiredState), changes.map((c) => c.generation), changes.map((c) => c.commandId)],
+      );
+      // Older decisions still waiting on these systems will never be acknowledged as such: a newer one replaces them.
+      await manager.query(
+        `UPDATE command_targets ct SET status = 'superseded', updated_at = now()
+         FROM unnest($1::text[], $2::bigint[]) AS u(system_id, generation)
+         WHERE ct.system_id = u.system_id AND ct.generation < u.generation AND ct.status IN ('pending', 'delivered', 'failed')`,
+        [changes.map((c) => c.id), changes.map((c) => c.generation)],
+      );
+    }
+    const targets = plans.flatMap((plan) => plan.targets);
+    for (let i = 0; i < targets.length; i += INSERT_CHUNK) await manager.insert(CommandTargetEntity, targets.slice(i, i + INSERT_CHUNK));
+    await this.outbox.enqueue(manager, plans.flatMap((plan) => plan.messages));
   }
 
   /**
@@ -548,36 +636,7 @@ export class GroupDecisionsService {
     cause: { actor: string; sourceAddress: string | null; by: string; why?: string },
   ): Promise<AuditEntryInput> {
     await manager.update(CommandEntity, { id: request.id }, { approvalStatus: status, decidedAt: now });
-    return {
-      actor: cause.actor,
-      sourceAddress: cause.sourceAddress,
-      action: `restore.${status}`,
-      groupId: request.groupId,
-      commandId: request.id,
-      reason: request.reason,
-      incidentRef: request.incidentRef,
-      details: {
-        before: { approval: 'awaiting-approval' },
-        after: { approval: status },
-        requestedBy: request.requestedBy,
-        expiresAt: request.approvalExpiresAt?.toISOString() ?? null,
-        ...(cause.why ? { why: cause.why } : {}),
-        noticedBy: cause.by,
-      },
-    };
-  }
-
-  /** For each system, the other revoked groups that contain it. */
-  private async otherRevokedGroups(manager: EntityManager, groupId: string, systemIds: string[]): Promise<Map<string, string[]>> {
-    if (systemIds.length === 0) return new Map();
-    const rows: { system_id: string; group_ids: string[] }[] = await manager.query(
-      `SELECT gs.system_id, array_agg(g.id ORDER BY g.id) AS group_ids
-       FROM group_systems gs JOIN groups g ON g.id = gs.group_id
-       WHERE g.state = 'revoked' AND g.id <> $1 AND gs.system_id = ANY($2::text[])
-       GROUP BY gs.system_id`,
-      [groupId, systemIds],
-    );
-    return new Map(rows.map((row) => [row.system_id, row.group_ids]));
+    return closedRequestEntry(request, status, cause);
   }
 
   private systemAccessChanged(
@@ -590,6 +649,80 @@ export class GroupDecisionsService {
   ): OutboxMessage {
     return this.messages.build({ command, system, generation, desiredState, exemptPrincipals }, now);
   }
+}
+
+/** Rows per multi-row INSERT (PostgreSQL takes at most 65,535 parameters per statement). */
+const INSERT_CHUNK = 1_000;
+
+interface SystemChange {
+  id: string;
+  desiredState: AccessState;
+  generation: number;
+}
+
+/** What decisions in one transaction read: see `loadDecisionContext`. Updated as decisions are planned. */
+interface DecisionContext {
+  /** The decided groups' systems, by id; the same objects across groups. */
+  systemsOfGroup: Map<string, SystemEntity[]>;
+  /** Every group each of those systems is in. */
+  groupsOfSystem: Map<string, string[]>;
+  /** Which of those groups are revoked. */
+  revokedGroups: Set<string>;
+  exemptions: Map<string, string[]>;
+}
+
+/** One group decision worked out in memory, to be written with others (`writeApplications`). */
+interface DecisionPlan {
+  groupId: string;
+  commandId: string;
+  targetState: AccessState;
+  changes: SystemChange[];
+  targets: Partial<CommandTargetEntity>[];
+  messages: OutboxMessage[];
+  entries: AuditEntryInput[];
+}
+
+/** The audit entry of a decision that found the group in the requested state already. */
+function repeatedDecisionEntry(
+  group: GroupEntity,
+  action: CommandAction,
+  decision: { actor: string; sourceAddress: string | null; reason: string; incidentRef?: string },
+): AuditEntryInput {
+  return {
+    actor: decision.actor,
+    sourceAddress: decision.sourceAddress,
+    action: `group.${action}.repeated`,
+    groupId: group.id,
+    commandId: group.lastCommandId,
+    reason: decision.reason,
+    incidentRef: decision.incidentRef,
+    details: { note: `group was already ${group.state}; nothing was published` },
+  };
+}
+
+/** The audit entry of a restore request closed as expired or superseded (`restore.expired` / `restore.superseded`). */
+function closedRequestEntry(
+  request: CommandEntity,
+  status: 'expired' | 'superseded',
+  cause: { actor: string; sourceAddress: string | null; by: string; why?: string },
+): AuditEntryInput {
+  return {
+    actor: cause.actor,
+    sourceAddress: cause.sourceAddress,
+    action: `restore.${status}`,
+    groupId: request.groupId,
+    commandId: request.id,
+    reason: request.reason,
+    incidentRef: request.incidentRef,
+    details: {
+      before: { approval: 'awaiting-approval' },
+      after: { approval: status },
+      requestedBy: request.requestedBy,
+      expiresAt: request.approvalExpiresAt?.toISOString() ?? null,
+      ...(cause.why ? { why: cause.why } : {}),
+      noticedBy: cause.by,
+    },
+  };
 }
 
 function currentEnforcement(system: SystemEntity): TargetStatus {

@@ -22,15 +22,19 @@ export interface OutboxMessage {
 @Injectable()
 export class OutboxWriter {
   async enqueue(manager: EntityManager, messages: OutboxMessage[]): Promise<void> {
-    if (messages.length === 0) return;
-    await manager.insert(
-      OutboxMessageEntity,
-      messages.map((message) => ({
-        topic: message.topic,
-        messageKey: message.key,
-        partitionKey: message.partitionKey ?? null,
-        payload: message.value,
-      })),
-    );
+    // In chunks: PostgreSQL takes at most 65,535 parameters per statement (a global revoke writes one row per system).
+    for (let i = 0; i < messages.length; i += ROWS_PER_INSERT) {
+      await manager.insert(
+        OutboxMessageEntity,
+        messages.slice(i, i + ROWS_PER_INSERT).map((message) => ({
+          topic: message.topic,
+          messageKey: message.key,
+          partitionKey: message.partitionKey ?? null,
+          payload: message.value,
+        })),
+      );
+    }
   }
 }
+
+const ROWS_PER_INSERT = 2_000;
