@@ -31,6 +31,18 @@ describe('loadPolicyServiceConfig', () => {
     }
   });
 
+  it('prunes published outbox rows after 7 days by default, hourly; 0 keeps them', () => {
+    const config = loadPolicyServiceConfig(valid);
+    expect(config.outboxRetentionHours).toBe(168);
+    expect(config.outboxPruneIntervalMs).toBe(3_600_000);
+    const custom = loadPolicyServiceConfig({ ...valid, OUTBOX_RETENTION_HOURS: '0', OUTBOX_PRUNE_INTERVAL_MS: '60000' });
+    expect(custom.outboxRetentionHours).toBe(0);
+    expect(custom.outboxPruneIntervalMs).toBe(60_000);
+    expect(() => loadPolicyServiceConfig({ ...valid, OUTBOX_RETENTION_HOURS: '-1' })).toThrow(/OUTBOX_RETENTION_HOURS must be an integer/);
+    expect(() => loadPolicyServiceConfig({ ...valid, OUTBOX_RETENTION_HOURS: '1.5' })).toThrow(/OUTBOX_RETENTION_HOURS/);
+    expect(() => loadPolicyServiceConfig({ ...valid, OUTBOX_PRUNE_INTERVAL_MS: '10' })).toThrow(/OUTBOX_PRUNE_INTERVAL_MS must be an integer/);
+  });
+
   it('reads the signing key; its id defaults to the fingerprint of the key', () => {
     const config = loadPolicyServiceConfig(valid);
     expect(config.signing.keyId).toBe(`policy-${publicKeyFingerprint(parsePrivateKey(signingKey))}`);

@@ -40,6 +40,13 @@ export interface PolicyServiceConfig {
   adapterStaleAfterIntervals: number;
   /** Safety sweep of the outbox; publishing is normally woken at once by NOTIFY. */
   outboxSweepIntervalMs: number;
+  /**
+   * Published outbox rows are deleted this many hours after they were published (`OUTBOX_RETENTION_HOURS`,
+   * default `DEFAULT_OUTBOX_RETENTION_HOURS`); 0 keeps them for ever. Unpublished rows are never deleted.
+   */
+  outboxRetentionHours?: number;
+  /** How often the outbox is pruned (`OUTBOX_PRUNE_INTERVAL_MS`, default `DEFAULT_OUTBOX_PRUNE_INTERVAL_MS`). */
+  outboxPruneIntervalMs?: number;
   /** A restore request not approved within this many seconds expires (`RESTORE_REQUEST_TTL_SECONDS`). */
   restoreRequestTtlSeconds: number;
   /** Signs every published decision and audit checkpoint (Ed25519); adapters trust its public half. */
@@ -50,6 +57,11 @@ export interface PolicyServiceConfig {
    */
   commandTtlSeconds: number;
 }
+
+/** 7 days. */
+export const DEFAULT_OUTBOX_RETENTION_HOURS = 168;
+/** Hourly. */
+export const DEFAULT_OUTBOX_PRUNE_INTERVAL_MS = 3_600_000;
 
 export class InvalidConfigurationError extends Error {
   override readonly name = 'InvalidConfigurationError';
@@ -114,6 +126,8 @@ export function loadPolicyServiceConfig(env: NodeJS.ProcessEnv = process.env): P
     | 'acknowledgementDeadlineSeconds'
     | 'adapterStaleAfterIntervals'
     | 'outboxSweepIntervalMs'
+    | 'outboxRetentionHours'
+    | 'outboxPruneIntervalMs'
     | 'topicPartitions'
     | 'restoreRequestTtlSeconds' | 'commandTtlSeconds'
   > | null = null;
@@ -123,6 +137,8 @@ export function loadPolicyServiceConfig(env: NodeJS.ProcessEnv = process.env): P
       acknowledgementDeadlineSeconds: integer(env, 'ACK_DEADLINE_SECONDS', 60, 1, 86400),
       adapterStaleAfterIntervals: integer(env, 'ADAPTER_STALE_AFTER_INTERVALS', 3, 1, 1000),
       outboxSweepIntervalMs: integer(env, 'OUTBOX_SWEEP_INTERVAL_MS', 5000, 100, 600000),
+      outboxRetentionHours: integer(env, 'OUTBOX_RETENTION_HOURS', DEFAULT_OUTBOX_RETENTION_HOURS, 0, 10 * 8760),
+      outboxPruneIntervalMs: integer(env, 'OUTBOX_PRUNE_INTERVAL_MS', DEFAULT_OUTBOX_PRUNE_INTERVAL_MS, 1000, 86_400_000),
       topicPartitions: integer(env, 'KAFKA_TOPIC_PARTITIONS', 6, 1, 1000),
       restoreRequestTtlSeconds: integer(env, 'RESTORE_REQUEST_TTL_SECONDS', 3600, 1, 7 * 86400),
       commandTtlSeconds: integer(env, 'COMMAND_TTL_SECONDS', 7 * 86400, 60, 365 * 86400),

@@ -6,6 +6,7 @@ import type { Kafka } from 'kafkajs';
 import { DataSource } from 'typeorm';
 import { Public } from '../auth/auth.decorators';
 import { KAFKA } from '../kafka/kafka.module';
+import { OutboxPruner } from '../outbox/outbox.pruner';
 import { OutboxRelay } from '../outbox/outbox.relay';
 import { AuditTrail } from '../audit/audit-trail.service';
 
@@ -35,6 +36,7 @@ export class HealthController {
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(KAFKA) private readonly kafka: Kafka,
     private readonly relay: OutboxRelay,
+    private readonly pruner: OutboxPruner,
     private readonly auditTrail: AuditTrail,
   ) {}
 
@@ -46,7 +48,7 @@ export class HealthController {
   }
 
   /**
-   * Readiness: the database and Kafka answer; includes the outbox backlog and the audit checkpoint
+   * Readiness: the database and Kafka answer; includes the outbox backlog (and its last pruning) and the audit checkpoint
    * writer's state (a writer that refuses to sign means the history was tampered with: alert on it).
    * 503 when a dependency is down.
    */
@@ -65,7 +67,7 @@ export class HealthController {
         }
       }),
     ]);
-    const outbox = database.status === 'up' ? await this.relay.health() : null;
+    const outbox = database.status === 'up' ? { ...(await this.relay.health()), pruning: this.pruner.health() } : null;
     const ok = database.status === 'up' && kafka.status === 'up';
     response.status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE);
     const { healthy, status, lastCheckpointSeq, problem } = this.auditTrail.writerState();
