@@ -1,4 +1,4 @@
-import { JsonLogger } from './json.logger';
+import { JsonLogger, LineBatcher } from './json.logger';
 
 describe('JsonLogger', () => {
   it('writes one JSON object per line with the fields of every parent logger', () => {
@@ -28,5 +28,38 @@ describe('JsonLogger', () => {
     logger.child({ systemId: 'stock-db' }).warn('heard');
 
     expect(lines.map((line) => JSON.parse(line).msg)).toEqual(['heard']);
+  });
+
+  describe('LineBatcher', () => {
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+    it('hands the lines of one turn to the output in one write, in order, on the next turn', async () => {
+      const writes: string[] = [];
+      const batcher = new LineBatcher((chunk) => writes.push(chunk));
+
+      batcher.write('{"n":1}');
+      batcher.write('{"n":2}');
+      batcher.write('{"n":3}');
+      expect(writes).toEqual([]);
+      await nextTurn();
+      expect(writes).toEqual(['{"n":1}\n{"n":2}\n{"n":3}\n']);
+
+      batcher.write('{"n":4}');
+      await nextTurn();
+      expect(writes).toEqual(['{"n":1}\n{"n":2}\n{"n":3}\n', '{"n":4}\n']);
+    });
+
+    it('writes what is pending synchronously when flushed at exit, and nothing twice', async () => {
+      const writes: string[] = [];
+      const syncWrites: string[] = [];
+      const batcher = new LineBatcher((chunk) => writes.push(chunk), (chunk) => syncWrites.push(chunk));
+
+      batcher.write('last words');
+      batcher.flush(true);
+      await nextTurn();
+
+      expect(syncWrites).toEqual(['last words\n']);
+      expect(writes).toEqual([]);
+    });
   });
 });
