@@ -60,29 +60,42 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       autoCommit: false,
       partitionsConsumedConcurrently: 4,
       // Batches, not one call per message: the partition is shared with the other adapters routed to it, and
-      // their systems' records are skipped by key in a plain loop. The last offset of a batch is resolved
-      // when it returns.
+      // their systems' records are skipped by key in a plain loop. Records of one system are handled in
+      // order; different systems' at the same time, so that their durable saves share one group commit
+      // (see LogStructuredStateStore) instead of one after the other.
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         const catchUpEnd = catchUpEnds.get(batch.partition) ?? 0n;
+        const bySystem = new Map<string | null, Promise<void>>();
+        const handled: { offset: string; done: Promise<void> }[] = [];
         for (const message of batch.messages) {
-          if (!isRunning() || isStale()) return;
+          if (!isRunning() || isStale()) break;
           const key = message.key?.toString('utf8') ?? null;
+          let done: Promise<void> = Promise.resolve();
           if (key === null || serves(key)) {
-            await handler({
+            const record = {
               key,
               value: message.value,
               partition: batch.partition,
               offset: message.offset,
               catchUp: BigInt(message.offset) < catchUpEnd,
-            });
-            // Handling waits for fsyncs and sends: stay in the group (kafkajs throttles it). Best effort: a
-            // failed heartbeat (the group rebalancing, the broker restarting) must not crash the consumer —
-            // the next fetch rejoins, and records handled meanwhile are judged again harmlessly.
-            await heartbeat().catch(() => undefined);
+            };
+            // After a failed record of the system, its later records are not handled (they reject too).
+            done = (bySystem.get(key) ?? Promise.resolve()).then(() => handler(record));
+            bySystem.set(key, done);
           }
-          resolveOffset(message.offset); // a handler that throws has the rest of the batch delivered again
+          handled.push({ offset: message.offset, done });
         }
+        // The batch stops at the first record that failed: it and everything after it come again (records of
+        // other systems handled meanwhile are known by then, and skipped as judged).
+        const outcomes = await Promise.allSettled(handled.map((entry) => entry.done));
+        const failed = outcomes.findIndex((outcome) => outcome.status === 'rejected');
+        const resolved = failed === -1 ? handled : handled.slice(0, failed);
+        if (resolved.length > 0) resolveOffset(resolved[resolved.length - 1].offset);
+        // Handling waits for fsyncs and sends: stay in the group (kafkajs throttles it). Best effort: a failed
+        // heartbeat (the group rebalancing, the broker restarting) must not crash the consumer — the next
+        // fetch rejoins, and records handled meanwhile are judged again harmlessly.
         await heartbeat().catch(() => undefined);
+        if (failed !== -1) throw (outcomes[failed] as PromiseRejectedResult).reason;
       },
     });
   }
