@@ -11,8 +11,12 @@ const inspector = require('node:inspector');
 const fs = require('node:fs');
 const path = require('node:path');
 
+const { isMainThread } = require('node:worker_threads');
+
 const dir = process.env.BENCH_CPU_PROFILE_DIR;
-if (dir) {
+// Main thread only: a loader's worker thread (tsx runs one) would write its own, nearly idle, profile
+// under the same pid and overwrite the main thread's.
+if (dir && isMainThread) {
   const label = process.env.BENCH_PROCESS_LABEL || 'process';
   const checkpointFile = path.join(dir, 'checkpoint');
   const read = () => {
