@@ -42,7 +42,7 @@ function keyView(key: AdapterKeyEntity): AdapterKeyView {
 @Injectable()
 export class AdapterKeysService {
   private readonly log = new Logger(AdapterKeysService.name);
-  private readonly cache = new Map<string, { key: KeyObject | undefined; until: number }>();
+  private readonly cache = new Map<string, { key: Promise<KeyObject | undefined>; until: number }>();
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -121,21 +121,33 @@ export class AdapterKeysService {
     return verifyMessage(raw, () => key);
   }
 
-  private async activeKey(adapterId: string, keyId: string): Promise<KeyObject | undefined> {
+  /**
+   * The key, cached for CACHE_TTL_MS. One lookup at a time per key: the reports of a batch are verified
+   * together, and without it each of them would miss the cache at once, query the database and parse the
+   * same PEM.
+   */
+  private activeKey(adapterId: string, keyId: string): Promise<KeyObject | undefined> {
     const cacheKey = `${adapterId}/${keyId}`;
     const cached = this.cache.get(cacheKey);
     if (cached && cached.until > Date.now()) return cached.key;
+    const lookup = this.lookUpKey(adapterId, keyId);
+    const entry = { key: lookup, until: Date.now() + CACHE_TTL_MS };
+    this.cache.set(cacheKey, entry);
+    lookup.catch(() => {
+      if (this.cache.get(cacheKey) === entry) this.cache.delete(cacheKey); // a failed lookup is not remembered
+    });
+    return lookup;
+  }
+
+  private async lookUpKey(adapterId: string, keyId: string): Promise<KeyObject | undefined> {
     const row = await this.dataSource.getRepository(AdapterKeyEntity).findOneBy({ adapterId, keyId });
-    let key: KeyObject | undefined;
-    if (row && !row.revokedAt) {
-      try {
-        key = parsePublicKey(row.publicKey);
-      } catch (error) {
-        this.log.error(`stored key ${cacheKey} is unreadable: ${(error as Error).message}`);
-      }
+    if (!row || row.revokedAt) return undefined;
+    try {
+      return parsePublicKey(row.publicKey);
+    } catch (error) {
+      this.log.error(`stored key ${adapterId}/${keyId} is unreadable: ${(error as Error).message}`);
+      return undefined;
     }
-    this.cache.set(cacheKey, { key, until: Date.now() + CACHE_TTL_MS });
-    return key;
   }
 }
 
