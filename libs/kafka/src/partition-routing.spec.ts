@@ -35,28 +35,37 @@ describe('partition routing', () => {
 
   describe('singleRouteAssigner', () => {
     const cluster = { findTopicPartitionMetadata: (topic: string) => (topic === 'decisions' ? metadata(6) : []) };
-    const assigner = singleRouteAssigner('adapter-7')({ cluster: cluster as never, groupId: 'g', logger: undefined as never });
+    const assignerStartedAt = (startedAt: number) =>
+      singleRouteAssigner('adapter-7', startedAt)({ cluster: cluster as never, groupId: 'g', logger: undefined as never });
+    const member = (memberId: string, startedAt: number) => ({
+      memberId,
+      memberMetadata: assignerStartedAt(startedAt).protocol({ topics: ['decisions'] }).metadata,
+    });
     const decode = (buffer: Buffer) => AssignerProtocol.MemberAssignment.decode(buffer)?.assignment;
+    const assign = async (members: { memberId: string; memberMetadata: Buffer }[], topics = ['decisions']) =>
+      Object.fromEntries((await assignerStartedAt(1).assign({ members, topics })).map((entry) => [entry.memberId, decode(entry.memberAssignment)]));
 
-    it("gives the route's partition of each topic to one member, the first by id, and nothing to the others", async () => {
-      const result = await assigner.assign({
-        members: [{ memberId: 'm-2', memberMetadata: Buffer.alloc(0) }, { memberId: 'm-1', memberMetadata: Buffer.alloc(0) }],
-        topics: ['decisions'],
-      });
-      const byMember = Object.fromEntries(result.map((entry) => [entry.memberId, decode(entry.memberAssignment)]));
-      expect(byMember).toEqual({ 'm-1': { decisions: [partitionForRoute('adapter-7', 6)] }, 'm-2': {} });
+    it("gives the route's partition of each topic to the member running longest, and nothing to the others", async () => {
+      const route = partitionForRoute('adapter-7', 6);
+      // m-1 sorts first by id but started later: the running member keeps the route.
+      expect(await assign([member('m-2', 1_000), member('m-1', 2_000)])).toEqual({ 'm-2': { decisions: [route] }, 'm-1': {} });
+      expect(await assign([member('m-2', 3_000), member('m-1', 2_000)])).toEqual({ 'm-1': { decisions: [route] }, 'm-2': {} });
+      // Same start time: by member id.
+      expect(await assign([member('m-2', 5), member('m-1', 5)])).toEqual({ 'm-1': { decisions: [route] }, 'm-2': {} });
+      // A member whose metadata says nothing comes last.
+      const silent = { memberId: 'm-0', memberMetadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics: ['decisions'], userData: Buffer.alloc(0) }) };
+      expect(await assign([silent, member('m-9', 7)])).toEqual({ 'm-9': { decisions: [route] }, 'm-0': {} });
     });
 
     it('assigns nothing for a topic it has no metadata for, and nothing to nobody', async () => {
-      const result = await assigner.assign({ members: [{ memberId: 'm-1', memberMetadata: Buffer.alloc(0) }], topics: ['unknown'] });
-      expect(decode(result[0].memberAssignment)).toEqual({});
-      expect(await assigner.assign({ members: [], topics: ['decisions'] })).toEqual([]);
+      expect(await assign([member('m-1', 1)], ['unknown'])).toEqual({ 'm-1': {} });
+      expect(await assignerStartedAt(1).assign({ members: [], topics: ['decisions'] })).toEqual([]);
     });
 
-    it('announces its protocol with the subscribed topics', () => {
-      const protocol = assigner.protocol({ topics: ['decisions'] });
+    it('announces its protocol with the subscribed topics and its start time', () => {
+      const protocol = assignerStartedAt(1_234).protocol({ topics: ['decisions'] });
       expect(protocol.name).toBe('PortcullisSingleRoute');
-      expect(AssignerProtocol.MemberMetadata.decode(protocol.metadata)?.topics).toEqual(['decisions']);
+      expect(AssignerProtocol.MemberMetadata.decode(protocol.metadata)).toMatchObject({ topics: ['decisions'], userData: Buffer.from('1234') });
     });
   });
 });

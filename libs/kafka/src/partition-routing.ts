@@ -51,16 +51,21 @@ export const RoutedPartitioner = (): ((args: PartitionerArgs) => number) => {
 
 /**
  * kafkajs partition assigner for a consumer group that reads one route: every subscribed topic's partition
- * of `routeKey` goes to one member (the first by member id), the other members get nothing and stand by —
- * two instances of the same adapter never split its systems between them, and the stand-by takes over at
- * the next rebalance when the active one leaves.
+ * of `routeKey` goes to ONE member — the one that has been running longest (its start time travels in its
+ * group metadata), so a member that joins later never takes the route from a running one — and the other
+ * members get nothing. Two instances of one adapter therefore never split its systems between them, and
+ * a second instance started by mistake (or early, in a rolling update) stays idle until the first leaves.
+ * It is not a hot stand-by: its state is its own (see the adapter kit's README).
  */
-export function singleRouteAssigner(routeKey: string): PartitionAssigner {
+export function singleRouteAssigner(routeKey: string, startedAt: number = Date.now()): PartitionAssigner {
+  const since = Buffer.from(String(startedAt));
   return ({ cluster }) => ({
     name: 'PortcullisSingleRoute',
     version: 1,
     async assign({ members, topics }) {
-      const [active, ...standby] = members.map((member) => member.memberId).sort();
+      const candidates = members.map((member) => ({ memberId: member.memberId, since: startedAtOf(member.memberMetadata) }));
+      candidates.sort((a, b) => a.since - b.since || (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0));
+      const [active, ...idle] = candidates.map((candidate) => candidate.memberId);
       const assignment: Record<string, number[]> = {};
       for (const topic of topics) {
         const partitions = cluster.findTopicPartitionMetadata(topic);
@@ -71,14 +76,20 @@ export function singleRouteAssigner(routeKey: string): PartitionAssigner {
       if (active === undefined) return [];
       return [
         { memberId: active, memberAssignment: encode(assignment) },
-        ...standby.map((memberId) => ({ memberId, memberAssignment: encode({}) })),
+        ...idle.map((memberId) => ({ memberId, memberAssignment: encode({}) })),
       ];
     },
     protocol({ topics }) {
       return {
         name: 'PortcullisSingleRoute',
-        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }),
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: since }),
       };
     },
   });
+}
+
+/** A member's start time from its group metadata; a member that does not say sorts last. */
+function startedAtOf(metadata: Buffer): number {
+  const since = Number(AssignerProtocol.MemberMetadata.decode(metadata)?.userData?.toString() ?? '');
+  return Number.isFinite(since) && since > 0 ? since : Number.MAX_SAFE_INTEGER;
 }

@@ -5,11 +5,13 @@ import type { AdapterLogger } from '../logging/adapter-logger';
 import { describeError } from '../logging/describe-error';
 import type { DesiredStateHandler, DesiredStateSource } from './desired-state.source';
 
+const HEARTBEAT_WHILE_HANDLING_MS = 1_000;
+
 /**
  * Consumes `Topics.systemAccess` in the group `portcullis-adapter.<adapterId>`, and of it only the partition
  * the policy service routes this adapter's decisions to (`singleRouteAssigner`; see `Topics.systemAccess`):
  * the other partitions hold other adapters' systems. A second instance of the same adapter joins the group
- * and stands by with nothing assigned until the first leaves.
+ * and gets nothing (an error says so) until the first leaves: one instance per adapter id.
  *
  * It never commits an offset, so every start (and every rebalance) replays the partition from its
  * beginning: an adapter that was down or lost its state catches up with the current decisions, not only
@@ -18,6 +20,8 @@ import type { DesiredStateHandler, DesiredStateSource } from './desired-state.so
 export class KafkaDesiredStateSource implements DesiredStateSource {
   private consumer?: Consumer;
   private connected = false;
+  /** When this instance started: the group gives the route to the instance running longest. */
+  private readonly startedAt = Date.now();
 
   constructor(
     private readonly kafka: Kafka,
@@ -33,7 +37,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
   async start(handler: DesiredStateHandler, serves: (key: string) => boolean = () => true): Promise<void> {
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
-      partitionAssigners: [singleRouteAssigner(this.adapterId)],
+      partitionAssigners: [singleRouteAssigner(this.adapterId, this.startedAt)],
       allowAutoTopicCreation: false,
       sessionTimeout: 10_000,
       heartbeatInterval: 1_000,
@@ -42,8 +46,16 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
     });
     this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
       this.connected = true;
+      const partitions = event.payload.memberAssignment[Topics.systemAccess] ?? [];
+      if (partitions.length === 0) {
+        this.logger.error(
+          `another instance of adapter "${this.adapterId}" holds its partition of ${Topics.systemAccess}: this instance ` +
+            'receives no decisions until that one leaves. Run one instance per adapter id (each with its own state)',
+          { memberId: event.payload.memberId },
+        );
+      }
     });
     consumer.on(consumer.events.CRASH, (event) => {
       this.connected = false;
@@ -87,13 +99,15 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
         }
         // The batch stops at the first record that failed: it and everything after it come again (records of
         // other systems handled meanwhile are known by then, and skipped as judged).
-        const outcomes = await Promise.allSettled(handled.map((entry) => entry.done));
+        // Handling waits for fsyncs and sends (and a publish may wait out broker retries): stay in the group
+        // meanwhile (kafkajs throttles heartbeats to its interval).
+        const beating = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_HANDLING_MS);
+        const outcomes = await Promise.allSettled(handled.map((entry) => entry.done)).finally(() => clearInterval(beating));
         const failed = outcomes.findIndex((outcome) => outcome.status === 'rejected');
         const resolved = failed === -1 ? handled : handled.slice(0, failed);
         if (resolved.length > 0) resolveOffset(resolved[resolved.length - 1].offset);
-        // Handling waits for fsyncs and sends: stay in the group (kafkajs throttles it). Best effort: a failed
-        // heartbeat (the group rebalancing, the broker restarting) must not crash the consumer — the next
-        // fetch rejoins, and records handled meanwhile are judged again harmlessly.
+        // Best effort: a failed heartbeat (the group rebalancing, the broker restarting) must not crash the
+        // consumer — the next fetch rejoins, and records handled meanwhile are judged again harmlessly.
         await heartbeat().catch(() => undefined);
         if (failed !== -1) throw (outcomes[failed] as PromiseRejectedResult).reason;
       },
