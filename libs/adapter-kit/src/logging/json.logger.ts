@@ -6,7 +6,7 @@ import { LOG_LEVELS, type AdapterLogger, type LogFields, type LogLevel } from '.
  * turn: an adapter logs a few lines per decision, and a write to a pipe (stdout under a container runtime or
  * a supervisor) costs about as much CPU as the rest of handling the decision. Order is kept. On exit (also
  * after an uncaught exception) whatever is pending is written synchronously; only a SIGKILL loses lines, at
- * most one turn's.
+ * most one turn's; a graceful shutdown flushes them (`flushAdapterLogs`, called by the Nest host).
  */
 export class LineBatcher {
   private pending: string[] = [];
@@ -36,6 +36,14 @@ export class LineBatcher {
 
 let stdoutBatcher: LineBatcher | undefined;
 
+/**
+ * Writes the adapter's pending log lines now, synchronously. Called when the adapter has stopped: a
+ * signal re-raised after a graceful shutdown ends the process without an `exit` event.
+ */
+export function flushAdapterLogs(): void {
+  stdoutBatcher?.flush(true);
+}
+
 /** The process's one batched writer to stdout (flushed at exit). */
 function stdoutLines(): (line: string) => void {
   if (!stdoutBatcher) {
@@ -50,6 +58,7 @@ function stdoutLines(): (line: string) => void {
       },
     );
     process.once('exit', () => batcher.flush(true));
+    process.once('beforeExit', () => batcher.flush(true));
     stdoutBatcher = batcher;
   }
   return stdoutBatcher.write;

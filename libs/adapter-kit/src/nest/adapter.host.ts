@@ -1,4 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { flushAdapterLogs } from '../logging/json.logger';
 import type { AdapterStatus } from '../runtime/adapter-status';
 import type { StartableAdapter } from '../runtime/running-adapter';
 
@@ -14,7 +15,11 @@ export class AdapterHost implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.adapter.stop();
+    try {
+      await this.adapter.stop();
+    } finally {
+      flushAdapterLogs(); // before Nest re-raises the signal, which ends the process without an `exit` event
+    }
   }
 
   status(): AdapterStatus {
