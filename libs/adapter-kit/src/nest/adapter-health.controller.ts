@@ -1,16 +1,20 @@
 import { Controller, Get, HttpStatus, Inject, Res } from '@nestjs/common';
 import type { Response } from 'express';
-import type { SystemStatus } from '../runtime/adapter-status';
+import type { StateStoreStatus, SystemStatus } from '../runtime/adapter-status';
 import { AdapterHost } from './adapter.host';
 
 export interface AdapterHealth {
-  /** `ok` while the adapter consumes decisions; `degraded` (HTTP 503) while Kafka is unreachable. */
-  status: 'ok' | 'degraded';
+  /**
+   * `ok` while the adapter consumes decisions and can store them; `degraded` (HTTP 503) while Kafka is
+   * unreachable; `failed` (HTTP 503) once the state store failed, which only a restart fixes.
+   */
+  status: 'ok' | 'degraded' | 'failed';
   adapterId: string;
   kind: string;
   instanceId: string;
   startedAt: string;
   kafka: { connected: boolean };
+  stateStore: StateStoreStatus;
   systems: SystemStatus[];
 }
 
@@ -19,11 +23,15 @@ export class AdapterHealthController {
   // Explicit token: adapters also run under tsx/esbuild, which emits no decorator metadata.
   constructor(@Inject(AdapterHost) private readonly host: AdapterHost) {}
 
-  /** Failing target systems show in `systems[].lastError` but do not fail the check: restarting cannot fix them. */
+  /**
+   * Failing target systems show in `systems[].lastError` but do not fail the check: restarting cannot fix
+   * them. A failed state store does: the adapter can enforce nothing more until it is restarted.
+   */
   @Get()
   health(@Res({ passthrough: true }) response: Response): AdapterHealth {
     const { connected, ...status } = this.host.status();
-    response.status(connected ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE);
-    return { status: connected ? 'ok' : 'degraded', ...status, kafka: { connected } };
+    const health = status.stateStore.status === 'failed' ? 'failed' : connected ? 'ok' : 'degraded';
+    response.status(health === 'ok' ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE);
+    return { status: health, ...status, kafka: { connected } };
   }
 }

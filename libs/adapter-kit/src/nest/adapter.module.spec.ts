@@ -7,6 +7,8 @@ import request from 'supertest';
 import { parseAdapterConfig } from '../config/adapter-config';
 import { JsonLogger } from '../logging/json.logger';
 import { composeAdapter } from '../start-adapter';
+import { AdapterStateError } from '../state/adapter-state.error';
+import { LogStructuredStateStore } from '../state/log-structured-state.store';
 import { FakeAccessEnforcer, FakeDesiredStateSource, FakeSystemConfigSchema, RecordingEventPublisher, testAdapterKeySettings } from '../testing';
 import { AdapterModule } from './adapter.module';
 
@@ -44,6 +46,7 @@ describe('AdapterModule', () => {
       adapterId: 'fake-main',
       kind: 'fake',
       kafka: { connected: true },
+      stateStore: { status: 'ok' },
       systems: [{ systemId: 'stock-db', converged: true, failures: 0 }],
     });
   });
@@ -53,6 +56,21 @@ describe('AdapterModule', () => {
     const response = await request(app.getHttpServer()).get('/health').expect(503);
     expect(response.body).toMatchObject({ status: 'degraded', kafka: { connected: false } });
     source.connected = true;
+  });
+
+  it('answers 503 while the state store is failed, whether or not Kafka is connected', async () => {
+    const failure = new AdapterStateError('state log /x/state.1.log could not be cut back to 0 bytes after a failed write; restart the adapter');
+    const failed = jest.spyOn(LogStructuredStateStore.prototype, 'failure').mockReturnValue(failure);
+    try {
+      const response = await request(app.getHttpServer()).get('/health').expect(503);
+      expect(response.body).toMatchObject({ status: 'failed', kafka: { connected: true }, stateStore: { status: 'failed', error: failure.message } });
+      source.connected = false;
+      expect((await request(app.getHttpServer()).get('/health').expect(503)).body.status).toBe('failed');
+    } finally {
+      failed.mockRestore();
+      source.connected = true;
+    }
+    expect((await request(app.getHttpServer()).get('/health').expect(200)).body).toMatchObject({ status: 'ok', stateStore: { status: 'ok' } });
   });
 
   it('stops the adapter when the application shuts down', async () => {

@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
@@ -7,6 +7,7 @@ import { eventually } from '@test/support/eventually';
 import type { AccessEnforcer, EnforcementContext, EnforcementResult } from '../access-enforcer';
 import { CorruptJournalError } from '../enforcement-journal';
 import { JsonLogger } from '../logging/json.logger';
+import { AdapterStateError } from '../state/adapter-state.error';
 import { LogStructuredStateStore } from '../state/log-structured-state.store';
 import { startAdapter } from '../start-adapter';
 import type { SystemStateRecord } from '../state/system-state';
@@ -426,8 +427,11 @@ describe('AdapterRuntime', () => {
     await interrupted.reached;
     await eventually(() => expect(crashed.stateFile(STOCK).deliveredAckGeneration).toBe(1));
     // The process "dies" here: decision stored and acknowledged, enforcement begun, its outcome never recorded.
-    // Its state directory as it is now (still locked: by this pid, which no store of the restarted adapter holds).
+    // Its state directory as it is now, restored the way an operator restores a crash image: without
+    // `state.lock`, whose lease (fresh, since the "crashed" adapter still renews it) would keep the
+    // restarted adapter out until it turned stale.
     cpSync(crashed.stateDir, harness.stateDir, { recursive: true });
+    rmSync(path.join(harness.stateDir, 'state.lock'));
 
     try {
       const adapter = await harness.start();
@@ -438,6 +442,27 @@ describe('AdapterRuntime', () => {
       interrupted.release();
       await crashed.stopAll();
     }
+  });
+
+  it('reports a failed state store in its status, and logs it once', async () => {
+    const adapter = await harness.start();
+    expect(adapter.status().stateStore).toEqual({ status: 'ok' });
+    const failure = new AdapterStateError('state directory /x is no longer ours: another instance took the lease over');
+    const failed = jest.spyOn(LogStructuredStateStore.prototype, 'failure').mockReturnValue(failure);
+    try {
+      expect(adapter.status().stateStore).toEqual({ status: 'failed', error: failure.message });
+      await eventually(() => expect(harness.publisher.heartbeats.length).toBeGreaterThan(1)); // heartbeats look too
+      expect(adapter.status().stateStore.status).toBe('failed');
+    } finally {
+      failed.mockRestore();
+    }
+    const errors = harness.logLines.filter((line) => line.level === 'error');
+    expect(errors).toEqual([
+      expect.objectContaining({
+        msg: 'the state store failed: no decision can be stored or enforced until the adapter is restarted',
+        error: expect.stringContaining('no longer ours'),
+      }),
+    ]);
   });
 
   it('keeps the enforcer journal across restarts', async () => {

@@ -16,7 +16,7 @@ import type { AdapterStateStore } from '../state/adapter-state.store';
 import { emptySystemState, type SystemStateRecord } from '../state/system-state';
 import type { AdapterIdentity } from './adapter-identity';
 import { buildHeartbeat, buildSecurityAlert, type RefusedRecord } from './adapter-messages';
-import type { AdapterStatus, SystemStatus } from './adapter-status';
+import type { AdapterStatus, StateStoreStatus, SystemStatus } from './adapter-status';
 import { RetryBackoff } from './retry-backoff';
 import type { StartableAdapter } from './running-adapter';
 import { SystemReconciler } from './system-reconciler';
@@ -51,6 +51,7 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
   private heartbeat?: Promise<void>;
   private stopped = false;
   private stopping?: Promise<void>;
+  private storeFailureLogged = false;
 
   constructor(private readonly options: AdapterRuntimeOptions<TSystem>) {}
 
@@ -105,8 +106,22 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
       instanceId: identity.instanceId,
       startedAt: identity.startedAt.toISOString(),
       connected: source.isConnected(),
+      stateStore: this.stateStoreStatus(),
       systems: [...this.reconcilers.values()].map((reconciler) => reconciler.status()),
     };
+  }
+
+  /** Looked at by every `status()`: each heartbeat and health check. The first failure seen is logged once. */
+  private stateStoreStatus(): StateStoreStatus {
+    const failure = this.options.store.failure?.();
+    if (!failure) return { status: 'ok' };
+    if (!this.storeFailureLogged) {
+      this.storeFailureLogged = true;
+      this.options.logger.error('the state store failed: no decision can be stored or enforced until the adapter is restarted', {
+        error: describeError(failure),
+      });
+    }
+    return { status: 'failed', error: failure.message };
   }
 
   system(systemId: string): SystemStatus | undefined {

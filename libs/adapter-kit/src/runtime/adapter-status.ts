@@ -45,6 +45,17 @@ export interface SystemStatus {
   lastVerification?: SystemVerification;
 }
 
+/**
+ * The state store. `failed` once it refuses every save (a failed write it could not roll back, its
+ * directory taken over by another instance): no decision can be stored or enforced any more, and only a
+ * restart helps, so the health check fails.
+ */
+export interface StateStoreStatus {
+  status: 'ok' | 'failed';
+  /** Why it failed. */
+  error?: string;
+}
+
 export interface AdapterStatus {
   adapterId: string;
   kind: string;
@@ -52,5 +63,6 @@ export interface AdapterStatus {
   startedAt: string;
   /** Whether the desired-state consumer is connected to Kafka (joined its group). */
   connected: boolean;
+  stateStore: StateStoreStatus;
   systems: SystemStatus[];
 }

@@ -1,3 +1,4 @@
+import type { AdapterStateError } from './adapter-state.error';
 import type { SystemStateRecord } from './system-state';
 
 /** Where an adapter keeps its per-system state. `save` resolves only once the record is durable. */
@@ -8,4 +9,9 @@ export interface AdapterStateStore {
   save(record: SystemStateRecord): Promise<void>;
   /** Waits for the saves in flight, then releases what the store holds (files, locks). */
   close?(): Promise<void>;
+  /**
+   * Set once the store refuses every save until the adapter is restarted (a write it could not roll
+   * back, its directory taken over by another instance); the adapter then reports itself unhealthy.
+   */
+  failure?(): AdapterStateError | undefined;
 }

@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { eventually } from '@test/support/eventually';
 import { AdapterStateError } from './adapter-state.error';
 import { FileAdapterStateStore } from './file-adapter-state.store';
 import { LogStructuredStateStore, type LogStructuredStateStoreOptions } from './log-structured-state.store';
@@ -305,32 +305,135 @@ describe('LogStructuredStateStore', () => {
     await expect(opened()).rejects.toThrow('holds both state.snapshot.json and stock-db.json, which differs');
   });
 
-  it('refuses a directory locked by a live process, takes over a stale lock, and frees it on close', async () => {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    await fs.writeFile(file('state.lock'), `${process.ppid}\n`);
-    await expect(opened()).rejects.toThrow(`locked by process ${process.ppid}`);
+  describe('lease on the directory (state.lock)', () => {
+    const quick = { leaseRenewMs: 25, leaseStaleMs: 250 };
+    const lease = (fields: Partial<Record<'token' | 'hostname' | 'acquiredAt' | 'renewedAt', string>> & { pid?: number } = {}) => ({
+      token: 'f'.repeat(32),
+      pid: 1,
+      hostname: 'other-host',
+      acquiredAt: new Date(Date.now() - 3_600_000).toISOString(),
+      renewedAt: new Date().toISOString(),
+      ...fields,
+    });
+    const writeLock = async (content: unknown) => {
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await fs.writeFile(file('state.lock'), typeof content === 'string' ? content : `${JSON.stringify(content)}\n`);
+    };
+    const readLock = async () => JSON.parse(await fs.readFile(file('state.lock'), 'utf8'));
 
-    const dead = spawnSync(process.execPath, ['-e', '']).pid;
-    await fs.writeFile(file('state.lock'), `${dead}\n`);
-    const store = await opened();
-    expect(await fs.readFile(file('state.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    it('holds a lease with a random token, its pid and host, renews it, and deletes it on close', async () => {
+      const store = await opened(quick);
+      const first = await readLock();
+      expect(first).toEqual({ token: expect.stringMatching(/^[0-9a-f]{32}$/), pid: process.pid, hostname: hostname(), acquiredAt: expect.any(String), renewedAt: first.acquiredAt });
 
-    await store.close();
-    expect(await fs.readdir(dir)).not.toContain('state.lock');
-  });
+      await eventually(async () => expect(Date.parse((await readLock()).renewedAt)).toBeGreaterThan(Date.parse(first.renewedAt)));
+      expect(await readLock()).toMatchObject({ token: first.token, acquiredAt: first.acquiredAt });
+      expect((await fs.stat(file('state.lock'))).mode & 0o777).toBe(0o600);
 
-  it('refuses a second store on a directory this process holds open, but not once the first is closed', async () => {
-    const first = await opened();
-    await expect(opened()).rejects.toThrow('already in use by another state store of this process');
-    await first.close();
+      await store.close();
+      expect(await fs.readdir(dir)).not.toContain('state.lock');
+    });
 
-    await (await opened()).save(recordOf('stock-db', 1));
-  });
+    it('refuses a fresh lease, whatever its pid or host, naming the holder and when it turns stale', async () => {
+      const renewedAt = new Date(Date.now() - 4_000).toISOString();
+      await writeLock(lease({ renewedAt, hostname: 'adapter-7f9c', pid: 1 }));
+      const refused = opened();
+      await expect(refused).rejects.toThrow(AdapterStateError);
+      await expect(refused).rejects.toThrow(
+        new RegExp(`holds the lease of host adapter-7f9c pid 1 .*last renewed ${renewedAt} \\(4\\.[0-9] s ago\\).*turns stale 30\\.0 s after its last renewal, in 2[56]\\.[0-9] s`),
+      );
 
-  it('takes over a lock of its own pid that no store of this process holds (a restarted container)', async () => {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    await fs.writeFile(file('state.lock'), `${process.pid}\n`);
-    await (await opened()).save(recordOf('stock-db', 1));
+      // Our own pid and host (a restarted container, or another container with the same name) are no exception.
+      await writeLock(lease({ pid: process.pid, hostname: hostname() }));
+      await expect(opened()).rejects.toThrow(`holds the lease of host ${hostname()} pid ${process.pid}`);
+      expect((await readLock()).token).toBe('f'.repeat(32)); // untouched
+    });
+
+    it('takes over a lease that was not renewed for leaseStaleMs, and a stale lock file that holds no lease', async () => {
+      await writeLock(lease({ renewedAt: new Date(Date.now() - 300).toISOString() }));
+      let store = await opened(quick);
+      expect(await readLock()).toMatchObject({ pid: process.pid, hostname: hostname() });
+      expect((await readLock()).token).not.toBe('f'.repeat(32));
+      await store.save(recordOf('stock-db', 1));
+      await store.close();
+
+      // An older version's pid lock: renewed, as far as anyone can tell, when it was last modified.
+      await writeLock(`${process.pid}\n`);
+      await expect(opened(quick)).rejects.toThrow(/holds no lease \("[0-9]+\\n": an older adapter version's lock\?\)/);
+      const old = new Date(Date.now() - 1_000);
+      await fs.utimes(file('state.lock'), old, old);
+      store = await opened(quick);
+      expect((await store.load('stock-db'))?.desired?.generation).toBe(1);
+      expect(await readLock()).toMatchObject({ pid: process.pid });
+    });
+
+    it('gives up a takeover when another instance took the lease over at the same time', async () => {
+      await writeLock(lease({ renewedAt: new Date(Date.now() - 300).toISOString() }));
+      const rename = fs.rename;
+      jest.spyOn(fs, 'rename').mockImplementation(async (from, to) => {
+        await rename(from, to);
+        if (String(to) === file('state.lock')) await fs.writeFile(file('state.lock'), JSON.stringify(lease({ token: 'e'.repeat(32), hostname: 'rival' })));
+      });
+
+      await expect(opened(quick)).rejects.toThrow(/took over the stale lease .* but the lease of host rival pid 1 .* holds it now/);
+      expect((await readLock()).token).toBe('e'.repeat(32)); // the rival's lease stays
+      jest.restoreAllMocks();
+      await expect(opened(quick)).rejects.toThrow('holds the lease of host rival'); // and the failed store let go of the directory in this process
+    });
+
+    it('fails, saves nothing more and leaves the lock alone once another instance took its lease over', async () => {
+      const store = await opened(quick);
+      await store.save(recordOf('stock-db', 1));
+      expect(store.failure()).toBeUndefined();
+      const rival = lease({ token: 'e'.repeat(32), hostname: 'rival', pid: 4242 });
+      await writeLock(rival);
+
+      await eventually(() => expect(store.failure()).toBeInstanceOf(AdapterStateError));
+      expect(store.failure()!.message).toMatch(/is no longer ours: .*state\.lock now holds the lease of host rival pid 4242 .*another instance took the lease over.*restart the adapter/);
+      await expect(store.save(recordOf('stock-db', 2))).rejects.toBe(store.failure());
+      expect(await logLines()).toHaveLength(1);
+
+      await store.close();
+      expect(await readLock()).toEqual(rival); // not ours to delete
+    });
+
+    it('fails when its lock file was deleted', async () => {
+      const store = await opened(quick);
+      await fs.rm(file('state.lock'));
+      await eventually(() => expect(store.failure()?.message).toMatch(/state\.lock was deleted while this store held it/));
+    });
+
+    it('checks the lease before a flush when it has not been renewed for long (a paused process), and writes nothing if it was lost', async () => {
+      const store = await opened({ leaseRenewMs: 60_000, leaseStaleMs: 120_000 });
+      await store.save(recordOf('stock-db', 1));
+      await writeLock(lease({ token: 'e'.repeat(32), hostname: 'rival' }));
+      const now = Date.now();
+      jest.spyOn(Date, 'now').mockReturnValue(now + 120_000);
+
+      await expect(store.save(recordOf('stock-db', 2))).rejects.toThrow(/no longer ours: .*holds the lease of host rival/);
+      expect(await logLines()).toHaveLength(1);
+    });
+
+    it('fails when the lease cannot be renewed until it is about to turn stale', async () => {
+      const store = await opened(quick);
+      const rename = fs.rename;
+      jest.spyOn(fs, 'rename').mockImplementation(async (from, to) => {
+        if (String(to) === file('state.lock')) throw Object.assign(new Error('read-only file system'), { code: 'EROFS' });
+        return rename(from, to);
+      });
+
+      await eventually(() => expect(store.failure()?.message).toMatch(/could not renew the lease in .*state\.lock since .*read-only file system/));
+    });
+
+    it('refuses a second store on a directory this process holds open at once, and opens at once after close', async () => {
+      const first = await opened();
+      await expect(opened()).rejects.toThrow('already in use by another state store of this process');
+      await first.close();
+
+      const started = Date.now();
+      await (await opened()).save(recordOf('stock-db', 1));
+      expect(Date.now() - started).toBeLessThan(1_000);
+    });
   });
 
   it('rejects every save of a failed flush, cuts the half-written line off, and goes on', async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { SLUG_PATTERN } from '@portcullis/contracts';
 import { z } from 'zod';
@@ -27,9 +28,31 @@ export interface LogStructuredStateStoreOptions {
   compactMinBytes?: number;
   /** Default 4. */
   compactFactor?: number;
+  /** How often the store renews (and checks) its lease on the directory in `state.lock`. Default 5 s. */
+  leaseRenewMs?: number;
+  /** A lease not renewed for this long is stale and may be taken over. Default 30 s; must exceed `leaseRenewMs`. */
+  leaseStaleMs?: number;
 }
 
-/** Directories held open by a store of this process (the lock file cannot tell our own stores apart). */
+/** The content of `state.lock`. */
+const LeaseSchema = z.object({
+  token: z.string().min(1),
+  pid: z.number().int(),
+  hostname: z.string(),
+  acquiredAt: z.string(),
+  renewedAt: z.string(),
+});
+type Lease = z.infer<typeof LeaseSchema>;
+
+/** What `state.lock` holds: a lease, or (written by an older adapter version, or damaged) something else. */
+interface LockFileContent {
+  lease?: Lease;
+  /** The lease's last renewal (epoch ms); for a file that holds no lease, its modification time. */
+  renewedAt: number;
+  text: string;
+}
+
+/** Directories held open by a store of this process: a second store on one of them is refused at once. */
 const openDirectories = new Set<string>();
 
 interface PendingSave {
@@ -65,7 +88,8 @@ type Phase = 'new' | 'opening' | 'open' | 'closing' | 'closed';
  * A failed flush rejects every save in it, and the log is truncated back to its last durable size (and
  * that truncation synced) so that a half-written line never sits in the middle of the log and no later
  * flush makes the failed lines count. If even that fails, the store is failed: every later save rejects
- * with `AdapterStateError`, and a restart reads the truth back from disk.
+ * with `AdapterStateError` (which `failure()` returns, so that the adapter reports itself unhealthy),
+ * and a restart reads the truth back from disk.
  *
  * Compaction: after a flush that leaves the log larger than max(4 MiB, 4 × the last snapshot), with no
  * flush running, the store writes snapshot n+1 (the whole map) atomically, then creates
@@ -89,23 +113,47 @@ type Phase = 'new' | 'opening' | 'open' | 'closing' | 'closed';
  * deletion, files that equal their snapshot record are deleted on the next open; a file that differs
  * (an old adapter version ran on the directory since) stops the adapter.
  *
- * Lock: `state.lock` is created exclusively and holds the pid. A lock whose process is alive stops the
- * adapter; a lock of a dead process (or of this pid, e.g. a restarted container, but no store of this
- * process) is stale and taken over. Within one process an in-memory set of open directories does the
- * job, so a store that was closed never blocks the next one. Taking over a stale lock is not atomic
- * against a second process doing the same at the same instant; the lock protects against two adapters
- * configured with one directory, not against that race. `close()` finishes the flushes in flight and
- * releases the lock.
+ * Lock: `state.lock` holds a lease, `{"token","pid","hostname","acquiredAt","renewedAt"}` (the token is
+ * random, one per store). The holder renews it every `leaseRenewMs` (default 5 s: rewritten through a
+ * temporary file and a rename), and a lease is stale only once it has not been renewed for
+ * `leaseStaleMs` (default 30 s) — whatever its pid or host says: containers are all PID 1, and no pid
+ * check sees into another PID namespace or host. `open` creates the file exclusively; a fresh lease
+ * stops the adapter with an `AdapterStateError` that names its holder and says when it turns stale; a
+ * stale one is taken over (our lease written over it by rename), and read back after a short delay, so
+ * that of two instances taking it over at once, the one whose write was overwritten gives up. A file
+ * that holds no lease (an older version's pid lock) counts as renewed at its modification time. So an
+ * adapter that crashed is restarted on its directory once its lease is stale (or at once, if an
+ * operator deletes `state.lock`); one that stopped normally released it.
+ *
+ * Each renewal first checks that the file still holds our token. If it does not (another instance took
+ * the lease over, or the file was deleted), or if renewing has failed until the lease is about to turn
+ * stale, the store is failed (see `failure()`): it never writes again. A flush that finds the lease
+ * about to turn stale (the process was paused, say) renews it before it writes. Clocks of hosts sharing
+ * a directory must agree to well within `leaseStaleMs - leaseRenewMs`. This excludes a second adapter
+ * on the directory, not every overlap: an instance paused for longer than `leaseStaleMs` between its
+ * check and its write may still write once before it notices (there is no fencing on the files).
+ *
+ * Within one process an in-memory set of open directories refuses a second store at once. `close()`
+ * finishes the flushes in flight, stops renewing and deletes `state.lock` if it still holds our token,
+ * so a store opened after it (in this process or another) takes the directory at once.
  *
  * Files are created with mode 0600, the directory with 0700.
  */
 export class LogStructuredStateStore implements AdapterStateStore {
   private readonly compactMinBytes: number;
   private readonly compactFactor: number;
+  private readonly leaseRenewMs: number;
+  private readonly leaseStaleMs: number;
   private phase: Phase = 'new';
   /** Why the store refuses to save any more, once it does. */
-  private failure?: AdapterStateError;
+  private failedWith?: AdapterStateError;
   private lockKey?: string;
+  /** Our lease while we hold it (or believe we do). */
+  private lease?: Lease;
+  /** When our lease was last written (epoch ms). */
+  private leaseRenewedAt = 0;
+  private renewTimer?: NodeJS.Timeout;
+  private renewing?: Promise<void>;
   private readonly records = new Map<string, string>();
   private logNumber = 0;
   private log?: fs.FileHandle;
@@ -125,6 +173,21 @@ export class LogStructuredStateStore implements AdapterStateStore {
   ) {
     this.compactMinBytes = options.compactMinBytes ?? 4 * 1024 * 1024;
     this.compactFactor = options.compactFactor ?? 4;
+    this.leaseRenewMs = options.leaseRenewMs ?? 5_000;
+    this.leaseStaleMs = options.leaseStaleMs ?? 30_000;
+    if (!(this.leaseRenewMs > 0 && this.leaseStaleMs > this.leaseRenewMs)) {
+      throw new AdapterStateError(`leaseStaleMs (${this.leaseStaleMs}) must exceed leaseRenewMs (${this.leaseRenewMs}), which must be positive`);
+    }
+  }
+
+  /**
+   * Why the store refuses every save, once it does: a failed write it could not roll back, a failure
+   * after the compaction's point of no return, or the lease on its directory lost to another instance.
+   * Only a restart helps (it reads the truth back from disk); until then the adapter must report itself
+   * unhealthy.
+   */
+  failure(): AdapterStateError | undefined {
+    return this.failedWith;
   }
 
   open(): Promise<void> {
@@ -147,6 +210,7 @@ export class LogStructuredStateStore implements AdapterStateStore {
     await this.acquireLock();
     try {
       await this.recover();
+      if (this.failedWith) throw this.failedWith; // the lease was lost while recovering
     } catch (error) {
       await this.log?.close().catch(() => undefined);
       this.log = undefined;
@@ -163,7 +227,7 @@ export class LogStructuredStateStore implements AdapterStateStore {
 
   save(record: SystemStateRecord): Promise<void> {
     if (this.phase !== 'open') return Promise.reject(new AdapterStateError(`state store ${this.directory} is ${this.phase === 'closing' ? 'closing' : 'not open'}`));
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failedWith) return Promise.reject(this.failedWith);
     // The one check that matters for the file: a record of a bad system id would make the log unreadable.
     if (typeof record.systemId !== 'string' || !SLUG_PATTERN.test(record.systemId)) {
       return Promise.reject(new AdapterStateError(`refused to store a record with system id ${JSON.stringify(record.systemId)}`));
@@ -180,7 +244,7 @@ export class LogStructuredStateStore implements AdapterStateStore {
     });
   }
 
-  /** Waits for the saves already made (new ones are refused), then releases the log and the lock. Idempotent. */
+  /** Waits for the saves already made (new ones are refused), then releases the log and the lease. Idempotent. */
   close(): Promise<void> {
     if (this.phase === 'new') this.phase = 'closed';
     if (this.phase === 'open') this.phase = 'closing'; // at once: no save from now on
@@ -220,18 +284,21 @@ export class LogStructuredStateStore implements AdapterStateStore {
       this.queue = [];
       try {
         await this.flush(batch);
-        if (!this.failure && this.logSize > this.compactionThreshold()) await this.compact();
+        if (!this.failedWith && this.logSize > this.compactionThreshold()) await this.compact();
       } catch (error) {
         // Not expected (flush and compact handle their errors); never leave a save hanging.
-        this.failure ??= new AdapterStateError(`state store ${this.directory} failed: ${describeError(error)}`, { cause: error });
-        for (const save of batch) save.reject(this.failure);
+        this.failedWith ??= new AdapterStateError(`state store ${this.directory} failed: ${describeError(error)}`, { cause: error });
+        for (const save of batch) save.reject(this.failedWith);
       }
     }
   }
 
   private async flush(batch: PendingSave[]): Promise<void> {
-    if (this.failure) {
-      for (const save of batch) save.reject(this.failure);
+    // After a pause (a stopped process, a starved event loop) the lease may be taken over before the
+    // renewal timer gets its turn: make sure it is still ours before writing.
+    if (!this.failedWith && Date.now() - this.leaseRenewedAt >= this.leaseStaleMs - this.leaseRenewMs) await this.renewLease();
+    if (this.failedWith) {
+      for (const save of batch) save.reject(this.failedWith);
       return;
     }
     const log = this.log!;
@@ -256,7 +323,7 @@ export class LogStructuredStateStore implements AdapterStateStore {
       await log.truncate(this.logSize);
       await log.datasync();
     } catch (error) {
-      this.failure = new AdapterStateError(
+      this.failedWith ??= new AdapterStateError(
         `state log ${this.logPath()} could not be cut back to ${this.logSize} bytes after a failed write (${describeError(cause)}): ${describeError(error)}; restart the adapter`,
         { cause: error },
       );
@@ -293,7 +360,7 @@ export class LogStructuredStateStore implements AdapterStateStore {
       await fs.rm(oldPath, { force: true });
       await this.syncDirectory();
     } catch (error) {
-      this.failure = new AdapterStateError(
+      this.failedWith ??= new AdapterStateError(
         `state directory ${this.directory}: could not switch to log ${this.logPath()} after writing a snapshot: ${describeError(error)}; restart the adapter`,
         { cause: error },
       );
@@ -313,6 +380,7 @@ export class LogStructuredStateStore implements AdapterStateStore {
       } finally {
         await handle.close();
       }
+      if (this.failedWith) throw this.failedWith; // e.g. the lease was lost: replace no snapshot
       await fs.rename(tmp, file);
     } catch (error) {
       await fs.rm(tmp, { force: true });
@@ -459,7 +527,11 @@ export class LogStructuredStateStore implements AdapterStateStore {
     await this.syncDirectory();
   }
 
-  // ---- lock ------------------------------------------------------------------------------------------
+  // ---- lease ---------------------------------------------------------------------------------------
+
+  private lockPath(): string {
+    return path.join(this.directory, LOCK);
+  }
 
   private async acquireLock(): Promise<void> {
     const key = await fs.realpath(this.directory);
@@ -468,42 +540,184 @@ export class LogStructuredStateStore implements AdapterStateStore {
     }
     openDirectories.add(key);
     this.lockKey = key;
-    const file = path.join(this.directory, LOCK);
     try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const handle = await fs.open(file, 'wx', 0o600);
-          try {
-            await handle.writeFile(`${process.pid}\n`, 'utf8');
-            await handle.sync();
-          } finally {
-            await handle.close();
-          }
-          return;
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 1) {
-            throw new AdapterStateError(`cannot lock state directory ${this.directory} (${file}): ${describeError(error)}`);
-          }
-        }
-        const holder = Number.parseInt(await fs.readFile(file, 'utf8').catch(() => ''), 10);
-        if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
-          throw new AdapterStateError(
-            `state directory ${this.directory} is locked by process ${holder} (${file}): two adapters must never share a state directory. Delete the lock file only if that process is not an adapter`,
-          );
-        }
-        await fs.rm(file, { force: true }); // stale: its process is gone (or it is our pid, and no store of ours holds it)
-      }
+      await this.takeLease();
     } catch (error) {
+      this.lease = undefined;
       openDirectories.delete(key);
       this.lockKey = undefined;
       throw error;
     }
+    this.scheduleRenewal();
   }
 
+  private async takeLease(): Promise<void> {
+    const file = this.lockPath();
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const now = new Date();
+      const lease: Lease = { token: randomBytes(16).toString('hex'), pid: process.pid, hostname: hostname(), acquiredAt: now.toISOString(), renewedAt: now.toISOString() };
+      try {
+        // A reader that sees the file before it is written finds no lease, modified just now: fresh.
+        const handle = await fs.open(file, 'wx', 0o600);
+        try {
+          await handle.writeFile(`${JSON.stringify(lease)}\n`, 'utf8');
+        } finally {
+          await handle.close();
+        }
+        this.lease = lease;
+        this.leaseRenewedAt = now.getTime();
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new AdapterStateError(`cannot lock state directory ${this.directory} (${file}): ${describeError(error)}`, { cause: error });
+        }
+      }
+      const held = await this.readLockFile();
+      if (held === undefined) continue; // released meanwhile: try again
+      const age = Date.now() - held.renewedAt;
+      if (age < this.leaseStaleMs) {
+        throw new AdapterStateError(
+          `state directory ${this.directory} is in use: ${file} holds ${describeHolder(held)}, last renewed ${new Date(held.renewedAt).toISOString()} ` +
+            `(${seconds(Math.max(0, age))} ago). Two adapters must never share a state directory. The lease turns stale ${seconds(this.leaseStaleMs)} ` +
+            `after its last renewal, in ${seconds(this.leaseStaleMs - Math.max(0, age))}; an adapter that crashed can be started on the directory then ` +
+            `(delete ${file} sooner only if you are sure that no adapter uses the directory)`,
+        );
+      }
+      // Stale: take it over, then read it back after a moment, in case another instance did the same.
+      this.lease = lease;
+      this.leaseRenewedAt = now.getTime();
+      try {
+        await this.writeLease(lease);
+      } catch (error) {
+        throw new AdapterStateError(`cannot take over the stale lease in ${file}: ${describeError(error)}`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(this.leaseRenewMs, 1_000)));
+      const after = await this.readLockFile().catch(() => undefined);
+      if (after?.lease?.token !== lease.token) {
+        throw new AdapterStateError(
+          `state directory ${this.directory}: took over the stale lease in ${file} (${describeHolder(held)}, last renewed ` +
+            `${new Date(held.renewedAt).toISOString()}), but ${after ? describeHolder(after) : 'nobody'} holds it now: another instance took it over ` +
+            `at the same time. Two adapters must never share a state directory`,
+        );
+      }
+      return;
+    }
+    throw new AdapterStateError(`cannot lock state directory ${this.directory}: ${file} keeps appearing and disappearing`);
+  }
+
+  /** `undefined`: there is no lock file. */
+  private async readLockFile(): Promise<LockFileContent | undefined> {
+    const file = this.lockPath();
+    let text: string;
+    let modified: number;
+    try {
+      const handle = await fs.open(file, 'r');
+      try {
+        modified = (await handle.stat()).mtimeMs;
+        text = await handle.readFile('utf8');
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new AdapterStateError(`cannot read ${file}: ${describeError(error)}`, { cause: error });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const lease = LeaseSchema.safeParse(json);
+    const renewedAt = lease.success ? Date.parse(lease.data.renewedAt) : Number.NaN;
+    return lease.success && !Number.isNaN(renewedAt) ? { lease: lease.data, renewedAt, text } : { renewedAt: modified, text };
+  }
+
+  /** Replaces the lock file atomically. */
+  private async writeLease(lease: Lease): Promise<void> {
+    const file = this.lockPath();
+    const tmp = `${file}.${process.pid}-${randomBytes(6).toString('hex')}${TMP_SUFFIX}`;
+    try {
+      await fs.writeFile(tmp, `${JSON.stringify(lease)}\n`, { encoding: 'utf8', mode: 0o600, flag: 'wx' });
+      await fs.rename(tmp, file);
+    } catch (error) {
+      await fs.rm(tmp, { force: true });
+      throw error;
+    }
+  }
+
+  private scheduleRenewal(): void {
+    this.renewTimer = setTimeout(() => {
+      this.renewTimer = undefined;
+      void this.renewLease().finally(() => {
+        if (this.lease) this.scheduleRenewal();
+      });
+    }, this.leaseRenewMs);
+    this.renewTimer.unref();
+  }
+
+  private renewLease(): Promise<void> {
+    this.renewing ??= this.renewOnce().finally(() => {
+      this.renewing = undefined;
+    });
+    return this.renewing;
+  }
+
+  /** Checks that the lease is still ours and renews it; fails the store if it is not, or cannot be renewed in time. */
+  private async renewOnce(): Promise<void> {
+    const lease = this.lease;
+    if (!lease) return;
+    const file = this.lockPath();
+    try {
+      const held = await this.readLockFile();
+      if (held?.lease?.token !== lease.token) {
+        this.loseLease(
+          held
+            ? `${file} now holds ${describeHolder(held)}: another instance took the lease over (ours was last renewed ${new Date(this.leaseRenewedAt).toISOString()})`
+            : `${file} was deleted while this store held it`,
+        );
+        return;
+      }
+      const renewedAt = new Date();
+      const renewed = { ...lease, renewedAt: renewedAt.toISOString() };
+      await this.writeLease(renewed);
+      if (this.lease === lease) {
+        this.lease = renewed;
+        this.leaseRenewedAt = renewedAt.getTime();
+      }
+    } catch (error) {
+      // Try again at the next renewal, unless others may soon see the lease as stale.
+      if (Date.now() - this.leaseRenewedAt >= this.leaseStaleMs - this.leaseRenewMs) {
+        this.loseLease(`could not renew the lease in ${file} since ${new Date(this.leaseRenewedAt).toISOString()}: ${describeError(error)}`);
+      }
+    }
+  }
+
+  /** From now on the directory may be someone else's: never write to it again. */
+  private loseLease(reason: string): void {
+    this.lease = undefined;
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+    this.failedWith ??= new AdapterStateError(
+      `state directory ${this.directory} is no longer ours: ${reason}. Two adapters must never share a state directory; this store saves nothing more, restart the adapter`,
+    );
+  }
+
+  /** Stops renewing and deletes the lock file if it still holds our lease. */
   private async releaseLock(): Promise<void> {
     if (this.lockKey === undefined) return;
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+    const lease = this.lease;
+    this.lease = undefined; // no renewal after this
     try {
-      await fs.rm(path.join(this.directory, LOCK), { force: true });
+      await this.renewing;
+      if (lease) {
+        // Not atomic against a takeover between the read and the deletion, which needs a lease that
+        // went stale while we still held it: then we were failed already, or about to be.
+        const held = await this.readLockFile().catch(() => undefined);
+        if (held?.lease?.token === lease.token) await fs.rm(this.lockPath(), { force: true });
+      }
     } finally {
       openDirectories.delete(this.lockKey);
       this.lockKey = undefined;
@@ -536,11 +750,12 @@ async function writeFully(handle: fs.FileHandle, bytes: Buffer): Promise<void> {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, but someone else's
-  }
+function describeHolder(held: LockFileContent): string {
+  if (!held.lease) return `no lease (${JSON.stringify(held.text.slice(0, 40))}: an older adapter version's lock?)`;
+  const { hostname: host, pid, acquiredAt } = held.lease;
+  return `the lease of host ${host} pid ${pid} (acquired ${acquiredAt})`;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1_000).toFixed(1)} s`;
 }
