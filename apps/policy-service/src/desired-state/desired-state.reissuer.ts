@@ -8,6 +8,8 @@ import { OutboxWriter } from '../outbox/outbox.writer';
 import { SystemAccessMessageFactory } from './system-access-message.factory';
 
 const BATCH_SIZE = 500;
+/** The first pass runs this long after the application has started (the rest every quarter of the validity, at most hourly). */
+const FIRST_PASS_DELAY_MS = 1_000;
 
 interface DueSystem {
   id: string;
@@ -40,6 +42,7 @@ interface DueSystem {
 export class DesiredStateReissuer implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger(DesiredStateReissuer.name);
   private timer?: NodeJS.Timeout;
+  private firstPass?: NodeJS.Timeout;
   private running?: Promise<unknown>;
 
   constructor(
@@ -52,17 +55,23 @@ export class DesiredStateReissuer implements OnApplicationBootstrap, OnApplicati
   onApplicationBootstrap(): void {
     // A quarter of the validity, at most hourly: a decision is re-issued between 1/2 and 3/4 of its life.
     const everyMs = Math.min((this.config.commandTtlSeconds * 1000) / 4, 3_600_000);
-    this.timer = setInterval(() => {
+    const pass = () => {
       this.running ??= this.reissueDue()
         .catch((error: unknown) => this.log.error(`could not re-issue decisions: ${(error as Error).message}`))
         .finally(() => {
           this.running = undefined;
         });
-    }, everyMs);
+    };
+    // The first pass right after start, not an interval later: what fell due while no replica ran, or
+    // was made due by a migration (1764400700000-ReissueForRouting), is re-issued within seconds.
+    this.firstPass = setTimeout(pass, FIRST_PASS_DELAY_MS);
+    this.firstPass.unref();
+    this.timer = setInterval(pass, everyMs);
     this.timer.unref();
   }
 
   async onApplicationShutdown(): Promise<void> {
+    clearTimeout(this.firstPass);
     clearInterval(this.timer);
     await this.running;
   }

@@ -8,6 +8,7 @@ import { ApprovalsAndExemptions1764400300000 } from './1764400300000-ApprovalsAn
 import { EvidenceAppendOnly1764400400000 } from './1764400400000-EvidenceAppendOnly';
 import { OutboxRoutes1764400500000 } from './1764400500000-OutboxRoutes';
 import { OutboxNotifyTrigger1764400600000 } from './1764400600000-OutboxNotifyTrigger';
+import { ReissueForRouting1764400700000 } from './1764400700000-ReissueForRouting';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
 export const policyServiceMigrations = [
@@ -21,4 +22,5 @@ export const policyServiceMigrations = [
   EvidenceAppendOnly1764400400000,
   OutboxRoutes1764400500000,
   OutboxNotifyTrigger1764400600000,
+  ReissueForRouting1764400700000,
 ];
