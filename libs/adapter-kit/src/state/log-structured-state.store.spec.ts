@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -343,10 +344,25 @@ describe('LogStructuredStateStore', () => {
         new RegExp(`holds the lease of host adapter-7f9c pid 1 .*last renewed ${renewedAt} \\(4\\.[0-9] s ago\\).*turns stale 30\\.0 s after its last renewal, in 2[56]\\.[0-9] s`),
       );
 
-      // Our own pid and host (a restarted container, or another container with the same name) are no exception.
-      await writeLock(lease({ pid: process.pid, hostname: hostname() }));
-      await expect(opened()).rejects.toThrow(`holds the lease of host ${hostname()} pid ${process.pid}`);
+      // This host, a live process other than ours: refused as well.
+      await writeLock(lease({ pid: process.ppid, hostname: hostname() }));
+      await expect(opened()).rejects.toThrow(`holds the lease of host ${hostname()} pid ${process.ppid}`);
       expect((await readLock()).token).toBe('f'.repeat(32)); // untouched
+    });
+
+    it('takes over at once a fresh lease of this host whose process is gone, or is this process with no store open', async () => {
+      const exited = spawnSync(process.execPath, ['-e', '']);
+      await writeLock(lease({ pid: exited.pid!, hostname: hostname() })); // crashed (the pid names no process now)
+      let store = await opened(quick);
+      expect(await readLock()).toMatchObject({ pid: process.pid, hostname: hostname() });
+      expect((await readLock()).token).not.toBe('f'.repeat(32));
+      await store.close();
+
+      // A restarted container is PID 1 again: its own pid on its own host, no store of this process open.
+      await writeLock(lease({ pid: process.pid, hostname: hostname() }));
+      store = await opened(quick);
+      expect((await readLock()).token).not.toBe('f'.repeat(32));
+      await store.close();
     });
 
     it('takes over a lease that was not renewed for leaseStaleMs, and a stale lock file that holds no lease', async () => {

@@ -121,9 +121,12 @@ type Phase = 'new' | 'opening' | 'open' | 'closing' | 'closed';
  * stops the adapter with an `AdapterStateError` that names its holder and says when it turns stale; a
  * stale one is taken over (our lease written over it by rename), and read back after a short delay, so
  * that of two instances taking it over at once, the one whose write was overwritten gives up. A file
- * that holds no lease (an older version's pid lock) counts as renewed at its modification time. So an
- * adapter that crashed is restarted on its directory once its lease is stale (or at once, if an
- * operator deletes `state.lock`); one that stopped normally released it.
+ * that holds no lease (an older version's pid lock) counts as renewed at its modification time. A fresh
+ * lease of THIS host whose process is certainly gone — its pid names no process, or is this process's own
+ * while no store of this process holds the directory (a restarted container is PID 1 again) — is taken
+ * over at once: an adapter that crashed restarts on its directory without waiting (this assumes no two
+ * containers with one host name share a directory). Another host's crashed adapter's lease is taken over
+ * once stale (or at once, if an operator deletes `state.lock`); one that stopped normally released it.
  *
  * Each renewal first checks that the file still holds our token. If it does not (another instance took
  * the lease over, or the file was deleted), or if renewing has failed until the lease is about to turn
@@ -575,7 +578,7 @@ export class LogStructuredStateStore implements AdapterStateStore {
       const held = await this.readLockFile();
       if (held === undefined) continue; // released meanwhile: try again
       const age = Date.now() - held.renewedAt;
-      if (age < this.leaseStaleMs) {
+      if (age < this.leaseStaleMs && !(held.lease && holderIsGone(held.lease))) {
         throw new AdapterStateError(
           `state directory ${this.directory} is in use: ${file} holds ${describeHolder(held)}, last renewed ${new Date(held.renewedAt).toISOString()} ` +
             `(${seconds(Math.max(0, age))} ago). Two adapters must never share a state directory. The lease turns stale ${seconds(this.leaseStaleMs)} ` +
@@ -747,6 +750,23 @@ async function writeFully(handle: fs.FileHandle, bytes: Buffer): Promise<void> {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, null);
     if (bytesWritten <= 0) throw new Error(`wrote ${bytesWritten} bytes`);
     offset += bytesWritten;
+  }
+}
+
+/**
+ * Whether the process that holds a lease is certainly gone, without waiting for the lease to turn stale:
+ * only on this host (by name), where the pid is this process's own (no store of this process holds the
+ * directory — checked before — so it is an earlier incarnation: a restarted container is PID 1 again) or
+ * names no process. Another host's lease, or a live pid, only time can tell.
+ */
+function holderIsGone(lease: Lease): boolean {
+  if (lease.hostname !== hostname()) return false;
+  if (lease.pid === process.pid) return true;
+  try {
+    process.kill(lease.pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 
