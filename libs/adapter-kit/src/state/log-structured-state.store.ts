@@ -28,9 +28,9 @@ export interface LogStructuredStateStoreOptions {
   compactMinBytes?: number;
   /** Default 4. */
   compactFactor?: number;
-  /** How often the store renews (and checks) its lease on the directory in `state.lock`. Default 5 s. */
+  /** How often the store renews (and checks) its lease on the directory in `state.lock`. Default 1 s. */
   leaseRenewMs?: number;
-  /** A lease not renewed for this long is stale and may be taken over. Default 30 s; must exceed `leaseRenewMs`. */
+  /** A lease not renewed for this long is stale and may be taken over. Default 6 s; must exceed `leaseRenewMs`. */
   leaseStaleMs?: number;
 }
 
@@ -114,19 +114,18 @@ type Phase = 'new' | 'opening' | 'open' | 'closing' | 'closed';
  * (an old adapter version ran on the directory since) stops the adapter.
  *
  * Lock: `state.lock` holds a lease, `{"token","pid","hostname","acquiredAt","renewedAt"}` (the token is
- * random, one per store). The holder renews it every `leaseRenewMs` (default 5 s: rewritten through a
+ * random, one per store). The holder renews it every `leaseRenewMs` (default 1 s: rewritten through a
  * temporary file and a rename), and a lease is stale only once it has not been renewed for
- * `leaseStaleMs` (default 30 s) — whatever its pid or host says: containers are all PID 1, and no pid
+ * `leaseStaleMs` (default 6 s) — whatever its pid or host says: containers are all PID 1, and no pid
  * check sees into another PID namespace or host. `open` creates the file exclusively; a fresh lease
  * stops the adapter with an `AdapterStateError` that names its holder and says when it turns stale; a
  * stale one is taken over (our lease written over it by rename), and read back after a short delay, so
  * that of two instances taking it over at once, the one whose write was overwritten gives up. A file
- * that holds no lease (an older version's pid lock) counts as renewed at its modification time. A fresh
- * lease of THIS host whose process is certainly gone — its pid names no process, or is this process's own
- * while no store of this process holds the directory (a restarted container is PID 1 again) — is taken
- * over at once: an adapter that crashed restarts on its directory without waiting (this assumes no two
- * containers with one host name share a directory). Another host's crashed adapter's lease is taken over
- * once stale (or at once, if an operator deletes `state.lock`); one that stopped normally released it.
+ * that holds no lease (an older version's pid lock) counts as renewed at its modification time. `open`
+ * does not refuse a fresh lease at once: it watches it, and refuses only if the holder renews it; a lease
+ * nobody renews is taken over once stale. So an adapter that crashed restarts on its directory after at
+ * most `leaseStaleMs` (6 s by default), whatever host or PID namespace it ran in; one that stopped
+ * normally released the lease. A store that failed stops renewing, so a replacement can take over.
  *
  * Each renewal first checks that the file still holds our token. If it does not (another instance took
  * the lease over, or the file was deleted), or if renewing has failed until the lease is about to turn
@@ -176,8 +175,8 @@ export class LogStructuredStateStore implements AdapterStateStore {
   ) {
     this.compactMinBytes = options.compactMinBytes ?? 4 * 1024 * 1024;
     this.compactFactor = options.compactFactor ?? 4;
-    this.leaseRenewMs = options.leaseRenewMs ?? 5_000;
-    this.leaseStaleMs = options.leaseStaleMs ?? 30_000;
+    this.leaseRenewMs = options.leaseRenewMs ?? 1_000;
+    this.leaseStaleMs = options.leaseStaleMs ?? 6_000;
     if (!(this.leaseRenewMs > 0 && this.leaseStaleMs > this.leaseRenewMs)) {
       throw new AdapterStateError(`leaseStaleMs (${this.leaseStaleMs}) must exceed leaseRenewMs (${this.leaseRenewMs}), which must be positive`);
     }
@@ -575,15 +574,19 @@ export class LogStructuredStateStore implements AdapterStateStore {
           throw new AdapterStateError(`cannot lock state directory ${this.directory} (${file}): ${describeError(error)}`, { cause: error });
         }
       }
-      const held = await this.readLockFile();
+      const seen = await this.readLockFile();
+      if (seen === undefined) continue; // released meanwhile: try again
+      // A fresh lease: watch it. A live holder renews it within leaseRenewMs; one that crashed does not, and
+      // its lease turns stale (at most leaseStaleMs after its last renewal): then it is taken over.
+      const held = await this.waitUntilStaleOrRenewed(seen);
       if (held === undefined) continue; // released meanwhile: try again
       const age = Date.now() - held.renewedAt;
-      if (age < this.leaseStaleMs && !(held.lease && holderIsGone(held.lease))) {
+      if (age < this.leaseStaleMs) {
         throw new AdapterStateError(
           `state directory ${this.directory} is in use: ${file} holds ${describeHolder(held)}, last renewed ${new Date(held.renewedAt).toISOString()} ` +
-            `(${seconds(Math.max(0, age))} ago). Two adapters must never share a state directory. The lease turns stale ${seconds(this.leaseStaleMs)} ` +
-            `after its last renewal, in ${seconds(this.leaseStaleMs - Math.max(0, age))}; an adapter that crashed can be started on the directory then ` +
-            `(delete ${file} sooner only if you are sure that no adapter uses the directory)`,
+            `(${seconds(Math.max(0, age))} ago), and renews it: another adapter is running on this directory. Two adapters must never share ` +
+            `a state directory. (A lease that is not renewed for ${seconds(this.leaseStaleMs)} is taken over: an adapter that crashed ` +
+            `restarts on its directory after at most that.)`,
         );
       }
       // Stale: take it over, then read it back after a moment, in case another instance did the same.
@@ -606,6 +609,23 @@ export class LogStructuredStateStore implements AdapterStateStore {
       return;
     }
     throw new AdapterStateError(`cannot lock state directory ${this.directory}: ${file} keeps appearing and disappearing`);
+  }
+
+  /**
+   * Re-reads a fresh lease until it is renewed (or replaced: a live holder — returned as read then) or turns
+   * stale (returned as last read); `undefined` if the lock file disappears.
+   */
+  private async waitUntilStaleOrRenewed(seen: LockFileContent): Promise<LockFileContent | undefined> {
+    const pollMs = Math.max(10, Math.min(250, this.leaseRenewMs / 4));
+    let current = seen;
+    while (Date.now() - current.renewedAt < this.leaseStaleMs) {
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      const next = await this.readLockFile();
+      if (next === undefined) return undefined;
+      if (next.renewedAt !== seen.renewedAt || next.lease?.token !== seen.lease?.token) return next;
+      current = next;
+    }
+    return current;
   }
 
   /** `undefined`: there is no lock file. */
@@ -652,6 +672,8 @@ export class LogStructuredStateStore implements AdapterStateStore {
   private scheduleRenewal(): void {
     this.renewTimer = setTimeout(() => {
       this.renewTimer = undefined;
+      // A failed store writes nothing more: it lets its lease turn stale, so that a replacement can start.
+      if (this.failedWith) return;
       void this.renewLease().finally(() => {
         if (this.lease) this.scheduleRenewal();
       });
@@ -750,23 +772,6 @@ async function writeFully(handle: fs.FileHandle, bytes: Buffer): Promise<void> {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, null);
     if (bytesWritten <= 0) throw new Error(`wrote ${bytesWritten} bytes`);
     offset += bytesWritten;
-  }
-}
-
-/**
- * Whether the process that holds a lease is certainly gone, without waiting for the lease to turn stale:
- * only on this host (by name), where the pid is this process's own (no store of this process holds the
- * directory — checked before — so it is an earlier incarnation: a restarted container is PID 1 again) or
- * names no process. Another host's lease, or a live pid, only time can tell.
- */
-function holderIsGone(lease: Lease): boolean {
-  if (lease.hostname !== hostname()) return false;
-  if (lease.pid === process.pid) return true;
-  try {
-    process.kill(lease.pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 
