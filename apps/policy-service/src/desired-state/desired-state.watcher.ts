@@ -143,6 +143,8 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
   private readonly pending = new Map<string, ForeignRecord>();
   /** During catch-up: misrouted records that are not the service's own, every one (no re-issue buries them). */
   private readonly misroutedDuringCatchUp: ForeignRecord[] = [];
+  /** Per partition, the offset of the last record judged: what a re-read after a rejoin skips. */
+  private readonly judgedUpTo = new Map<number, bigint>();
 
   constructor(
     @Inject(KAFKA) private readonly kafka: Kafka,
@@ -190,10 +192,16 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
         }));
         await this.learnRoutes(records);
         for (const record of records) {
-          await this.watch(record);
+          // Nothing is committed, so after a rejoin (a session timeout, a rebalance) the consumer reads the
+          // partition from its beginning again: records judged before are skipped, not judged as new.
+          const judgedUpTo = this.judgedUpTo.get(record.partition);
+          if (judgedUpTo === undefined || BigInt(record.offset) > judgedUpTo) {
+            await this.watch(record);
+            this.judgedUpTo.set(record.partition, BigInt(record.offset));
+          }
           resolveOffset(record.offset);
+          await heartbeat().catch(() => undefined); // throttled by kafkajs; best effort
         }
-        await heartbeat();
       },
     });
   }
@@ -224,14 +232,15 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
         if (foreign?.reason === 'misrouted' && foreign.severity === 'high') this.misroutedDuringCatchUp.push(foreign);
       }
       if (BigInt(record.offset) + 1n >= this.catchUp.get(record.partition)!) {
-        this.catchUp.delete(record.partition);
-        if (this.catchUp.size === 0) {
+        if (this.catchUp.size === 1) {
           const found = new Map<string, ForeignRecord>();
           for (const each of [...this.misroutedDuringCatchUp, ...this.pending.values()]) found.set(`${each.record.partition}/${each.record.offset}`, each);
+          // If the repair fails, this record comes again (it is not marked judged) with the findings kept.
+          await this.repair([...found.values()]);
           this.pending.clear();
           this.misroutedDuringCatchUp.length = 0;
-          await this.repair([...found.values()]);
         }
+        this.catchUp.delete(record.partition);
       }
       return;
     }
