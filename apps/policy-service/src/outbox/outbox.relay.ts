@@ -164,6 +164,9 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
       [BATCH_SIZE],
     );
     if (rows.length === 0) return 0;
+    // Remembered before sending: the decisions watch may read a record before the broker's acknowledgement
+    // reaches the relay, and these bytes are the service's own whether or not this send succeeds.
+    for (const row of rows) this.published.remember(row.payload);
     await this.producer.send(
       rows.map((row) => ({
         topic: row.topic,
@@ -173,7 +176,6 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
         headers: { 'content-type': 'application/json' },
       })),
     );
-    for (const row of rows) this.published.remember(row.payload);
     await this.dataSource.query('UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])', [
       rows.map((row) => row.id),
     ]);
