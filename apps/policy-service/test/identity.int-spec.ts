@@ -1,6 +1,6 @@
 import { startPolicyService, type RunningPolicyService } from '@test/support/policy-service.harness';
 import { readTestEnv } from '@test/support/test-env';
-import { createHash, createHmac, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createHash, randomBytes, createHmac, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sign } from 'jsonwebtoken';
@@ -210,6 +210,40 @@ describe('identity: single sign-on, API keys, login failures, HTTP hardening', (
   });
 
   describe('API keys', () => {
+    it("records on the caller's audit entries how it authenticated: an API key (with its name) or a local token", async () => {
+      const admin = service.token('ada', 'admin');
+      const suffix = randomBytes(3).toString('hex');
+      await service.http().post('/api/v1/systems').auth(admin, { type: 'bearer' })
+        .send({ id: `via-s-${suffix}`, name: 'via', kind: 'postgres', adapterId: `via-a-${suffix}` }).expect(201);
+      for (const id of [`via-key-${suffix}`, `via-token-${suffix}`]) {
+        await service.http().post('/api/v1/groups').auth(admin, { type: 'bearer' }).send({ id, name: id, systemIds: [`via-s-${suffix}`] }).expect(201);
+      }
+      const created = await service.http().post('/api/v1/api-keys').auth(admin, { type: 'bearer' })
+        .send({ name: 'soar-containment', roles: ['security-lead'] }).expect(201);
+
+      await service.http().post(`/api/v1/groups/via-key-${suffix}/revoke`).set('X-API-Key', created.body.key)
+        .send({ reason: 'playbook: contain' }).expect(202);
+      await service.http().post(`/api/v1/groups/via-token-${suffix}/revoke`).auth(service.token('alice', 'security-lead'), { type: 'bearer' })
+        .send({ reason: 'by hand' }).expect(202);
+
+      const entries = await service.db.query<{ group_id: string; actor: string; details: Record<string, unknown> }>(
+        `SELECT group_id, actor, details FROM audit_entries WHERE action = 'group.revoked' AND group_id LIKE $1 ORDER BY seq`,
+        [`via-%-${suffix}`],
+      );
+      expect(entries.rows).toEqual([
+        expect.objectContaining({
+          group_id: `via-key-${suffix}`,
+          actor: `user:apikey:${created.body.id}`,
+          details: expect.objectContaining({ via: 'api-key', apiKeyName: 'soar-containment' }),
+        }),
+        expect.objectContaining({ group_id: `via-token-${suffix}`, actor: 'user:alice', details: expect.objectContaining({ via: 'local-token' }) }),
+      ]);
+      expect(entries.rows[1].details).not.toHaveProperty('apiKeyName');
+      // The chain still verifies with the credential in the hashed content.
+      const verified = await service.http().get('/api/v1/audit/verify').auth(service.token('audrey', 'auditor'), { type: 'bearer' }).expect(200);
+      expect(verified.body.intact).toBe(true);
+    });
+
     it('creates a key once, stores only its hash, lets it in by either header, records its use, and revokes it', async () => {
       const admin = service.token('ada', 'admin');
       const from = address();

@@ -3,6 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { AuditEntryEntity } from '../database/entities';
 import { linkEntries, type ChainEntry } from './audit-chain';
+import { currentRequestCredential, type RequestCredential } from './request-credential';
 
 export interface AuditEntryInput {
   /** `user:<sub>` for people and automations, `adapter:<id>` for adapters, `system` for the service itself. */
@@ -81,6 +82,7 @@ export class AuditLog {
     if (heads.length !== 1) throw new Error('the audit chain head is missing: have the migrations run?');
     // Taken after the lock, so times follow the chain; milliseconds, exactly what the column gives back.
     const occurredAt = new Date().toISOString();
+    const credential = currentRequestCredential();
     const linked = linkEntries(
       { seq: Number(heads[0].seq), hash: heads[0].hash },
       list.map((entry) => ({
@@ -93,7 +95,7 @@ export class AuditLog {
         reason: nullableText(entry.reason),
         incidentRef: nullableText(entry.incidentRef),
         sourceAddress: nullableText(entry.sourceAddress),
-        details: storedJson(entry.details ?? {}),
+        details: storedJson(withCredential(entry, credential)),
       })),
     );
     // One statement (one round trip inside the chain's lock): the entries, then the head moved on.
@@ -186,4 +188,15 @@ function toRow(entry: ChainEntry): Record<string, unknown> {
     prev_hash: entry.prevHash,
     hash: entry.hash,
   };
+}
+
+/**
+ * An entry of the authenticated caller (`user:…`, in the request it made) says how that caller proved who
+ * it is: `details.via` (`sso-token`, `local-token` or `api-key`, with `apiKeyName`). Entries of the system
+ * and of adapters, and those written outside a request, are left as they are.
+ */
+function withCredential(entry: AuditEntryInput, credential: RequestCredential | undefined): Record<string, unknown> {
+  const details = entry.details ?? {};
+  if (!credential || !entry.actor.startsWith('user:') || 'via' in details) return details;
+  return { ...details, ...credential };
 }
