@@ -55,6 +55,9 @@ const factsKey = (commandId: string, systemId: string, generation: number) => `$
 @Injectable()
 export class AcknowledgementsService {
   private readonly log = new Logger(AcknowledgementsService.name);
+  /** Batches handed in while a transaction records others: the next transaction records them together. */
+  private readonly waiting: { checked: CheckedReport[]; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private recording = false;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -80,9 +83,6 @@ export class AcknowledgementsService {
       if (!this.recording) void this.recordWaiting();
     });
   }
-
-  private readonly waiting: { checked: CheckedReport[]; resolve: () => void; reject: (error: unknown) => void }[] = [];
-  private recording = false;
 
   private async recordWaiting(): Promise<void> {
     this.recording = true;

@@ -171,10 +171,8 @@ export class GroupDecisionsService {
         const open = openRequests.find((request) => request.groupId === group.id);
         const closeOpen = (by: string): AuditEntryInput[] => {
           if (!open) return [];
-          const expired = effectiveRequestStatus(requestFacts(open), now) === 'expired';
-          const status = expired ? 'expired' : 'superseded';
+          const { status, cause } = closingOf(open, now, { actor, sourceAddress, by });
           closes.push({ request: open, status });
-          const cause = expired ? { actor: 'system', sourceAddress: null, by } : { actor, sourceAddress, by, why: `the group was decided again (${by})` };
           return [closedRequestEntry(open, status, cause)];
         };
         if (group.state === 'revoked') {
@@ -206,11 +204,10 @@ export class GroupDecisionsService {
   }
 
   /**
-   * Records one decision. Its audit entries are appended at the end (`auditSink` absent), or collected
-   * into `auditSink` for a caller that records several decisions in one transaction and appends once.
+   * Records one decision; its audit entries are appended last.
    */
-  private async record(manager: EntityManager, decision: GroupDecision, auditSink?: AuditEntryInput[]): Promise<Recorded> {
-    const audit = (entries: AuditEntryInput[]) => (auditSink ? void auditSink.push(...entries) : this.auditLog.append(manager, entries));
+  private async record(manager: EntityManager, decision: GroupDecision): Promise<Recorded> {
+    const audit = (entries: AuditEntryInput[]) => this.auditLog.append(manager, entries);
     const actor = `user:${decision.requestedBy}`;
     const sourceAddress = decision.sourceAddress ?? null;
     const now = new Date();
@@ -236,7 +233,7 @@ export class GroupDecisionsService {
     if (decision.action === 'revoke') {
       const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `revoke ${command.id}` });
       await manager.insert(CommandEntity, command);
-      await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} }, auditSink);
+      await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
       return { accepted: true, awaitingApproval: false, commandId: command.id };
     }
 
@@ -259,7 +256,7 @@ export class GroupDecisionsService {
           approval: 'single-admin',
           note: 'single-person restore by an admin: the group allows it (restoreApproval = single-admin)',
         },
-      }, auditSink);
+      });
       return { accepted: true, awaitingApproval: false, commandId: command.id };
     }
 
@@ -450,14 +447,12 @@ export class GroupDecisionsService {
     command: CommandEntity,
     now: Date,
     how: Application,
-    auditSink?: AuditEntryInput[],
   ): Promise<void> {
     const context = await this.loadDecisionContext(manager, [group.id], now);
     const plan = this.planApplication(group, command, now, how, context);
     await this.writeApplications(manager, [plan]);
-    // Last: appending takes the audit chain's lock, held until commit (or the caller appends, last).
-    if (auditSink) auditSink.push(...plan.entries);
-    else await this.auditLog.append(manager, plan.entries);
+    // Last: appending takes the audit chain's lock, held until commit.
+    await this.auditLog.append(manager, plan.entries);
   }
 
   /**
@@ -615,16 +610,8 @@ export class GroupDecisionsService {
       lock: { mode: 'pessimistic_write' },
     });
     if (!open) return [];
-    const expired = effectiveRequestStatus(requestFacts(open), now) === 'expired';
-    return [
-      await this.close(
-        manager,
-        open,
-        expired ? 'expired' : 'superseded',
-        now,
-        expired ? { actor: 'system', sourceAddress: null, by: cause.by } : { ...cause, why: `the group was decided again (${cause.by})` },
-      ),
-    ];
+    const { status, cause: closedBy } = closingOf(open, now, cause);
+    return [await this.close(manager, open, status, now, closedBy)];
   }
 
   /** Marks a request expired or superseded and returns its audit entry (`restore.expired` / `restore.superseded`). */
@@ -698,6 +685,20 @@ function repeatedDecisionEntry(
     incidentRef: decision.incidentRef,
     details: { note: `group was already ${group.state}; nothing was published` },
   };
+}
+
+/**
+ * How a newer decision about the group closes its open restore request: `expired` (by the system) if its
+ * time had run out, `superseded` (by the decision's actor) otherwise.
+ */
+function closingOf(
+  request: CommandEntity,
+  now: Date,
+  decision: { actor: string; sourceAddress: string | null; by: string },
+): { status: 'expired' | 'superseded'; cause: { actor: string; sourceAddress: string | null; by: string; why?: string } } {
+  return effectiveRequestStatus(requestFacts(request), now) === 'expired'
+    ? { status: 'expired', cause: { actor: 'system', sourceAddress: null, by: decision.by } }
+    : { status: 'superseded', cause: { ...decision, why: `the group was decided again (${decision.by})` } };
 }
 
 /** The audit entry of a restore request closed as expired or superseded (`restore.expired` / `restore.superseded`). */

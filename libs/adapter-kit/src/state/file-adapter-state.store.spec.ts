@@ -1,27 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { AdapterStateError } from './adapter-state.error';
 import { FileAdapterStateStore } from './file-adapter-state.store';
+import { revokedSystemState } from '../testing/system-state.fixture';
 import { emptySystemState, type SystemStateRecord } from './system-state';
 
 function recordAt(generation: number): SystemStateRecord {
-  return {
-    ...emptySystemState('stock-db'),
-    desired: {
-      state: 'revoked',
-      generation,
-      commandId: randomUUID(),
-      exemptPrincipals: ['breakglass'],
-      groupId: 'back-office',
-      requestedBy: 'alice',
-      reason: 'incident',
-      receivedAt: new Date().toISOString(),
-    },
-    deliveredAckGeneration: generation,
-    journal: { revokedRoles: ['clerk'] },
-  };
+  return revokedSystemState('stock-db', generation);
 }
 
 describe('FileAdapterStateStore', () => {

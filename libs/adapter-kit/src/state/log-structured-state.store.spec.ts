@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -6,25 +5,9 @@ import { eventually } from '@test/support/eventually';
 import { AdapterStateError } from './adapter-state.error';
 import { FileAdapterStateStore } from './file-adapter-state.store';
 import { LogStructuredStateStore, type LogStructuredStateStoreOptions } from './log-structured-state.store';
-import { emptySystemState, type SystemStateRecord } from './system-state';
+import { revokedSystemState } from '../testing/system-state.fixture';
 
-function recordOf(systemId: string, generation: number): SystemStateRecord {
-  return {
-    ...emptySystemState(systemId),
-    desired: {
-      state: 'revoked',
-      generation,
-      commandId: randomUUID(),
-      exemptPrincipals: ['breakglass'],
-      groupId: 'back-office',
-      requestedBy: 'alice',
-      reason: 'incident',
-      receivedAt: new Date().toISOString(),
-    },
-    deliveredAckGeneration: generation,
-    journal: { revokedRoles: ['clerk'] },
-  };
-}
+const recordOf = revokedSystemState;
 
 const isLog = (file: string) => /state\.[0-9]+\.log$/.test(file);
 

@@ -5,3 +5,4 @@ export * from './in-memory-enforcement.journal';
 export * from './recording-event.publisher';
 export * from './system-access-changed.builder';
 export * from './test-signing-keys';
+export * from './system-state.fixture';
