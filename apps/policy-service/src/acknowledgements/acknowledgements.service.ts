@@ -112,8 +112,7 @@ export class AcknowledgementsService {
 
   private async recordInOneTransaction(checked: readonly CheckedReport[]): Promise<void> {
     await this.dataSource.transaction(async (manager) => {
-      const systems = await this.lockSystems(manager, checked);
-      const facts = await this.decisionFacts(manager, checked);
+      const { systems, facts } = await this.lockSystemsAndReadFacts(manager, checked);
       const verdicts = new Map<CheckedReport, string | null>();
       for (const item of checked) {
         if (item.report.type !== 'adapter.security-alert') {
@@ -145,40 +144,50 @@ export class AcknowledgementsService {
     });
   }
 
-  /** Serialises with decisions about these systems, so a report never races a new generation. */
-  private async lockSystems(manager: EntityManager, checked: readonly CheckedReport[]): Promise<LockedSystems> {
-    const ids = [...new Set(checked.filter((item) => item.report.type !== 'adapter.security-alert').map((item) => item.report.data.systemId))].sort();
-    if (ids.length === 0) return new Map();
-    const rows: { id: string; adapter_id: string; generation: string; desired_state: string }[] = await manager.query(
-      'SELECT id, adapter_id, generation, desired_state FROM systems WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE',
-      [ids],
-    );
-    return new Map(
-      rows.map((row) => [row.id, { adapterId: row.adapter_id, generation: Number(row.generation), desiredState: row.desired_state }]),
-    );
-  }
-
-  /** The decisions the batch's acknowledgements and drift reports name, in one query. */
-  private async decisionFacts(manager: EntityManager, checked: readonly CheckedReport[]): Promise<ReadonlyMap<string, DecisionFacts>> {
+  /**
+   * Locks the systems the batch concerns — serialising with decisions about them, so a report never races a
+   * new generation — and reads the decisions its acknowledgements and drift reports name, in one round trip.
+   * The locked rows are the current ones (a decision committed while this waited included); the decisions
+   * named were committed before their messages were published, so the statement's snapshot holds them.
+   */
+  private async lockSystemsAndReadFacts(
+    manager: EntityManager,
+    checked: readonly CheckedReport[],
+  ): Promise<{ systems: LockedSystems; facts: ReadonlyMap<string, DecisionFacts> }> {
     const named = checked.flatMap((item) =>
       item.report.type === 'adapter.security-alert'
         ? []
         : [{ commandId: item.report.commandId, systemId: item.report.data.systemId, generation: item.report.generation }],
     );
-    if (named.length === 0) return new Map();
-    const rows: { command_id: string; system_id: string; generation: string; desired_state: string; group_id: string }[] = await manager.query(
-      `SELECT t.command_id, t.system_id, t.generation, t.desired_state, c.group_id
-       FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS n(command_id, system_id, generation)
-       JOIN command_targets t ON t.command_id = n.command_id AND t.system_id = n.system_id AND t.generation = n.generation AND t.changed
-       JOIN commands c ON c.id = t.command_id`,
-      [named.map((n) => n.commandId), named.map((n) => n.systemId), named.map((n) => n.generation)],
+    if (named.length === 0) return { systems: new Map(), facts: new Map() };
+    const ids = [...new Set(named.map((n) => n.systemId))].sort();
+    const [row]: {
+      systems: { id: string; adapter_id: string; generation: number; desired_state: string }[];
+      facts: { command_id: string; system_id: string; generation: number; desired_state: string; group_id: string }[];
+    }[] = await manager.query(
+      `WITH locked AS (
+         SELECT id, adapter_id, generation, desired_state FROM systems WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+       )
+       SELECT
+         (SELECT coalesce(json_agg(l), '[]') FROM locked l) AS systems,
+         (SELECT coalesce(json_agg(f), '[]') FROM (
+            SELECT t.command_id, t.system_id, t.generation, t.desired_state, c.group_id
+            FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS n(command_id, system_id, generation)
+            JOIN command_targets t ON t.command_id = n.command_id AND t.system_id = n.system_id AND t.generation = n.generation AND t.changed
+            JOIN commands c ON c.id = t.command_id) f) AS facts`,
+      [ids, named.map((n) => n.commandId), named.map((n) => n.systemId), named.map((n) => n.generation)],
     );
-    return new Map(
-      rows.map((row) => [
-        factsKey(row.command_id, row.system_id, Number(row.generation)),
-        { desiredState: row.desired_state, groupId: row.group_id },
-      ]),
-    );
+    return {
+      systems: new Map(
+        row.systems.map((system) => [system.id, { adapterId: system.adapter_id, generation: Number(system.generation), desiredState: system.desired_state }]),
+      ),
+      facts: new Map(
+        row.facts.map((fact) => [
+          factsKey(fact.command_id, fact.system_id, Number(fact.generation)),
+          { desiredState: fact.desired_state, groupId: fact.group_id },
+        ]),
+      ),
+    };
   }
 
   /**
@@ -281,8 +290,8 @@ export class AcknowledgementsService {
   }
 
   /**
-   * Moves each (system, generation) the accepted acknowledgements name to where they leave it, in two
-   * set-based statements. Applied one by one, in order, acknowledgements of one (system, generation)
+   * Moves each (system, generation) the accepted acknowledgements name to where they leave it, in one
+   * set-based statement. Applied one by one, in order, acknowledgements of one (system, generation)
    * end where the last of them that is not `delivered` puts them — a later `delivered` changes nothing
    * once the target moved past `pending` — or, if all are `delivered`, where the last of those does.
    * The enforced generation is raised by any `enforced` among them.
@@ -299,14 +308,27 @@ export class AcknowledgementsService {
     }
     const rows = [...outcomes.values()];
     const column = <T>(pick: (ack: AccessAcknowledgedV1) => T) => rows.map((row) => pick(row.ack));
+    // Two tables, one statement: the parts share a snapshot, and neither reads what the other writes.
     await manager.query(
-      `UPDATE command_targets t
-       SET status = a.status, detail = a.detail, will_retry = a.will_retry, principals_changed = a.principals_changed,
-           sessions_terminated = a.sessions_terminated, adapter_id = a.adapter_id, updated_at = now()
-       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::int[], $7::int[], $8::text[])
-            AS a(system_id, generation, status, detail, will_retry, principals_changed, sessions_terminated, adapter_id)
-       WHERE t.system_id = a.system_id AND t.generation = a.generation AND t.status <> 'superseded'
-         AND (a.status <> 'delivered' OR t.status = 'pending')`,
+      `WITH a AS (
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::int[], $7::int[], $8::text[],
+                              $9::timestamptz[], $10::boolean[])
+           AS a(system_id, generation, status, detail, will_retry, principals_changed, sessions_terminated, adapter_id, occurred_at, enforced)
+       ), targets AS (
+         UPDATE command_targets t
+         SET status = a.status, detail = a.detail, will_retry = a.will_retry, principals_changed = a.principals_changed,
+             sessions_terminated = a.sessions_terminated, adapter_id = a.adapter_id, updated_at = now()
+         FROM a
+         WHERE t.system_id = a.system_id AND t.generation = a.generation AND t.status <> 'superseded'
+           AND (a.status <> 'delivered' OR t.status = 'pending')
+       )
+       UPDATE systems s
+       SET enforcement_status = CASE WHEN a.status = 'delivered' AND s.enforcement_status <> 'pending' THEN s.enforcement_status ELSE a.status END,
+           enforcement_detail = CASE WHEN a.status = 'delivered' AND s.enforcement_status <> 'pending' THEN s.enforcement_detail ELSE a.detail END,
+           enforced_generation = CASE WHEN a.enforced THEN GREATEST(s.enforced_generation, a.generation) ELSE s.enforced_generation END,
+           acknowledged_by = a.adapter_id, last_acknowledged_at = a.occurred_at, updated_at = now()
+       FROM a
+       WHERE s.id = a.system_id AND s.generation = a.generation`,
       [
         column((ack) => ack.data.systemId),
         column((ack) => ack.generation),
@@ -315,23 +337,6 @@ export class AcknowledgementsService {
         column((ack) => ack.data.willRetry ?? null),
         column((ack) => ack.data.principalsChanged ?? null),
         column((ack) => ack.data.sessionsTerminated ?? null),
-        column((ack) => ack.data.adapterId),
-      ],
-    );
-    await manager.query(
-      `UPDATE systems s
-       SET enforcement_status = CASE WHEN a.status = 'delivered' AND s.enforcement_status <> 'pending' THEN s.enforcement_status ELSE a.status END,
-           enforcement_detail = CASE WHEN a.status = 'delivered' AND s.enforcement_status <> 'pending' THEN s.enforcement_detail ELSE a.detail END,
-           enforced_generation = CASE WHEN a.enforced THEN GREATEST(s.enforced_generation, a.generation) ELSE s.enforced_generation END,
-           acknowledged_by = a.adapter_id, last_acknowledged_at = a.occurred_at, updated_at = now()
-       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::boolean[])
-            AS a(system_id, generation, status, detail, adapter_id, occurred_at, enforced)
-       WHERE s.id = a.system_id AND s.generation = a.generation`,
-      [
-        column((ack) => ack.data.systemId),
-        column((ack) => ack.generation),
-        column((ack) => ack.data.status),
-        column((ack) => ack.data.detail),
         column((ack) => ack.data.adapterId),
         column((ack) => ack.occurredAt),
         rows.map((row) => row.enforced),

@@ -17,7 +17,7 @@ import {
 import { NotFoundError } from '../errors/domain.errors';
 import { SystemAccessMessageFactory } from '../desired-state/system-access-message.factory';
 import { OutboxWriter, type OutboxMessage } from '../outbox/outbox.writer';
-import { validExemptPrincipals } from '../systems/exemptions';
+import { VALID_EXEMPTIONS_SQL } from '../systems/exemptions';
 import { decideSystemAccess } from './access-decision';
 import { ForbiddenActionError, RequestConflictError } from './approval.errors';
 import { CommandsService, type CommandView } from './commands.service';
@@ -470,24 +470,29 @@ export class GroupDecisionsService {
       .setLock('pessimistic_write', undefined, ['system'])
       .getMany();
     const systemIds = systems.map((system) => system.id);
-    const memberships: { group_id: string; system_id: string; state: string }[] = systemIds.length
-      ? await manager.query(
-          `SELECT gs.group_id, gs.system_id, g.state FROM group_systems gs JOIN groups g ON g.id = gs.group_id
-           WHERE gs.system_id = ANY($1::text[])`,
-          [systemIds],
-        )
-      : [];
+    // Both read after the lock, in one round trip.
+    const [related]: { memberships: { group_id: string; system_id: string; state: string }[]; exemptions: { system_id: string; principals: string[] }[] }[] =
+      systemIds.length
+        ? await manager.query(
+            `SELECT
+               (SELECT coalesce(json_agg(m), '[]') FROM (
+                  SELECT gs.group_id, gs.system_id, g.state FROM group_systems gs JOIN groups g ON g.id = gs.group_id
+                  WHERE gs.system_id = ANY($1::text[])) m) AS memberships,
+               (SELECT coalesce(json_agg(e), '[]') FROM (${VALID_EXEMPTIONS_SQL}) e) AS exemptions`,
+            [systemIds, now],
+          )
+        : [{ memberships: [], exemptions: [] }];
     const byId = new Map(systems.map((system) => [system.id, system]));
     const systemsOfGroup = new Map<string, SystemEntity[]>();
     const groupsOfSystem = new Map<string, string[]>();
     const revokedGroups = new Set<string>();
-    for (const row of memberships) {
+    for (const row of related.memberships) {
       if (row.state === 'revoked') revokedGroups.add(row.group_id);
       groupsOfSystem.set(row.system_id, [...(groupsOfSystem.get(row.system_id) ?? []), row.group_id]);
       if (groupIds.includes(row.group_id)) systemsOfGroup.set(row.group_id, [...(systemsOfGroup.get(row.group_id) ?? []), byId.get(row.system_id)!]);
     }
     for (const members of systemsOfGroup.values()) members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return { systemsOfGroup, groupsOfSystem, revokedGroups, exemptions: await validExemptPrincipals(manager, systemIds, now) };
+    return { systemsOfGroup, groupsOfSystem, revokedGroups, exemptions: new Map(related.exemptions.map((row) => [row.system_id, row.principals])) };
   }
 
   /**
@@ -497,7 +502,7 @@ export class GroupDecisionsService {
    */
   private planApplication(group: GroupEntity, command: CommandEntity, now: Date, how: Application, context: DecisionContext): DecisionPlan {
     const targetState = command.action === 'revoke' ? 'revoked' : 'active';
-    const targets: Partial<CommandTargetEntity>[] = [];
+    const targets: NewTarget[] = [];
     const messages: OutboxMessage[] = [];
     const changed: string[] = [];
     const unchanged: { systemId: string; desiredState: string; heldBy: string[] }[] = [];
@@ -561,37 +566,55 @@ export class GroupDecisionsService {
     return { groupId: group.id, commandId: command.id, targetState, changes, targets, messages, entries };
   }
 
-  /** Writes planned decisions, set-based: a handful of statements whatever the number of groups and systems. */
+  /**
+   * Writes planned decisions, set-based, in two statements whatever the number of groups and systems: the
+   * groups, the systems and the command targets in one (data-modifying CTEs), then the outbox.
+   */
   private async writeApplications(manager: EntityManager, plans: readonly DecisionPlan[]): Promise<void> {
     if (plans.length === 0) return;
-    await manager.query(
-      `UPDATE groups g SET state = u.state, last_command_id = u.command_id, updated_at = now()
-       FROM unnest($1::text[], $2::text[], $3::uuid[]) AS u(id, state, command_id) WHERE g.id = u.id`,
-      [plans.map((plan) => plan.groupId), plans.map((plan) => plan.targetState), plans.map((plan) => plan.commandId)],
-    );
     const changes = plans.flatMap((plan) => plan.changes.map((change) => ({ ...change, commandId: plan.commandId })));
     if (new Set(changes.map((change) => change.id)).size !== changes.length) {
-      // Each plan's targets are inserted below the supersede update: a system changed twice would keep its
-      // first target pending. Revokes never change a system twice; nothing else writes several plans.
+      // A system changed twice would be superseded by its own second change, which the statement below
+      // cannot see (its parts share one snapshot). Revokes never change a system twice; nothing else writes several plans.
       throw new Error('a system cannot change twice in one set of decisions');
     }
-    if (changes.length) {
-      await manager.query(
-        `UPDATE systems s SET desired_state = u.desired_state, generation = u.generation, desired_command_id = u.command_id,
-           enforcement_status = 'pending', enforcement_detail = NULL, updated_at = now()
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[]) AS u(id, desired_state, generation, command_id) WHERE s.id = u.id`,
-        [changes.map((c) => c.id), changes.map((c) => c.desiredState), changes.map((c) => c.generation), changes.map((c) => c.commandId)],
-      );
-      // Older decisions still waiting on these systems will never be acknowledged as such: a newer one replaces them.
-      await manager.query(
-        `UPDATE command_targets ct SET status = 'superseded', updated_at = now()
-         FROM unnest($1::text[], $2::bigint[]) AS u(system_id, generation)
-         WHERE ct.system_id = u.system_id AND ct.generation < u.generation AND ct.status IN ('pending', 'delivered', 'failed')`,
-        [changes.map((c) => c.id), changes.map((c) => c.generation)],
-      );
-    }
     const targets = plans.flatMap((plan) => plan.targets);
-    for (let i = 0; i < targets.length; i += INSERT_CHUNK) await manager.insert(CommandTargetEntity, targets.slice(i, i + INSERT_CHUNK));
+    // The parts run on one snapshot, so they must not touch the same rows: each updates its own table, and
+    // the superseded targets are older generations than the ones inserted. Arrays, not one parameter per
+    // value: no limit on the number of rows.
+    await manager.query(
+      `WITH decided_groups AS (
+         UPDATE groups g SET state = u.state, last_command_id = u.command_id, updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::uuid[]) AS u(id, state, command_id) WHERE g.id = u.id
+       ), changed_systems AS (
+         UPDATE systems s SET desired_state = u.desired_state, generation = u.generation, desired_command_id = u.command_id,
+           enforcement_status = 'pending', enforcement_detail = NULL, updated_at = now()
+         FROM unnest($4::text[], $5::text[], $6::bigint[], $7::uuid[]) AS u(id, desired_state, generation, command_id) WHERE s.id = u.id
+       ), superseded AS (
+         -- Older decisions still waiting on these systems will never be acknowledged as such: a newer one replaces them.
+         UPDATE command_targets ct SET status = 'superseded', updated_at = now()
+         FROM unnest($4::text[], $6::bigint[]) AS u(system_id, generation)
+         WHERE ct.system_id = u.system_id AND ct.generation < u.generation AND ct.status IN ('pending', 'delivered', 'failed')
+       )
+       INSERT INTO command_targets (command_id, system_id, generation, desired_state, changed, status, detail)
+       SELECT * FROM unnest($8::uuid[], $9::text[], $10::bigint[], $11::text[], $12::boolean[], $13::text[], $14::text[])`,
+      [
+        plans.map((plan) => plan.groupId),
+        plans.map((plan) => plan.targetState),
+        plans.map((plan) => plan.commandId),
+        changes.map((c) => c.id),
+        changes.map((c) => c.desiredState),
+        changes.map((c) => c.generation),
+        changes.map((c) => c.commandId),
+        targets.map((t) => t.commandId),
+        targets.map((t) => t.systemId),
+        targets.map((t) => t.generation),
+        targets.map((t) => t.desiredState),
+        targets.map((t) => t.changed),
+        targets.map((t) => t.status),
+        targets.map((t) => t.detail ?? null),
+      ],
+    );
     await this.outbox.enqueue(manager, plans.flatMap((plan) => plan.messages));
   }
 
@@ -641,6 +664,9 @@ export class GroupDecisionsService {
 /** Rows per multi-row INSERT (PostgreSQL takes at most 65,535 parameters per statement). */
 const INSERT_CHUNK = 1_000;
 
+/** A command target as a decision writes it (acknowledgements fill in the rest). */
+type NewTarget = Pick<CommandTargetEntity, 'commandId' | 'systemId' | 'generation' | 'desiredState' | 'changed' | 'status' | 'detail'>;
+
 interface SystemChange {
   id: string;
   desiredState: AccessState;
@@ -664,7 +690,7 @@ interface DecisionPlan {
   commandId: string;
   targetState: AccessState;
   changes: SystemChange[];
-  targets: Partial<CommandTargetEntity>[];
+  targets: NewTarget[];
   messages: OutboxMessage[];
   entries: AuditEntryInput[];
 }

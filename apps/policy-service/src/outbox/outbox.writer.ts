@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { OutboxMessageEntity } from '../database/entities';
 
 /** Notified after every insert into the outbox, at commit (a trigger, migration OutboxNotifyTrigger). */
 export const OUTBOX_CHANNEL = 'portcullis_outbox';
@@ -21,20 +20,18 @@ export interface OutboxMessage {
  */
 @Injectable()
 export class OutboxWriter {
-  async enqueue(manager: EntityManager, messages: OutboxMessage[]): Promise<void> {
-    // In chunks: PostgreSQL takes at most 65,535 parameters per statement (a global revoke writes one row per system).
-    for (let i = 0; i < messages.length; i += ROWS_PER_INSERT) {
-      await manager.insert(
-        OutboxMessageEntity,
-        messages.slice(i, i + ROWS_PER_INSERT).map((message) => ({
-          topic: message.topic,
-          messageKey: message.key,
-          partitionKey: message.partitionKey ?? null,
-          payload: message.value,
-        })),
-      );
-    }
+  async enqueue(manager: EntityManager, messages: readonly OutboxMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    // One statement of arrays, whatever the number of rows (a global revoke writes one per system).
+    await manager.query(
+      `INSERT INTO outbox (topic, message_key, partition_key, payload)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
+      [
+        messages.map((message) => message.topic),
+        messages.map((message) => message.key),
+        messages.map((message) => message.partitionKey ?? null),
+        messages.map((message) => message.value),
+      ],
+    );
   }
 }
-
-const ROWS_PER_INSERT = 2_000;
