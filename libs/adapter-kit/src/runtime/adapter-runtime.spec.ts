@@ -382,8 +382,28 @@ describe('AdapterRuntime', () => {
 
     harness.publisher.failure = undefined;
     await eventually(() => expectConverged(adapter, STOCK, 1));
-    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    // The `delivered` the broker refused is not sent late: by then the revoke is enforced, and `enforced` says more.
+    expect(harness.publisher.trail(STOCK)).toEqual(['enforced@1']);
     expect(fake.calls).toHaveLength(1);
+  });
+
+  it('sends no `delivered` once the decision is enforced, however late its timer comes back', async () => {
+    // A busy adapter: storing the enforcement's outcome takes longer than the delay, so the delivery timer
+    // comes back between the enforcement and its acknowledgement.
+    const adapter = await harness.start({ deliveredAckDelayMs: 50 });
+    const save = LogStructuredStateStore.prototype.save;
+    const slowSave = jest.spyOn(LogStructuredStateStore.prototype, 'save').mockImplementation(async function (this: LogStructuredStateStore, record) {
+      if (record.applied) await new Promise((resolve) => setTimeout(resolve, 150));
+      return save.call(this, record);
+    });
+    try {
+      await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+      await eventually(() => expectConverged(adapter, STOCK, 1));
+    } finally {
+      slowSave.mockRestore();
+    }
+    expect(fake.calls).toHaveLength(1);
+    expect(harness.publisher.trail(STOCK)).toEqual(['enforced@1']);
   });
 
   it('enforces without waiting for the broker to take its acknowledgements', async () => {

@@ -516,14 +516,17 @@ export class SystemReconciler<TSystem> {
   }
 
   /**
-   * Acknowledges delivery of the desired decision when it is owed: not acknowledged yet, not enforced and
-   * acknowledged meanwhile, and received at least `deliveredAckDelayMs` ago (the timer armed on receipt
-   * comes back then; after a restart it is long past).
+   * Acknowledges delivery of the desired decision when it is owed: not acknowledged yet, not enforced
+   * meanwhile, and received at least `deliveredAckDelayMs` ago (the timer armed on receipt comes back then;
+   * after a restart it is long past). Once the decision is enforced here, `enforced` is owed and says more:
+   * a `delivered` right before it would only double the acknowledgements — and it would be sent exactly
+   * when this adapter is slow because it is busy, adding work where there is most of it.
    */
   private async acknowledgeDelivery(): Promise<boolean> {
     const desired = this.state.desired;
     if (!desired || this.state.deliveredAckGeneration >= desired.generation) return true;
-    if (this.state.enforcedAckGeneration >= desired.generation || this.acknowledgingEnforcementOf === desired.generation) return true;
+    if (this.state.enforcedAckGeneration >= desired.generation || this.appliedGeneration() >= desired.generation) return true;
+    if (this.acknowledgingEnforcementOf === desired.generation) return true;
     if (Date.now() - Date.parse(desired.receivedAt) < this.options.deliveredAckDelayMs) return true;
     try {
       const detail = `decision stored; ${desired.state === 'revoked' ? 'revoking' : 'restoring'} access`;
