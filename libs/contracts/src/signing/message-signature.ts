@@ -1,5 +1,6 @@
-import { sign, verify, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json';
+import { ed25519Sign, ed25519Verify } from './ed25519';
 import type { PublicKeyLookup, SigningKey } from './signing-keys';
 
 /** Why a signature was not accepted. */
@@ -9,12 +10,12 @@ export type SignatureCheck = { valid: true; keyId: string } | { valid: false; re
 
 /** Ed25519 over the bytes; base64url. */
 export function signDetached(key: KeyObject, data: string | Buffer): string {
-  return sign(null, typeof data === 'string' ? Buffer.from(data, 'utf8') : data, key).toString('base64url');
+  return ed25519Sign(key, typeof data === 'string' ? Buffer.from(data, 'utf8') : data).toString('base64url');
 }
 
 export function verifyDetached(key: KeyObject, data: string | Buffer, signature: string): boolean {
   try {
-    return verify(null, typeof data === 'string' ? Buffer.from(data, 'utf8') : data, key, Buffer.from(signature, 'base64url'));
+    return ed25519Verify(key, typeof data === 'string' ? Buffer.from(data, 'utf8') : data, Buffer.from(signature, 'base64url'));
   } catch {
     return false;
   }
