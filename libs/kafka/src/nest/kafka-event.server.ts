@@ -72,6 +72,13 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
         maxWaitTimeInMs: 1_000,
         retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
       });
+      // Offsets handled before a rebalance are committed only for the partitions this member still owns:
+      // the new owner of the others commits its own (and replays from the last commit; handlers are idempotent).
+      this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
+        for (const [key, { topic, partition }] of this.handled) {
+          if (!(payload.memberAssignment[topic] ?? []).includes(partition)) this.handled.delete(key);
+        }
+      });
       await this.consumer.connect();
       await this.consumer.subscribe({ topics, fromBeginning: this.options.fromBeginning ?? true });
       await this.consumer.run({
@@ -183,13 +190,15 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
 
   private async commitHandled(): Promise<void> {
     if (!this.consumer || this.handled.size === 0) return;
-    const offsets = [...this.handled.values()];
+    const offsets = [...this.handled.entries()];
     this.handled.clear();
     try {
-      await this.consumer.commitOffsets(offsets);
+      await this.consumer.commitOffsets(offsets.map(([, offset]) => offset));
     } catch (error) {
-      // A rebalance or a broker restart: the new owner replays from the last commit (idempotent handlers).
+      // A broker restart, say: try again with the next commit, unless a newer offset was handled meanwhile
+      // (or the partition went to another member: see GROUP_JOIN above).
       this.log.warn(`could not commit offsets: ${describe(error)}`);
+      for (const [key, offset] of offsets) if (!this.handled.has(key)) this.handled.set(key, offset);
     }
   }
 
