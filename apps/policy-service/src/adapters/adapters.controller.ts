@@ -18,7 +18,10 @@ export class AdaptersController {
     private readonly keys: AdapterKeysService,
   ) {}
 
-  /** Adapters seen through their signed heartbeats, `online` or `stale`, with the systems they serve. */
+  /**
+   * Adapters seen through their signed heartbeats, with the systems they serve: `online`, `failed` (alive,
+   * but its state store failed: it takes and enforces no decision until restarted) or `stale` (silent).
+   */
   @Get()
   @Roles(...READERS)
   list() {

@@ -26,6 +26,9 @@ export class AdaptersService {
   /**
    * Keeps the newest heartbeat per adapter; an older one arriving late changes nothing. A heartbeat not
    * signed by a registered key of its adapter is refused: anyone could otherwise show a dead adapter alive.
+   * When an adapter says its state store failed — it is alive, but takes and enforces no decision until it
+   * is restarted — or that it works again, the change is logged and audited (`adapter.failed`,
+   * `adapter.recovered`), once per change.
    */
   async recordHeartbeat(heartbeat: AdapterHeartbeatV1, raw: Buffer | null = null): Promise<void> {
     const { data } = heartbeat;
@@ -34,14 +37,48 @@ export class AdaptersService {
       await this.refuseHeartbeat(heartbeat, refusal);
       return;
     }
-    await this.dataSource.query(
-      `INSERT INTO adapters (id, kind, instance_id, started_at, interval_ms, last_seen_at, systems)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+    const stateStore = data.stateStore ?? null;
+    // `previous` is the row as it was before this statement: a change of the store's status is noticed once.
+    const [kept]: { previous: AdapterEntity['stateStore'] }[] = await this.dataSource.query(
+      `WITH previous AS (SELECT state_store FROM adapters WHERE id = $1)
+       INSERT INTO adapters (id, kind, instance_id, started_at, interval_ms, last_seen_at, systems, state_store)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, instance_id = EXCLUDED.instance_id,
          started_at = EXCLUDED.started_at, interval_ms = EXCLUDED.interval_ms,
-         last_seen_at = EXCLUDED.last_seen_at, systems = EXCLUDED.systems
-       WHERE adapters.last_seen_at < EXCLUDED.last_seen_at`,
-      [data.adapterId, data.adapterKind, data.instanceId, data.startedAt, data.intervalMs, heartbeat.occurredAt, JSON.stringify(data.systems)],
+         last_seen_at = EXCLUDED.last_seen_at, systems = EXCLUDED.systems, state_store = EXCLUDED.state_store
+       WHERE adapters.last_seen_at < EXCLUDED.last_seen_at
+       RETURNING (SELECT state_store FROM previous) AS previous`,
+      [
+        data.adapterId,
+        data.adapterKind,
+        data.instanceId,
+        data.startedAt,
+        data.intervalMs,
+        heartbeat.occurredAt,
+        JSON.stringify(data.systems),
+        stateStore === null ? null : JSON.stringify(stateStore),
+      ],
+    );
+    if (!kept || !stateStore) return; // an older heartbeat, or one that does not say
+    const wasFailed = kept.previous?.status === 'failed';
+    if (stateStore.status === 'failed' && !wasFailed) await this.noteStateStore(heartbeat, 'adapter.failed', stateStore.error);
+    if (stateStore.status === 'ok' && wasFailed) await this.noteStateStore(heartbeat, 'adapter.recovered');
+  }
+
+  private async noteStateStore(heartbeat: AdapterHeartbeatV1, action: 'adapter.failed' | 'adapter.recovered', error?: string): Promise<void> {
+    const { adapterId, instanceId, systems } = heartbeat.data;
+    if (action === 'adapter.failed') {
+      this.log.error(`adapter ${adapterId} (${instanceId}) cannot store decisions any more and enforces none until it is restarted: ${error ?? 'no detail'}`);
+    } else {
+      this.log.log(`adapter ${adapterId} (${instanceId}) stores decisions again`);
+    }
+    await this.dataSource.transaction((manager) =>
+      this.auditLog.append(manager, {
+        actor: `adapter:${adapterId}`,
+        action,
+        reason: action === 'adapter.failed' ? `state store failed: ${error ?? 'no detail'}` : 'state store works again',
+        details: { messageId: heartbeat.messageId, instanceId, reportedAt: heartbeat.occurredAt, systems: systems.map((system) => system.systemId) },
+      }),
     );
   }
 
@@ -69,10 +106,12 @@ export class AdaptersService {
         id: adapter.id,
         kind: adapter.kind,
         instanceId: adapter.instanceId,
-        status: silentForMs > adapter.intervalMs * this.config.adapterStaleAfterIntervals ? 'stale' : 'online',
+        // Silent: `stale`, whatever it said last. Alive but unable to store decisions: `failed`.
+        status: silentForMs > adapter.intervalMs * this.config.adapterStaleAfterIntervals ? 'stale' : adapter.stateStore?.status === 'failed' ? 'failed' : 'online',
         startedAt: adapter.startedAt.toISOString(),
         lastSeenAt: adapter.lastSeenAt.toISOString(),
         heartbeatIntervalMs: adapter.intervalMs,
+        stateStore: adapter.stateStore,
         systems: adapter.systems,
       };
     });

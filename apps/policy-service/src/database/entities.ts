@@ -154,6 +154,8 @@ export class AdapterEntity {
   @Column('integer', { name: 'interval_ms' }) intervalMs!: number;
   @Column('timestamptz', { name: 'last_seen_at' }) lastSeenAt!: Date;
   @Column('jsonb') systems!: { systemId: string; desiredState?: AccessState; desiredGeneration?: number; enforcedGeneration?: number }[];
+  /** From the last heartbeat: whether the adapter can store decisions; null when it does not say. */
+  @Column('jsonb', { name: 'state_store', nullable: true }) stateStore!: { status: 'ok' | 'failed'; error?: string } | null;
 }
 
 /** A public key an adapter signs its reports with; revoked keys stay, as evidence of what was trusted when. */

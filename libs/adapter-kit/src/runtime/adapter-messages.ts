@@ -16,7 +16,7 @@ import {
 } from '@portcullis/contracts';
 import type { Drift } from '../state/system-state';
 import { producerOf, type AdapterIdentity } from './adapter-identity';
-import type { SystemStatus } from './adapter-status';
+import type { StateStoreStatus, SystemStatus } from './adapter-status';
 
 const MAX_DETAIL_LENGTH = 4000;
 const MAX_REPORTED_PRINCIPALS = 1000;
@@ -97,6 +97,7 @@ export function buildHeartbeat(
   identity: AdapterIdentity,
   intervalMs: number,
   systems: readonly SystemStatus[],
+  stateStore: StateStoreStatus,
   now = new Date(),
 ): AdapterHeartbeatV1 {
   return {
@@ -109,6 +110,7 @@ export function buildHeartbeat(
       instanceId: identity.instanceId,
       startedAt: identity.startedAt.toISOString(),
       intervalMs,
+      stateStore: stateStore.status === 'ok' ? { status: 'ok' } : { status: 'failed', error: stateStore.error?.slice(0, 2000) },
       systems: systems.map((system) => ({
         systemId: system.systemId,
         desiredState: system.desired?.state,

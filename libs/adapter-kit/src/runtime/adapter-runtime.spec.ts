@@ -464,14 +464,16 @@ describe('AdapterRuntime', () => {
     }
   });
 
-  it('reports a failed state store in its status, and logs it once', async () => {
+  it('reports a failed state store in its status and its heartbeats, and logs it once', async () => {
     const adapter = await harness.start();
     expect(adapter.status().stateStore).toEqual({ status: 'ok' });
+    await eventually(() => expect(harness.publisher.heartbeats.at(-1)?.data.stateStore).toEqual({ status: 'ok' }));
     const failure = new AdapterStateError('state directory /x is no longer ours: another instance took the lease over');
     const failed = jest.spyOn(LogStructuredStateStore.prototype, 'failure').mockReturnValue(failure);
     try {
       expect(adapter.status().stateStore).toEqual({ status: 'failed', error: failure.message });
-      await eventually(() => expect(harness.publisher.heartbeats.length).toBeGreaterThan(1)); // heartbeats look too
+      // The centre hears it from the heartbeats: the adapter is alive but takes no decision any more.
+      await eventually(() => expect(harness.publisher.heartbeats.at(-1)?.data.stateStore).toEqual({ status: 'failed', error: failure.message }));
       expect(adapter.status().stateStore.status).toBe('failed');
     } finally {
       failed.mockRestore();

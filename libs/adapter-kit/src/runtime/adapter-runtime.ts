@@ -253,7 +253,8 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
   private async publishHeartbeat(): Promise<void> {
     const { identity, heartbeatIntervalMs, publisher, logger } = this.options;
     try {
-      await publisher.publishHeartbeat(buildHeartbeat(identity, heartbeatIntervalMs, this.status().systems));
+      const { systems, stateStore } = this.status();
+      await publisher.publishHeartbeat(buildHeartbeat(identity, heartbeatIntervalMs, systems, stateStore));
     } catch (error) {
       logger.warn('could not publish a heartbeat', { error: describeError(error) });
     }

@@ -9,6 +9,7 @@ import { EvidenceAppendOnly1764400400000 } from './1764400400000-EvidenceAppendO
 import { OutboxRoutes1764400500000 } from './1764400500000-OutboxRoutes';
 import { OutboxNotifyTrigger1764400600000 } from './1764400600000-OutboxNotifyTrigger';
 import { ReissueForRouting1764400700000 } from './1764400700000-ReissueForRouting';
+import { AdapterStateStore1764400800000 } from './1764400800000-AdapterStateStore';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
 export const policyServiceMigrations = [
@@ -23,4 +24,5 @@ export const policyServiceMigrations = [
   OutboxRoutes1764400500000,
   OutboxNotifyTrigger1764400600000,
   ReissueForRouting1764400700000,
+  AdapterStateStore1764400800000,
 ];
