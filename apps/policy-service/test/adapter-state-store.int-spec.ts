@@ -28,7 +28,10 @@ describe('adapters whose state store failed', () => {
   let adapters: AdaptersService;
   let beats = 0;
 
-  function heartbeat(stateStore?: AdapterHeartbeatV1['data']['stateStore']): [AdapterHeartbeatV1, Buffer] {
+  function heartbeat(
+    stateStore?: AdapterHeartbeatV1['data']['stateStore'],
+    instance = { instanceId: `${adapterId}-1`, startedAt: '2026-11-29T00:00:00.000Z' },
+  ): [AdapterHeartbeatV1, Buffer] {
     beats += 1;
     const message: AdapterHeartbeatV1 = {
       ...envelopeHeader(`adapter-postgres/${adapterId}`, new Date(Date.UTC(2026, 10, 29, 1, 0, beats))),
@@ -37,8 +40,7 @@ describe('adapters whose state store failed', () => {
       data: {
         adapterId,
         adapterKind: 'postgres',
-        instanceId: `${adapterId}-1`,
-        startedAt: '2026-11-29T00:00:00.000Z',
+        ...instance,
         intervalMs: 600_000, // never stale during the spec
         ...(stateStore ? { stateStore } : {}),
         systems: [{ systemId, desiredState: 'active', desiredGeneration: 0, enforcedGeneration: 0 }],
@@ -47,7 +49,8 @@ describe('adapters whose state store failed', () => {
     return [message, Buffer.from(encodeSignedMessage(AdapterHeartbeatV1Schema, message, testKeys.adapter(adapterId)))];
   }
 
-  const listed = async () => (await api.get<{ id: string; status: string; stateStore: unknown }[]>('/adapters')).find((a) => a.id === adapterId);
+  const listed = async () =>
+    (await api.get<{ id: string; status: string; instanceId: string; stateStore: unknown }[]>('/adapters')).find((a) => a.id === adapterId);
   const audited = async () =>
     (
       await service.db.query<{ action: string; reason: string }>(
@@ -95,5 +98,28 @@ describe('adapters whose state store failed', () => {
     await adapters.recordHeartbeat(...heartbeat()); // an adapter from before the field
     expect(await listed()).toMatchObject({ status: 'online', stateStore: null });
     expect((await audited()).map((entry) => entry.action)).toEqual(['adapter.failed', 'adapter.recovered']);
+  });
+
+  it('ignores an older instance still running next to its replacement: no flapping, no audit', async () => {
+    const replacement = { instanceId: `${adapterId}-2`, startedAt: '2026-11-29T00:30:00.000Z' };
+    const old = { instanceId: `${adapterId}-1`, startedAt: '2026-11-29T00:00:00.000Z' };
+    await adapters.recordHeartbeat(...heartbeat({ status: 'ok' }, replacement));
+    // The old instance lost its directory to the replacement: its store failed, and it still beats.
+    await adapters.recordHeartbeat(...heartbeat({ status: 'failed', error: 'no longer ours' }, old));
+    await adapters.recordHeartbeat(...heartbeat({ status: 'ok' }, replacement));
+    await adapters.recordHeartbeat(...heartbeat({ status: 'failed', error: 'no longer ours' }, old));
+
+    expect(await listed()).toMatchObject({ status: 'online', instanceId: replacement.instanceId, stateStore: { status: 'ok' } });
+    expect((await audited()).map((entry) => entry.action)).toEqual(['adapter.failed', 'adapter.recovered']);
+  });
+
+  it('audits a change once when heartbeats of one adapter are recorded at the same time', async () => {
+    const instance = { instanceId: `${adapterId}-3`, startedAt: '2026-11-29T00:45:00.000Z' };
+    await adapters.recordHeartbeat(...heartbeat({ status: 'ok' }, instance));
+    const failing = [heartbeat({ status: 'failed', error: 'disk full' }, instance), heartbeat({ status: 'failed', error: 'disk full' }, instance)];
+    await Promise.all(failing.map(([message, raw]) => adapters.recordHeartbeat(message, raw)));
+
+    expect(await listed()).toMatchObject({ status: 'failed' });
+    expect((await audited()).map((entry) => entry.action)).toEqual(['adapter.failed', 'adapter.recovered', 'adapter.failed']);
   });
 });

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { AdapterHeartbeatV1 } from '@portcullis/contracts';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import { AdapterEntity } from '../database/entities';
 import { AuditLog } from '../audit/audit-log.service';
@@ -24,11 +24,12 @@ export class AdaptersService {
   ) {}
 
   /**
-   * Keeps the newest heartbeat per adapter; an older one arriving late changes nothing. A heartbeat not
-   * signed by a registered key of its adapter is refused: anyone could otherwise show a dead adapter alive.
-   * When an adapter says its state store failed — it is alive, but takes and enforces no decision until it
-   * is restarted — or that it works again, the change is logged and audited (`adapter.failed`,
-   * `adapter.recovered`), once per change.
+   * Keeps the newest heartbeat per adapter; an older one arriving late changes nothing, and neither does
+   * one from an instance that started before the instance on record (an older instance still running next
+   * to its replacement — logged). A heartbeat not signed by a registered key of its adapter is refused:
+   * anyone could otherwise show a dead adapter alive. When an adapter says its state store failed — it is
+   * alive, but takes and enforces no decision until it is restarted — or that it works again, the change
+   * is audited (`adapter.failed`, `adapter.recovered`) in the transaction that records it: once per change.
    */
   async recordHeartbeat(heartbeat: AdapterHeartbeatV1, raw: Buffer | null = null): Promise<void> {
     const { data } = heartbeat;
@@ -38,48 +39,63 @@ export class AdaptersService {
       return;
     }
     const stateStore = data.stateStore ?? null;
-    // `previous` is the row as it was before this statement: a change of the store's status is noticed once.
-    const [kept]: { previous: AdapterEntity['stateStore'] }[] = await this.dataSource.query(
-      `WITH previous AS (SELECT state_store FROM adapters WHERE id = $1)
-       INSERT INTO adapters (id, kind, instance_id, started_at, interval_ms, last_seen_at, systems, state_store)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-       ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, instance_id = EXCLUDED.instance_id,
-         started_at = EXCLUDED.started_at, interval_ms = EXCLUDED.interval_ms,
-         last_seen_at = EXCLUDED.last_seen_at, systems = EXCLUDED.systems, state_store = EXCLUDED.state_store
-       WHERE adapters.last_seen_at < EXCLUDED.last_seen_at
-       RETURNING (SELECT state_store FROM previous) AS previous`,
-      [
-        data.adapterId,
-        data.adapterKind,
-        data.instanceId,
-        data.startedAt,
-        data.intervalMs,
-        heartbeat.occurredAt,
-        JSON.stringify(data.systems),
-        stateStore === null ? null : JSON.stringify(stateStore),
-      ],
-    );
-    if (!kept || !stateStore) return; // an older heartbeat, or one that does not say
-    const wasFailed = kept.previous?.status === 'failed';
-    if (stateStore.status === 'failed' && !wasFailed) await this.noteStateStore(heartbeat, 'adapter.failed', stateStore.error);
-    if (stateStore.status === 'ok' && wasFailed) await this.noteStateStore(heartbeat, 'adapter.recovered');
+    await this.dataSource.transaction(async (manager) => {
+      // Locked: concurrent heartbeats of one adapter (a rebalance, two instances) are judged one after the other.
+      const [previous]: { instance_id: string; started_at: Date; last_seen_at: Date; state_store: AdapterEntity['stateStore'] }[] =
+        await manager.query('SELECT instance_id, started_at, last_seen_at, state_store FROM adapters WHERE id = $1 FOR UPDATE', [data.adapterId]);
+      if (previous) {
+        if (previous.last_seen_at.getTime() >= Date.parse(heartbeat.occurredAt)) return; // older than the one on record
+        if (previous.instance_id !== data.instanceId && previous.started_at.getTime() > Date.parse(data.startedAt)) {
+          this.log.warn(
+            `adapter ${data.adapterId}: instance ${data.instanceId} (started ${data.startedAt}) is still running next to its ` +
+              `replacement ${previous.instance_id}; its heartbeats are ignored — stop it`,
+          );
+          return;
+        }
+      }
+      await manager.query(
+        `INSERT INTO adapters (id, kind, instance_id, started_at, interval_ms, last_seen_at, systems, state_store)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, instance_id = EXCLUDED.instance_id,
+           started_at = EXCLUDED.started_at, interval_ms = EXCLUDED.interval_ms,
+           last_seen_at = EXCLUDED.last_seen_at, systems = EXCLUDED.systems, state_store = EXCLUDED.state_store
+         WHERE adapters.last_seen_at < EXCLUDED.last_seen_at`,
+        [
+          data.adapterId,
+          data.adapterKind,
+          data.instanceId,
+          data.startedAt,
+          data.intervalMs,
+          heartbeat.occurredAt,
+          JSON.stringify(data.systems),
+          stateStore === null ? null : JSON.stringify(stateStore),
+        ],
+      );
+      if (!stateStore) return; // an adapter that does not say
+      const wasFailed = previous?.state_store?.status === 'failed';
+      if (stateStore.status === 'failed' && !wasFailed) await this.noteStateStore(manager, heartbeat, 'adapter.failed', stateStore.error);
+      if (stateStore.status === 'ok' && wasFailed) await this.noteStateStore(manager, heartbeat, 'adapter.recovered');
+    });
   }
 
-  private async noteStateStore(heartbeat: AdapterHeartbeatV1, action: 'adapter.failed' | 'adapter.recovered', error?: string): Promise<void> {
+  private async noteStateStore(
+    manager: EntityManager,
+    heartbeat: AdapterHeartbeatV1,
+    action: 'adapter.failed' | 'adapter.recovered',
+    error?: string,
+  ): Promise<void> {
     const { adapterId, instanceId, systems } = heartbeat.data;
     if (action === 'adapter.failed') {
       this.log.error(`adapter ${adapterId} (${instanceId}) cannot store decisions any more and enforces none until it is restarted: ${error ?? 'no detail'}`);
     } else {
       this.log.log(`adapter ${adapterId} (${instanceId}) stores decisions again`);
     }
-    await this.dataSource.transaction((manager) =>
-      this.auditLog.append(manager, {
-        actor: `adapter:${adapterId}`,
-        action,
-        reason: action === 'adapter.failed' ? `state store failed: ${error ?? 'no detail'}` : 'state store works again',
-        details: { messageId: heartbeat.messageId, instanceId, reportedAt: heartbeat.occurredAt, systems: systems.map((system) => system.systemId) },
-      }),
-    );
+    await this.auditLog.append(manager, {
+      actor: `adapter:${adapterId}`,
+      action,
+      reason: action === 'adapter.failed' ? `state store failed: ${error ?? 'no detail'}` : 'state store works again',
+      details: { messageId: heartbeat.messageId, instanceId, reportedAt: heartbeat.occurredAt, systems: systems.map((system) => system.systemId) },
+    });
   }
 
   private async refuseHeartbeat(heartbeat: AdapterHeartbeatV1, refusal: string): Promise<void> {

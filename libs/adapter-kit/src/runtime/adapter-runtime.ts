@@ -1,4 +1,5 @@
 import {
+  ED25519_IMPLEMENTATION,
   SystemAccessChangedV1Schema,
   verifyMessage,
   type PublicKeyLookup,
@@ -88,6 +89,7 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
     logger.info('adapter started', {
       kind: identity.kind,
       instanceId: identity.instanceId,
+      signatures: `Ed25519 via ${ED25519_IMPLEMENTATION}`,
       systems: systems.map((system) => system.systemId),
     });
   }

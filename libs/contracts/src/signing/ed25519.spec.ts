@@ -2,8 +2,8 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } 
 import { ED25519_IMPLEMENTATION, ed25519Sign, ed25519Verify } from './ed25519';
 
 /**
- * libsodium and OpenSSL must be interchangeable: a signature made by either verifies with the other, byte
- * for byte the same (Ed25519 is deterministic), and neither accepts what the other refuses.
+ * libsodium and OpenSSL must be interchangeable for honestly generated keys: a signature made by either
+ * verifies with the other, byte for byte the same (Ed25519 is deterministic), and both refuse tampering.
  */
 describe('Ed25519 through libsodium', () => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -18,6 +18,11 @@ describe('Ed25519 through libsodium', () => {
     const signature = ed25519Sign(privateKey, data);
     expect(signature.equals(sign(null, data, privateKey))).toBe(true);
     expect(verify(null, data, publicKey, signature)).toBe(true);
+  });
+
+  it('verifies with a private key object too, after signing with it', () => {
+    const signature = ed25519Sign(privateKey, data);
+    expect(ed25519Verify(privateKey, data, signature)).toBe(true);
   });
 
   it("verifies OpenSSL's signatures, with keys however they were parsed", () => {

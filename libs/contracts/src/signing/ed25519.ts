@@ -7,8 +7,11 @@ import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
  * half the time OpenSSL takes through `crypto.verify` (bench/README.md, finding 21) — and every decision an
  * adapter takes and every report the policy service records is verified.
  *
- * Keys stay `KeyObject`s everywhere else; their raw bytes are derived once per key object (a private key
- * object used to verify is derived each time: nothing does that on a hot path).
+ * Keys stay `KeyObject`s everywhere else; their raw bytes are derived once per key object.
+ *
+ * libsodium is the stricter of the two: it also refuses signatures under small-order ("weak") public keys,
+ * which OpenSSL accepts. Keys generated honestly are never such keys; a forger who registered one could at
+ * most make processes on different implementations disagree about its own signatures.
  */
 interface Sodium {
   crypto_sign_BYTES: number;
@@ -30,14 +33,16 @@ function loadSodium(): Sodium | null {
 
 const sodium = loadSodium();
 
-/** Which implementation signs and verifies in this process (shown in health output and logs by callers). */
+/** Which implementation signs and verifies in this process (the services log it when they start). */
 export const ED25519_IMPLEMENTATION: 'libsodium' | 'node' = sodium ? 'libsodium' : 'node';
 
-const rawKeys = new WeakMap<KeyObject, Buffer>();
+/** libsodium's 64-byte secret keys and 32-byte public keys, derived once per key object. */
+const secretKeys = new WeakMap<KeyObject, Buffer>();
+const publicKeys = new WeakMap<KeyObject, Buffer>();
 
 /** libsodium's secret key (seed and public key) of a private key object. */
 function rawSecretKey(key: KeyObject): Buffer {
-  let raw = rawKeys.get(key);
+  let raw = secretKeys.get(key);
   if (!raw) {
     const s = sodium!;
     assertEd25519(key, 'private');
@@ -45,19 +50,19 @@ function rawSecretKey(key: KeyObject): Buffer {
     raw = Buffer.alloc(s.crypto_sign_SECRETKEYBYTES);
     s.crypto_sign_seed_keypair(Buffer.alloc(s.crypto_sign_PUBLICKEYBYTES), raw, seed);
     seed.fill(0);
-    rawKeys.set(key, raw);
+    secretKeys.set(key, raw);
   }
   return raw;
 }
 
 /** The 32 bytes of a public key object (or of a private key's public half). */
 function rawPublicKey(key: KeyObject): Buffer {
-  let raw = rawKeys.get(key);
+  let raw = publicKeys.get(key);
   if (!raw) {
     assertEd25519(key, key.type === 'private' ? 'private' : 'public');
     const publicKey = key.type === 'private' ? createPublicKey(key) : key;
     raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
-    if (key.type !== 'private') rawKeys.set(key, raw);
+    publicKeys.set(key, raw);
   }
   return raw;
 }

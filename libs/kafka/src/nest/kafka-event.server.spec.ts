@@ -114,4 +114,33 @@ describe('KafkaEventServer offset commits', () => {
     await tick();
     expect(consumer.commits).toEqual([[{ topic: 'reports', partition: 1, offset: '8' }]]);
   });
+
+  it('runs one commit at a time: a slow commit is not overtaken by the next', async () => {
+    await consumer.deliver('reports', 0, '41');
+    let fail!: () => void;
+    consumer.failNextCommit = new Promise((resolve) => (fail = resolve));
+    await tick(); // commit of 42 in flight
+    await consumer.deliver('reports', 0, '49');
+    await tick(); // would commit 50 while 42 is still in flight: it waits instead
+    await tick();
+    expect(consumer.commits).toEqual([]);
+
+    fail(); // 42 fails, and is not put back: 50 was handled meanwhile
+    await jest.advanceTimersByTimeAsync(0);
+    await tick();
+    expect(consumer.commits).toEqual([[{ topic: 'reports', partition: 0, offset: '50' }]]);
+  });
+
+  it('does not put back offsets of partitions a rebalance moved away while their commit failed', async () => {
+    await consumer.deliver('reports', 0, '41');
+    await consumer.deliver('reports', 1, '7');
+    let fail!: () => void;
+    consumer.failNextCommit = new Promise((resolve) => (fail = resolve));
+    await tick();
+    consumer.emit(consumer.events.GROUP_JOIN, { memberAssignment: { reports: [1] } });
+    fail();
+    await jest.advanceTimersByTimeAsync(0);
+    await tick();
+    expect(consumer.commits).toEqual([[{ topic: 'reports', partition: 1, offset: '8' }]]);
+  });
 });

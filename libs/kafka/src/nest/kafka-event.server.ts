@@ -53,6 +53,10 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
   private deadLetters?: ReliableProducer;
   /** Next offset to commit per topic-partition: only offsets whose handler succeeded. */
   private readonly handled = new Map<string, { topic: string; partition: number; offset: string }>();
+  /** The partitions this member owns since the last rebalance (`topic/partition`); unknown before the first. */
+  private assigned?: Set<string>;
+  /** The commit in flight: one at a time, so an older offset never lands after a newer one. */
+  private committing?: Promise<void>;
   private commitTimer?: NodeJS.Timeout;
 
   constructor(private readonly options: KafkaEventServerOptions) {
@@ -75,9 +79,10 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
       // Offsets handled before a rebalance are committed only for the partitions this member still owns:
       // the new owner of the others commits its own (and replays from the last commit; handlers are idempotent).
       this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
-        for (const [key, { topic, partition }] of this.handled) {
-          if (!(payload.memberAssignment[topic] ?? []).includes(partition)) this.handled.delete(key);
-        }
+        this.assigned = new Set(
+          Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => `${topic}/${partition}`)),
+        );
+        for (const key of this.handled.keys()) if (!this.assigned.has(key)) this.handled.delete(key);
       });
       await this.consumer.connect();
       await this.consumer.subscribe({ topics, fromBeginning: this.options.fromBeginning ?? true });
@@ -188,22 +193,33 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
     return this.consumer as T;
   }
 
-  private async commitHandled(): Promise<void> {
+  /** Commits the offsets handled since the last commit; joins the commit in flight instead of racing it. */
+  private commitHandled(): Promise<void> {
+    this.committing ??= this.commitOnce().finally(() => {
+      this.committing = undefined;
+    });
+    return this.committing;
+  }
+
+  private async commitOnce(): Promise<void> {
     if (!this.consumer || this.handled.size === 0) return;
     const offsets = [...this.handled.entries()];
     this.handled.clear();
     try {
       await this.consumer.commitOffsets(offsets.map(([, offset]) => offset));
     } catch (error) {
-      // A broker restart, say: try again with the next commit, unless a newer offset was handled meanwhile
-      // (or the partition went to another member: see GROUP_JOIN above).
+      // A broker restart, say: try again with the next commit — unless a newer offset was handled meanwhile,
+      // or a rebalance gave the partition to another member (which commits its own).
       this.log.warn(`could not commit offsets: ${describe(error)}`);
-      for (const [key, offset] of offsets) if (!this.handled.has(key)) this.handled.set(key, offset);
+      for (const [key, offset] of offsets) {
+        if (!this.handled.has(key) && (this.assigned === undefined || this.assigned.has(key))) this.handled.set(key, offset);
+      }
     }
   }
 
   async close(): Promise<void> {
     clearInterval(this.commitTimer);
+    await this.committing; // the commit in flight, then one more for what was handled meanwhile
     await this.commitHandled();
     await this.consumer?.disconnect();
     await this.deadLetters?.disconnect();
