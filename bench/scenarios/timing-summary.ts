@@ -10,6 +10,21 @@ export function hopSummary(timed: readonly CommandTiming[]): Record<keyof Hops, 
 }
 
 /**
+ * The slowest samples with their hops: the p99 a ratio is judged on is a tail of a few samples, and which
+ * hop a tail sample spent its time in says what caused it (a GC pause in the service, a slow fetch, ...).
+ */
+export function slowestSamples(timed: readonly CommandTiming[], count = 5): { tte_ms: number; action: string; hops: Hops | null }[] {
+  return [...timed]
+    .sort((a, b) => b.tteMs - a.tteMs)
+    .slice(0, count)
+    .map((timing) => ({
+      tte_ms: round(timing.tteMs),
+      action: timing.action,
+      hops: timing.hops ? (Object.fromEntries(Object.entries(timing.hops).map(([key, ms]) => [key, round(ms)])) as unknown as Hops) : null,
+    }));
+}
+
+/**
  * The client's own observation must never come before the service's timestamp (same host clock); the gap
  * is commit + poll delay. `violations` counts samples where the service's time is later than the client
  * saw the result (by more than 1 ms), which would mean the timestamps cannot be trusted.

@@ -7,7 +7,7 @@ import type { ScenarioResult } from '../lib/report';
 import { round, summarize } from '../lib/stats';
 import { chunk } from '../lib/adapter-workers';
 import { CpuAccount } from '../lib/proc-stats';
-import { byAction, hopSummary, crossCheck } from './timing-summary';
+import { byAction, crossCheck, hopSummary, slowestSamples } from './timing-summary';
 
 function log(message: string): void {
   console.log(`[bench] ${message}`);
@@ -107,6 +107,7 @@ async function runOne(stack: BenchStack, options: BenchOptions, n: number): Prom
         client_observed_p50_ms: summarize(timed.map((timing) => timing.clientObservedMs)).p50_ms,
         by_action: byAction(timed),
         hops_p50_ms: hopSummary(timed),
+        slowest_samples: slowestSamples(timed),
         cross_check: crossCheck(timed),
         cpu_ms_per_command: tteCpu.perOperation(),
         adapter_start_ms: fleet.startMs,
