@@ -486,10 +486,11 @@ export class GroupDecisionsService {
     const systemsOfGroup = new Map<string, SystemEntity[]>();
     const groupsOfSystem = new Map<string, string[]>();
     const revokedGroups = new Set<string>();
+    const decided = new Set(groupIds);
     for (const row of related.memberships) {
       if (row.state === 'revoked') revokedGroups.add(row.group_id);
       groupsOfSystem.set(row.system_id, [...(groupsOfSystem.get(row.system_id) ?? []), row.group_id]);
-      if (groupIds.includes(row.group_id)) systemsOfGroup.set(row.group_id, [...(systemsOfGroup.get(row.group_id) ?? []), byId.get(row.system_id)!]);
+      if (decided.has(row.group_id)) systemsOfGroup.set(row.group_id, [...(systemsOfGroup.get(row.group_id) ?? []), byId.get(row.system_id)!]);
     }
     for (const members of systemsOfGroup.values()) members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return { systemsOfGroup, groupsOfSystem, revokedGroups, exemptions: new Map(related.exemptions.map((row) => [row.system_id, row.principals])) };
