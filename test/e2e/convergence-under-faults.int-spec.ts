@@ -117,7 +117,7 @@ describe('convergence under faults', () => {
   it('a broker restarted while a command is in flight: nothing lost, the command completes', async () => {
     const system = `broker-${suffix}`;
     const { groupId, start } = await scenario('broker', { [system]: stockDb.url });
-    await start();
+    const adapter = await start();
     await testServers(env).kafka.stop();
     let commandId: string;
     try {
@@ -125,7 +125,15 @@ describe('convergence under faults', () => {
     } finally {
       await testServers(env).kafka.start();
     }
-    await api.until(commandId, 'enforced', 90_000);
+    await api.until(commandId, 'enforced', 90_000).catch(async (error: Error) => {
+      // Which side did not recover: the relay (not published) or the adapter (published, not received)?
+      const { rows: outbox } = await service.db.query('SELECT id, published_at FROM outbox WHERE message_key = $1', [system]);
+      const relay = (await service.http().get('/api/v1/health')).body?.outbox;
+      throw new Error(
+        `${error.message}\noutbox rows for ${system}: ${JSON.stringify(outbox)}\nrelay: ${JSON.stringify(relay)}\n` +
+          `adapter: ${JSON.stringify({ connected: adapter.status().connected, system: adapter.system(system) })}`,
+      );
+    });
     expect(await stockDb.canLogIn('clerk')).toBe(false);
     const { rows } = await service.db.query('SELECT count(*)::int AS unpublished FROM outbox WHERE published_at IS NULL');
     expect(rows[0].unpublished).toBe(0);

@@ -27,6 +27,7 @@ describe('adapters whose state store failed', () => {
   let api: PolicyApi;
   let adapters: AdaptersService;
   let beats = 0;
+  const firstBeatAt = Date.now() - 60_000;
 
   function heartbeat(
     stateStore?: AdapterHeartbeatV1['data']['stateStore'],
@@ -34,7 +35,8 @@ describe('adapters whose state store failed', () => {
   ): [AdapterHeartbeatV1, Buffer] {
     beats += 1;
     const message: AdapterHeartbeatV1 = {
-      ...envelopeHeader(`adapter-postgres/${adapterId}`, new Date(Date.UTC(2026, 10, 29, 1, 0, beats))),
+      // One second apart, in the order they are made, and recent: the adapter must not look stale (silent).
+      ...envelopeHeader(`adapter-postgres/${adapterId}`, new Date(firstBeatAt + beats * 1_000)),
       type: ADAPTER_HEARTBEAT,
       version: 1,
       data: {
