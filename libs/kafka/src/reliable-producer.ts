@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { CompressionTypes, type Kafka, type Producer } from 'kafkajs';
 import { RoutedPartitioner, type RoutedMessage } from './partition-routing';
 
@@ -18,15 +19,23 @@ export interface OutgoingMessage {
  * `partitionKey` goes to that route's partition (`RoutedPartitioner`), any other by its key.
  */
 export class ReliableProducer {
-  private readonly producer: Producer;
+  private readonly log = new Logger(ReliableProducer.name);
+  private producer: Producer;
   private connecting?: Promise<void>;
 
-  constructor(kafka: Kafka, options: { transactionalId?: string } = {}) {
-    this.producer = kafka.producer({
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly options: { transactionalId?: string } = {},
+  ) {
+    this.producer = this.createProducer();
+  }
+
+  private createProducer(): Producer {
+    return this.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
-      transactionalId: options.transactionalId,
+      transactionalId: this.options.transactionalId,
       createPartitioner: RoutedPartitioner,
     });
   }
@@ -56,11 +65,32 @@ export class ReliableProducer {
       });
       byTopic.set(message.topic, list);
     }
-    await this.producer.sendBatch({
-      acks: -1,
-      compression: CompressionTypes.None,
-      topicMessages: [...byTopic.entries()].map(([topic, topicMessages]) => ({ topic, messages: topicMessages })),
-    });
+    const producer = this.producer;
+    try {
+      await producer.sendBatch({
+        acks: -1,
+        compression: CompressionTypes.None,
+        topicMessages: [...byTopic.entries()].map(([topic, topicMessages]) => ({ topic, messages: topicMessages })),
+      });
+    } catch (error) {
+      if (producer === this.producer && !this.options.transactionalId && producerStateLost(error)) await this.renew(error);
+      throw error;
+    }
+  }
+
+  /**
+   * The broker no longer accepts this producer's sequence numbers (it lost the producer's state, or holds a
+   * batch kafkajs counted as failed). kafkajs keeps sending with the same producer id and sequences, so
+   * every later send would fail the same way and nothing would be published again (kafkajs#598). A new
+   * producer gets a new producer id whose sequences start afresh. The caller sends the failed records
+   * again (at least once; consumers are idempotent), after every earlier one, so order per key holds.
+   */
+  private async renew(error: unknown): Promise<void> {
+    this.log.warn(`the broker refused this producer's sequence numbers (${describe(error)}); continuing with a new producer`);
+    const old = this.producer;
+    this.producer = this.createProducer();
+    this.connecting = undefined;
+    await old.disconnect().catch(() => undefined);
   }
 
   /** Always asks kafkajs to disconnect: a failed connect can leave broker connections open. */
@@ -68,4 +98,19 @@ export class ReliableProducer {
     this.connecting = undefined;
     await this.producer.disconnect();
   }
+}
+
+/** Protocol errors after which an idempotent producer's id and sequence numbers are of no further use. */
+const PRODUCER_STATE_LOST = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
+
+/** Whether `error`, or an error it wraps (kafkajs wraps what its retries gave up on), is one of those. */
+export function producerStateLost(error: unknown): boolean {
+  for (let cause = error as { type?: unknown; cause?: unknown } | undefined, depth = 0; cause && depth < 5; cause = cause.cause as typeof cause, depth++) {
+    if (typeof cause.type === 'string' && PRODUCER_STATE_LOST.has(cause.type)) return true;
+  }
+  return false;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
