@@ -51,25 +51,14 @@ export function exemptionChangeRefusal(
   return shortened ? 'would cut short a break-glass exemption during a revocation; restore first' : null;
 }
 
-/** The valid exemptions of systems $1 (text[]) at $2 (timestamptz): rows of (system_id, principals sorted). */
+/**
+ * The valid exemptions of systems $1 (text[]) at $2 (timestamptz): rows of (system_id, principals sorted),
+ * none for a system without one. Decisions read it after locking their systems (see GroupDecisionsService).
+ */
 export const VALID_EXEMPTIONS_SQL = `SELECT system_id, array_agg(principal ORDER BY principal) AS principals
   FROM system_exemptions
   WHERE system_id = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > $2)
   GROUP BY system_id`;
-
-/**
- * The principals exempt on each system at `now` (sorted), for the decisions being published. Systems without
- * a valid exemption are absent from the map. Usable in any transaction (also for re-issued decisions).
- */
-export async function validExemptPrincipals(
-  manager: EntityManager,
-  systemIds: readonly string[],
-  now: Date,
-): Promise<Map<string, string[]>> {
-  if (systemIds.length === 0) return new Map();
-  const rows: { system_id: string; principals: string[] }[] = await manager.query(VALID_EXEMPTIONS_SQL, [systemIds, now]);
-  return new Map(rows.map((row) => [row.system_id, row.principals]));
-}
 
 /** Every exemption (expired ones too) of several systems at once, for views. */
 export async function exemptionsBySystem(
