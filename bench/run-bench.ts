@@ -5,9 +5,10 @@
  *
  *   npm run bench                       # full run (about 10 minutes on 2 cores)
  *   npm run bench -- --quick            # reduced run, about 2 minutes; writes bench/results/quick.json
- *   npm run bench -- --only tte,scale   # some scenarios (tte, postgres, scale, throughput)
+ *   npm run bench -- --only tte,scale   # some scenarios (tte, postgres, scale, throughput); writes partial.json
  *   npm run bench -- --no-build         # use the policy service already built in dist/
  *   npm run bench -- --samples 500      # samples per tte-noop-N (default 200; 20 with --quick)
+ *   npm run bench -- --adapters 1,10    # which tte-noop-N to run (default 1,10,50)
  *   npm run bench -- --profile          # also write CPU profiles of the policy service and the adapter workers
  *   npm run bench -- --kafka-listener tooling   # services on the broker's plaintext loopback listener (default: sasl)
  *
@@ -27,7 +28,7 @@ import { runScaleScenario } from './scenarios/scale.scenario';
 import { runThroughputScenario } from './scenarios/throughput.scenario';
 import { runTteScenarios } from './scenarios/tte-noop.scenario';
 
-function parseOptions(): { options: BenchOptions; build: boolean; profile: boolean; kafkaListener: KafkaListener } {
+function parseOptions(): { options: BenchOptions; build: boolean; profile: boolean; kafkaListener: KafkaListener; partial: boolean } {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -35,6 +36,7 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
       only: { type: 'string' },
       profile: { type: 'boolean', default: false },
       samples: { type: 'string' },
+      adapters: { type: 'string' },
       'kafka-listener': { type: 'string', default: 'sasl' },
     },
     strict: true,
@@ -45,6 +47,11 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
     if (!Number.isInteger(samples) || samples < 5) throw new Error('--samples must be an integer of at least 5');
     options.tte.samples = samples;
   }
+  if (values.adapters) {
+    const counts = values.adapters.split(',').map((count) => Number(count.trim()));
+    if (counts.some((count) => !Number.isInteger(count) || count < 1)) throw new Error('--adapters takes positive integers, e.g. --adapters 1,10');
+    options.tte.adapters = counts;
+  }
   if (values.only) {
     const wanted = values.only.split(',').map((name) => name.trim());
     const unknown = wanted.filter((name) => !SCENARIOS.includes(name as ScenarioName));
@@ -53,7 +60,8 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
   }
   const kafkaListener = values['kafka-listener'];
   if (kafkaListener !== 'sasl' && kafkaListener !== 'tooling') throw new Error('--kafka-listener must be sasl or tooling');
-  return { options, build: !values['no-build'], profile: values.profile ?? false, kafkaListener };
+  const partial = Boolean(values.only || values.adapters || values.samples);
+  return { options, build: !values['no-build'], profile: values.profile ?? false, kafkaListener, partial };
 }
 
 /** Median latency of a 4 KiB write + fsync in the run's directory: what the adapters' durable state pays per save. */
@@ -80,7 +88,7 @@ function fsyncMs(dir: string): number {
 let interrupted = false;
 
 async function main(): Promise<number> {
-  const { options, build, profile, kafkaListener } = parseOptions();
+  const { options, build, profile, kafkaListener, partial } = parseOptions();
   const stack = BenchStack.create();
   if (profile) stack.enableProfiling();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -136,10 +144,12 @@ async function main(): Promise<number> {
   console.log(scenarioTable(results));
   console.log(`\nTargets\n\n${targetTable(found)}\n`);
 
-  const quick = options.mode === 'quick';
+  // Only a full run of every scenario is the committed record (latest.json); a quick or partial run
+  // (--quick, --only, --adapters, --samples) writes quick.* or partial.*, which git ignores.
   const resultsDir = join(ROOT, 'bench', 'results');
-  const jsonFile = join(resultsDir, quick ? 'quick.json' : 'latest.json');
-  const chartFile = join(resultsDir, quick ? 'quick-tte-by-adapters.svg' : 'tte-by-adapters.svg');
+  const prefix = options.mode === 'quick' ? 'quick' : partial ? 'partial' : undefined;
+  const jsonFile = join(resultsDir, prefix ? `${prefix}.json` : 'latest.json');
+  const chartFile = join(resultsDir, prefix ? `${prefix}-tte-by-adapters.svg` : 'tte-by-adapters.svg');
   const document = {
     generated_at: new Date().toISOString(),
     mode: options.mode,
