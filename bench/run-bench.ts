@@ -9,6 +9,7 @@
  *   npm run bench -- --no-build         # use the policy service already built in dist/
  *   npm run bench -- --samples 500      # samples per tte-noop-N (default 200; 20 with --quick)
  *   npm run bench -- --adapters 1,10    # which tte-noop-N to run (default 1,10,50)
+ *   npm run bench -- --partitions 60    # partitions per topic (default 6)
  *   npm run bench -- --profile          # also write CPU profiles of the policy service and the adapter workers
  *   npm run bench -- --kafka-listener tooling   # services on the broker's plaintext loopback listener (default: sasl)
  *
@@ -37,6 +38,7 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
       profile: { type: 'boolean', default: false },
       samples: { type: 'string' },
       adapters: { type: 'string' },
+      partitions: { type: 'string' },
       'kafka-listener': { type: 'string', default: 'sasl' },
     },
     strict: true,
@@ -52,6 +54,11 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
     if (counts.some((count) => !Number.isInteger(count) || count < 1)) throw new Error('--adapters takes positive integers, e.g. --adapters 1,10');
     options.tte.adapters = counts;
   }
+  if (values.partitions) {
+    const partitions = Number(values.partitions);
+    if (!Number.isInteger(partitions) || partitions < 1) throw new Error('--partitions must be a positive integer');
+    options.partitions = partitions;
+  }
   if (values.only) {
     const wanted = values.only.split(',').map((name) => name.trim());
     const unknown = wanted.filter((name) => !SCENARIOS.includes(name as ScenarioName));
@@ -60,7 +67,7 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
   }
   const kafkaListener = values['kafka-listener'];
   if (kafkaListener !== 'sasl' && kafkaListener !== 'tooling') throw new Error('--kafka-listener must be sasl or tooling');
-  const partial = Boolean(values.only || values.adapters || values.samples);
+  const partial = Boolean(values.only || values.adapters || values.samples || values.partitions);
   return { options, build: !values['no-build'], profile: values.profile ?? false, kafkaListener, partial };
 }
 
@@ -112,7 +119,7 @@ async function main(): Promise<number> {
     fsync_4k_ms: fsyncMs(stack.workDir),
   };
   try {
-    await stack.start({ build, kafkaListener });
+    await stack.start({ build, kafkaListener, partitions: options.partitions });
     console.log(
       `[bench] ${options.mode} run: ${options.scenarios.join(', ')}; Kafka clients on the ${kafkaListener === 'sasl' ? 'SASL/SCRAM listener (ACLs enforced)' : 'plaintext tooling listener'}; fsync of 4 KiB takes ${environment.fsync_4k_ms} ms here`,
     );

@@ -4,6 +4,8 @@ export interface BenchOptions {
   scenarios: ScenarioName[];
   /** Adapter instances per worker process. */
   instancesPerWorker: number;
+  /** Partitions of every Portcullis topic (and of the raw-Kafka baseline's topics). */
+  partitions: number;
   /** Long enough that heartbeats do not skew the figures; the policy service still records one per start. */
   heartbeatIntervalMs: number;
   /** Verification of revoked systems (drift checks); long, so it does not run during a measurement. */
@@ -23,6 +25,7 @@ export function benchOptions(quick: boolean): BenchOptions {
   const common = {
     scenarios: [...SCENARIOS],
     instancesPerWorker: 10,
+    partitions: 6,
     heartbeatIntervalMs: 600_000,
     verifyIntervalMs: 600_000,
     pollMs: 10,

@@ -20,7 +20,6 @@ import type { KafkaConnection } from './worker-protocol';
 
 export const ROOT = resolve(__dirname, '..', '..');
 const POLICY_SERVICE_ENTRY = join(ROOT, 'dist', 'apps', 'policy-service', 'main.js');
-export const TOPIC_PARTITIONS = 6;
 const PROFILE_PRELOAD = join(ROOT, 'bench', 'tools', 'cpu-profile.preload.cjs');
 /** The raw-Kafka baseline's topics and consumer groups start with these (its user may use only those). */
 export const BASELINE_TOPIC_PREFIX = 'bench.baseline-';
@@ -71,6 +70,8 @@ export class BenchStack {
     baseline: newScramUser('bench-baseline'),
   };
   kafkaListener: KafkaListener = 'sasl';
+  /** Partitions of every topic (set by `start`). */
+  partitions = 6;
 
   /** Where CPU profiles go when the run profiles (`--profile`), else undefined. */
   profileDir?: string;
@@ -125,8 +126,9 @@ export class BenchStack {
     return { [POLICY_KEY_ID]: this.policyKey.publicKeyPem };
   }
 
-  async start(options: { build: boolean; kafkaListener: KafkaListener }): Promise<void> {
+  async start(options: { build: boolean; kafkaListener: KafkaListener; partitions: number }): Promise<void> {
     this.kafkaListener = options.kafkaListener;
+    this.partitions = options.partitions;
     if (options.build) buildPolicyService();
     else if (!existsSync(POLICY_SERVICE_ENTRY)) throw new Error(`${POLICY_SERVICE_ENTRY} is missing: run without --no-build`);
     const started = Date.now();
@@ -145,7 +147,7 @@ export class BenchStack {
     this.broker = broker;
     this.policyDb = policyDb;
     this.targetDb = targetDb;
-    await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-bench-setup' }), portcullisTopicSpecs(TOPIC_PARTITIONS));
+    await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-bench-setup' }), portcullisTopicSpecs(this.partitions));
     await this.applyKafkaAcls();
     await warmUpKafka(broker.brokers);
     log(`servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s (work dir ${this.workDir})`);
@@ -248,7 +250,7 @@ export class BenchStack {
         JWT_ISSUER: this.jwt.issuer,
         JWT_AUDIENCE: this.jwt.audience,
         KAFKA_ENSURE_TOPICS: 'false',
-        KAFKA_TOPIC_PARTITIONS: String(TOPIC_PARTITIONS),
+        KAFKA_TOPIC_PARTITIONS: String(this.partitions),
         // Generous, so that a long global revoke is not reported `overdue` (status only; no effect on timing).
         ACK_DEADLINE_SECONDS: '3600',
         // Approvals are a rate-limited ("sensitive") route: 30 per caller per minute by default, and the

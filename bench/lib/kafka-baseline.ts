@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
+import { waitForTopicLeaders } from '../../libs/kafka/src/topic-admin';
 import { wallClockMs } from './stats';
 import type { KafkaConnection } from './worker-protocol';
 
@@ -37,7 +38,10 @@ export class KafkaBaselineCentre {
     try {
       const existing = new Set(await admin.listTopics());
       const missing = topics.filter((topic) => !existing.has(topic));
-      if (missing.length) await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions })) });
+      if (missing.length) {
+        await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: partitions })) });
+        await waitForTopicLeaders(admin, missing.map((topic) => ({ topic, numPartitions: partitions })));
+      }
     } finally {
       await admin.disconnect();
     }

@@ -1,5 +1,5 @@
 import type { BenchOptions } from '../lib/bench-options';
-import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, TOPIC_PARTITIONS, type BenchStack } from '../lib/bench-stack';
+import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type CommandTiming, type ObservedCommand } from '../lib/command-tracker';
 import { noopInstances, register, sleep, startFleet, stopFleet } from '../lib/fleet';
 import { KafkaBaselineCentre } from '../lib/kafka-baseline';
@@ -46,7 +46,7 @@ async function runOne(stack: BenchStack, options: BenchOptions, n: number): Prom
   // The baseline's consumers live in the same worker processes, spread the same way as the adapters.
   const requestTopic = `${BASELINE_TOPIC_PREFIX}request.n${n}`;
   const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.n${n}`;
-  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], TOPIC_PARTITIONS);
+  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
   const consumerIds = Array.from({ length: n }, (_, index) => `n${n}-c${index + 1}`);
   const runTag = `${process.pid}-${Date.now()}`;
   await Promise.all(

@@ -1,7 +1,12 @@
-import type { Kafka } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import type { TopicSpec } from './topic-specs';
 
-/** Creates the topics that do not exist yet, with their settings. Existing topics are left as they are. */
+const LEADERS_TIMEOUT_MS = 60_000;
+
+/**
+ * Creates the topics that do not exist yet, with their settings, and returns once every partition of
+ * them has a leader. Existing topics are left as they are.
+ */
 export async function ensureTopics(kafka: Kafka, specs: TopicSpec[]): Promise<string[]> {
   const admin = kafka.admin();
   await admin.connect();
@@ -9,8 +14,10 @@ export async function ensureTopics(kafka: Kafka, specs: TopicSpec[]): Promise<st
     const existing = new Set(await admin.listTopics());
     const missing = specs.filter((spec) => !existing.has(spec.topic));
     if (missing.length > 0) {
+      // Not kafkajs's `waitForLeaders`: it retries only LEADER_NOT_AVAILABLE, and a broker that has just
+      // created many partitions answers UNKNOWN_TOPIC_OR_PARTITION for a while too.
       await admin.createTopics({
-        waitForLeaders: true,
+        waitForLeaders: false,
         topics: missing.map((spec) => ({
           topic: spec.topic,
           numPartitions: spec.numPartitions,
@@ -18,9 +25,36 @@ export async function ensureTopics(kafka: Kafka, specs: TopicSpec[]): Promise<st
           configEntries: spec.configEntries,
         })),
       });
+      await waitForTopicLeaders(admin, missing);
     }
     return missing.map((spec) => spec.topic);
   } finally {
     await admin.disconnect();
+  }
+}
+
+/**
+ * Waits until every partition of the topics has a leader (topics just created: a broker answers
+ * UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE until their metadata has spread).
+ */
+export async function waitForTopicLeaders(admin: Admin, specs: { topic: string; numPartitions: number }[]): Promise<void> {
+  const deadline = Date.now() + LEADERS_TIMEOUT_MS;
+  let lastProblem = '';
+  for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1_000)) {
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) });
+      const leaderless = specs.filter((spec) => {
+        const partitions = topics.find((topic) => topic.name === spec.topic)?.partitions ?? [];
+        return partitions.length < spec.numPartitions || partitions.some((partition) => partition.leader < 0);
+      });
+      if (leaderless.length === 0) return;
+      lastProblem = `no leader yet for partitions of ${leaderless.map((spec) => spec.topic).join(', ')}`;
+    } catch (error) {
+      lastProblem = (error as Error).message;
+    }
+    if (Date.now() + delayMs > deadline) {
+      throw new Error(`created topics did not get leaders within ${LEADERS_TIMEOUT_MS / 1000} s: ${lastProblem}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
   }
 }
