@@ -133,11 +133,16 @@ describe('policy service API', () => {
   });
 
   describe('decisions', () => {
+    const commandAsRead = async (id: string) =>
+      (await service.http().get(`/api/v1/commands/${id}`).auth(auditor, { type: 'bearer' }).expect(200)).body;
+
     it('publishes one event per changed system, with growing generations, and never re-publishes a repeat', async () => {
       const revoke = await service.http().post('/api/v1/groups/api-back-office/revoke').auth(lead, { type: 'bearer' })
         .send({ reason: 'Back-office credentials leaked', incidentRef: 'INC-7' }).expect(202);
       const commandId: string = revoke.body.commandId;
       expect(revoke.body.command.systems.map((s: { systemId: string }) => s.systemId)).toEqual(['api-crm', 'api-ledger']);
+      // The answer is built from the transaction's own rows: exactly what reading the command gives (no adapter acknowledges here).
+      expect(await commandAsRead(commandId)).toEqual(revoke.body.command);
 
       const events = await eventually(() => {
         const mine = published.filter((event) => event.commandId === commandId);
@@ -169,8 +174,10 @@ describe('policy service API', () => {
       const request = await service.http().post('/api/v1/groups/api-back-office/restore').auth(lead, { type: 'bearer' })
         .send({ reason: 'Credentials rotated' }).expect(202);
       expect(request.body).toMatchObject({ status: 'awaiting-approval', command: { systems: [] } });
+      expect(await commandAsRead(request.body.commandId)).toEqual(request.body.command);
       const restore = await service.http().post(`/api/v1/commands/${request.body.commandId}/approve`)
         .auth(service.token('bob', 'security-lead'), { type: 'bearer' }).send({}).expect(200);
+      expect(await commandAsRead(request.body.commandId)).toEqual(restore.body.command);
       const systems = restore.body.command.systems;
       expect(systems).toEqual([
         expect.objectContaining({ systemId: 'api-crm', changed: true, desiredState: 'active', generation: 2 }),

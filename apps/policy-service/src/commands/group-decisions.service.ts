@@ -20,7 +20,7 @@ import { OutboxWriter, type OutboxMessage } from '../outbox/outbox.writer';
 import { VALID_EXEMPTIONS_SQL } from '../systems/exemptions';
 import { decideSystemAccess } from './access-decision';
 import { ForbiddenActionError, RequestConflictError } from './approval.errors';
-import { CommandsService, type CommandView } from './commands.service';
+import { commandView, CommandsService, type CommandView } from './commands.service';
 import { effectiveRequestStatus, judgeDecision, restoreRoute, type RestoreRequestFacts } from './restore-approval';
 
 export { POLICY_SERVICE_PRODUCER } from '../desired-state/system-access-message.factory';
@@ -68,6 +68,14 @@ interface Recorded {
   accepted: boolean;
   awaitingApproval: boolean;
   commandId: string | null;
+  /** The command as this transaction wrote it, with its targets; absent when it wrote none (a repeat). */
+  written?: WrittenCommand;
+}
+
+/** A command and its targets exactly as a transaction wrote them: the answer's view needs no re-read. */
+interface WrittenCommand {
+  command: CommandEntity;
+  targets: CommandTargetEntity[];
 }
 
 /** How one decision is recorded besides its command: who applies it and what the audit history says. */
@@ -104,11 +112,13 @@ export class GroupDecisionsService {
 
   async decide(decision: GroupDecision): Promise<GroupDecisionOutcome> {
     const recorded = await this.dataSource.transaction((manager) => this.record(manager, decision));
-    return {
-      accepted: recorded.accepted,
-      awaitingApproval: recorded.awaitingApproval,
-      command: recorded.commandId ? await this.commands.get(recorded.commandId) : null,
-    };
+    // The view of what was just committed, from the transaction's own rows (a repeat names an older command: read).
+    const command = recorded.written
+      ? commandView(recorded.written.command, recorded.written.targets, new Date())
+      : recorded.commandId
+        ? await this.commands.get(recorded.commandId)
+        : null;
+    return { accepted: recorded.accepted, awaitingApproval: recorded.awaitingApproval, command };
   }
 
   /**
@@ -117,14 +127,14 @@ export class GroupDecisionsService {
    * superseded (the last two are recorded as such first) — and (403) for the requester themselves.
    */
   async approve(input: RequestDecision): Promise<CommandView> {
-    await this.answer('approve', input);
-    return this.commands.get(input.commandId);
+    const written = await this.answer('approve', input);
+    return commandView(written.command, written.targets, new Date());
   }
 
   /** Closes a restore request without applying it. The requester may withdraw their own request this way. */
   async reject(input: RequestDecision): Promise<CommandView> {
-    await this.answer('reject', input);
-    return this.commands.get(input.commandId);
+    const written = await this.answer('reject', input);
+    return commandView(written.command, written.targets, new Date());
   }
 
   /**
@@ -233,8 +243,8 @@ export class GroupDecisionsService {
     if (decision.action === 'revoke') {
       const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `revoke ${command.id}` });
       await manager.insert(CommandEntity, command);
-      await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
-      return { accepted: true, awaitingApproval: false, commandId: command.id };
+      const targets = await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
+      return { accepted: true, awaitingApproval: false, commandId: command.id, written: { command, targets } };
     }
 
     const route = restoreRoute(group.restoreApproval, decision.roles ?? ['security-lead']);
@@ -247,8 +257,9 @@ export class GroupDecisionsService {
     }
     if (route === 'apply-now') {
       const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `single-admin restore ${command.id}` });
-      await manager.insert(CommandEntity, { ...command, approvalMode: 'single-admin' });
-      await this.apply(manager, group, command, now, {
+      const singleAdmin: CommandEntity = { ...command, approvalMode: 'single-admin' };
+      await manager.insert(CommandEntity, singleAdmin);
+      const targets = await this.apply(manager, group, singleAdmin, now, {
         actor,
         sourceAddress,
         precedingEntries: closed,
@@ -257,7 +268,7 @@ export class GroupDecisionsService {
           note: 'single-person restore by an admin: the group allows it (restoreApproval = single-admin)',
         },
       });
-      return { accepted: true, awaitingApproval: false, commandId: command.id };
+      return { accepted: true, awaitingApproval: false, commandId: command.id, written: { command: singleAdmin, targets } };
     }
 
     // Four eyes: record the request only. Nothing changes on any system until another security lead approves.
@@ -277,7 +288,7 @@ export class GroupDecisionsService {
       entries.push(await this.close(manager, open, 'expired', now, { actor: 'system', sourceAddress: null, by: `a new restore request by ${actor}` }));
     }
     const expiresAt = new Date(now.getTime() + this.config.restoreRequestTtlSeconds * 1000);
-    await manager.insert(CommandEntity, {
+    const request: CommandEntity = {
       ...command,
       // Not applied yet: the acknowledgement deadline is set when it is approved.
       acknowledgeBy: expiresAt,
@@ -285,7 +296,8 @@ export class GroupDecisionsService {
       approvalStatus: 'awaiting-approval',
       approvalExpiresAt: expiresAt,
       approvalBasisCommandId: group.lastCommandId,
-    });
+    };
+    await manager.insert(CommandEntity, request);
     entries.push({
       actor,
       sourceAddress,
@@ -303,28 +315,32 @@ export class GroupDecisionsService {
       },
     });
     await audit(entries);
-    return { accepted: true, awaitingApproval: true, commandId: command.id };
+    // A request has no targets until it is approved.
+    return { accepted: true, awaitingApproval: true, commandId: command.id, written: { command: request, targets: [] } };
   }
 
-  private async answer(kind: 'approve' | 'reject', input: RequestDecision): Promise<void> {
+  private async answer(kind: 'approve' | 'reject', input: RequestDecision): Promise<WrittenCommand> {
     // A refusal that records something (expired, superseded) is committed first, then reported.
-    const refusal = await this.dataSource.transaction(async (manager): Promise<Error | null> => {
+    const outcome = await this.dataSource.transaction(async (manager): Promise<Error | WrittenCommand> => {
       const now = new Date();
       const actor = `user:${input.decidedBy}`;
       const sourceAddress = input.sourceAddress ?? null;
-      const found = await manager.findOne(CommandEntity, { where: { id: input.commandId } });
-      if (!found) throw new NotFoundError('command', input.commandId);
-      if (found.action !== 'restore' || !found.approvalStatus) {
+      // Same lock order as decisions: the group (found through the command), then the request. Two
+      // approvers racing are serialised here; the second one finds the request approved already.
+      const group = await manager
+        .createQueryBuilder(GroupEntity, 'group')
+        .where('group.id = (SELECT c.group_id FROM commands c WHERE c.id = :id)', { id: input.commandId })
+        .setLock('pessimistic_write')
+        .getOne();
+      const request = group && (await manager.findOne(CommandEntity, { where: { id: input.commandId }, lock: { mode: 'pessimistic_write' } }));
+      if (!group || !request) throw new NotFoundError('command', input.commandId);
+      if (request.action !== 'restore' || !request.approvalStatus) {
         throw new RequestConflictError(
           'not_a_restore_request',
-          `command ${found.id} is a ${found.action}${found.action === 'restore' ? ' that needed no approval' : ''}; ` +
+          `command ${request.id} is a ${request.action}${request.action === 'restore' ? ' that needed no approval' : ''}; ` +
             'only restore requests are approved or rejected',
         );
       }
-      // Same lock order as decisions: the group, then the request. Two approvers racing are serialised
-      // here; the second one finds the request approved already.
-      const group = await manager.findOneOrFail(GroupEntity, { where: { id: found.groupId }, lock: { mode: 'pessimistic_write' } });
-      const request = await manager.findOneOrFail(CommandEntity, { where: { id: found.id }, lock: { mode: 'pessimistic_write' } });
       const facts = requestFacts(request);
       const verdict = judgeDecision(kind, facts, input.decidedBy, group, now);
       if (!verdict.ok) {
@@ -388,14 +404,14 @@ export class GroupDecisionsService {
             withdrawnByRequester: input.decidedBy === request.requestedBy,
           },
         });
-        return null;
+        return { command: { ...request, approvalStatus: 'rejected', ...decidedFields }, targets: [] };
       }
 
       // Approved: from here on it is the restore decision, made now.
       const acknowledgeBy = new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000);
       await manager.update(CommandEntity, { id: request.id }, { approvalStatus: 'approved', acknowledgeBy, ...decidedFields });
       const command: CommandEntity = { ...request, approvalStatus: 'approved', acknowledgeBy, ...decidedFields };
-      await this.apply(manager, group, command, now, {
+      const targets = await this.apply(manager, group, command, now, {
         actor,
         sourceAddress,
         precedingEntries: [
@@ -418,9 +434,10 @@ export class GroupDecisionsService {
         ],
         details: { approval: 'four-eyes', requestedBy: request.requestedBy, approvedBy: input.decidedBy },
       });
-      return null;
+      return { command, targets };
     });
-    if (refusal) throw refusal;
+    if (outcome instanceof Error) throw outcome;
+    return outcome;
   }
 
   /** A new command for a decision, requested now. */
@@ -447,12 +464,13 @@ export class GroupDecisionsService {
     command: CommandEntity,
     now: Date,
     how: Application,
-  ): Promise<void> {
+  ): Promise<CommandTargetEntity[]> {
     const context = await this.loadDecisionContext(manager, [group.id], now);
     const plan = this.planApplication(group, command, now, how, context);
-    await this.writeApplications(manager, [plan]);
+    const writtenAt = await this.writeApplications(manager, [plan]);
     // Last: appending takes the audit chain's lock, held until commit.
     await this.auditLog.append(manager, plan.entries);
+    return plan.targets.map((target) => writtenTarget(target, writtenAt));
   }
 
   /**
@@ -569,10 +587,11 @@ export class GroupDecisionsService {
 
   /**
    * Writes planned decisions, set-based, in two statements whatever the number of groups and systems: the
-   * groups, the systems and the command targets in one (data-modifying CTEs), then the outbox.
+   * groups, the systems and the command targets in one (data-modifying CTEs), then the outbox. Returns the
+   * transaction's time, which the new targets carry as `updated_at`.
    */
-  private async writeApplications(manager: EntityManager, plans: readonly DecisionPlan[]): Promise<void> {
-    if (plans.length === 0) return;
+  private async writeApplications(manager: EntityManager, plans: readonly DecisionPlan[]): Promise<Date> {
+    if (plans.length === 0) return new Date();
     const changes = plans.flatMap((plan) => plan.changes.map((change) => ({ ...change, commandId: plan.commandId })));
     if (new Set(changes.map((change) => change.id)).size !== changes.length) {
       // A system changed twice would be superseded by its own second change, which the statement below
@@ -583,7 +602,7 @@ export class GroupDecisionsService {
     // The parts run on one snapshot, so they must not touch the same rows: each updates its own table, and
     // the superseded targets are older generations than the ones inserted. Arrays, not one parameter per
     // value: no limit on the number of rows.
-    await manager.query(
+    const [{ written_at: writtenAt }]: { written_at: Date }[] = await manager.query(
       `WITH decided_groups AS (
          UPDATE groups g SET state = u.state, last_command_id = u.command_id, updated_at = now()
          FROM unnest($1::text[], $2::text[], $3::uuid[]) AS u(id, state, command_id) WHERE g.id = u.id
@@ -596,9 +615,12 @@ export class GroupDecisionsService {
          UPDATE command_targets ct SET status = 'superseded', updated_at = now()
          FROM unnest($4::text[], $6::bigint[]) AS u(system_id, generation)
          WHERE ct.system_id = u.system_id AND ct.generation < u.generation AND ct.status IN ('pending', 'delivered', 'failed')
+       ), new_targets AS (
+         INSERT INTO command_targets (command_id, system_id, generation, desired_state, changed, status, detail)
+         SELECT * FROM unnest($8::uuid[], $9::text[], $10::bigint[], $11::text[], $12::boolean[], $13::text[], $14::text[])
        )
-       INSERT INTO command_targets (command_id, system_id, generation, desired_state, changed, status, detail)
-       SELECT * FROM unnest($8::uuid[], $9::text[], $10::bigint[], $11::text[], $12::boolean[], $13::text[], $14::text[])`,
+       -- Every part runs to completion whether read or not. now(): the transaction's time, the targets' updated_at.
+       SELECT now() AS written_at`,
       [
         plans.map((plan) => plan.groupId),
         plans.map((plan) => plan.targetState),
@@ -617,6 +639,7 @@ export class GroupDecisionsService {
       ],
     );
     await this.outbox.enqueue(manager, plans.flatMap((plan) => plan.messages));
+    return writtenAt;
   }
 
   /**
@@ -751,6 +774,11 @@ function closedRequestEntry(
       noticedBy: cause.by,
     },
   };
+}
+
+/** A target as `writeApplications` inserted it: what acknowledgements fill in later is still empty. */
+function writtenTarget(target: NewTarget, writtenAt: Date): CommandTargetEntity {
+  return { ...target, willRetry: null, principalsChanged: null, sessionsTerminated: null, adapterId: null, updatedAt: writtenAt };
 }
 
 function currentEnforcement(system: SystemEntity): TargetStatus {
