@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import type { CommandAction } from '../database/entities';
 import { OutboxWriter } from '../outbox/outbox.writer';
+import { exemptionValidAt } from '../systems/exemptions';
 import { SystemAccessMessageFactory } from './system-access-message.factory';
 
 const BATCH_SIZE = 500;
@@ -110,7 +111,7 @@ export class DesiredStateReissuer implements OnApplicationBootstrap, OnApplicati
         `SELECT s.id, s.kind, s.adapter_id, s.generation, s.desired_state,
                 c.id AS command_id, c.group_id, c.action, c.reason, c.incident_ref, c.requested_by, c.acknowledge_by,
                 ARRAY(SELECT e.principal FROM system_exemptions e
-                      WHERE e.system_id = s.id AND (e.expires_at IS NULL OR e.expires_at > $1)
+                      WHERE e.system_id = s.id AND ${exemptionValidAt('e', '$1')}
                       ORDER BY e.principal) AS exempt_principals
          FROM systems s
          JOIN commands c ON c.id = s.desired_command_id

@@ -51,14 +51,19 @@ export function exemptionChangeRefusal(
   return shortened ? 'would cut short a break-glass exemption during a revocation; restore first' : null;
 }
 
+/** SQL: the exemption row `alias` of `system_exemptions` is valid at `at` (a parameter): `isExemptionValid` in SQL. */
+export function exemptionValidAt(alias: string, at: string): string {
+  return `(${alias}.expires_at IS NULL OR ${alias}.expires_at > ${at})`;
+}
+
 /**
  * The valid exemptions of systems $1 (text[]) at $2 (timestamptz): rows of (system_id, principals sorted),
  * none for a system without one. Decisions read it after locking their systems (see GroupDecisionsService).
  */
-export const VALID_EXEMPTIONS_SQL = `SELECT system_id, array_agg(principal ORDER BY principal) AS principals
-  FROM system_exemptions
-  WHERE system_id = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > $2)
-  GROUP BY system_id`;
+export const VALID_EXEMPTIONS_SQL = `SELECT e.system_id, array_agg(e.principal ORDER BY e.principal) AS principals
+  FROM system_exemptions e
+  WHERE e.system_id = ANY($1::text[]) AND ${exemptionValidAt('e', '$2')}
+  GROUP BY e.system_id`;
 
 /** Every exemption (expired ones too) of several systems at once, for views. */
 export async function exemptionsBySystem(
