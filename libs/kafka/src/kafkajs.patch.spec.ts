@@ -1,7 +1,12 @@
 /**
- * patches/kafkajs+2.2.4.patch (applied by `npm ci`, postinstall): kafkajs 2.2.4's RequestQueue re-armed a
- * 1 ms timer after every response and every check, forever, on every broker connection (kafkajs#1556,
- * #1704), whether or not a request was waiting. These specs fail on the unpatched file.
+ * patches/kafkajs+2.2.4.patch, applied by `npm ci` (postinstall: patch-package). These specs fail on the
+ * unpatched files.
+ *
+ * 1. kafkajs 2.2.4's RequestQueue re-armed a 1 ms timer after every response and every check, forever, on
+ *    every broker connection (kafkajs#1556, #1704), whether or not a request was waiting.
+ * 2. A consumer group heartbeat went to the coordinator it found when it joined, even after a fetch that met
+ *    a closed connection had removed that broker from the cluster's pool: the heartbeat reconnected the
+ *    removed broker, and no disconnect() ever closed that connection.
  */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const RequestQueue = require('kafkajs/src/network/requestQueue') as new (options: Record<string, unknown>) => {
@@ -68,5 +73,51 @@ describe('kafkajs RequestQueue (patched)', () => {
     jest.advanceTimersByTime(100);
     expect(jest.getTimerCount()).toBe(0);
     q.destroy();
+  });
+});
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const ConsumerGroup = require('kafkajs/src/consumer/consumerGroup') as new (options: Record<string, unknown>) => {
+  coordinator: unknown;
+  memberId: string | null;
+  heartbeat(options: { interval: number }): Promise<void>;
+};
+
+describe('kafkajs ConsumerGroup heartbeat (patched)', () => {
+  const rootLogger = { namespace: () => logger };
+  const broker = (connected: boolean) => ({ nodeId: 1, isConnected: () => connected, heartbeat: jest.fn(async () => undefined) });
+  const group = (findBroker: (b: { nodeId: number }) => Promise<unknown>) => {
+    const consumerGroup = new ConsumerGroup({
+      cluster: { findBroker },
+      groupId: 'g',
+      topics: [],
+      topicConfigurations: {},
+      logger: rootLogger,
+      instrumentationEmitter: { emit: () => undefined },
+      retry: { retries: 0 },
+    });
+    consumerGroup.memberId = 'member-1';
+    return consumerGroup;
+  };
+
+  it('finds the coordinator again when the one it joined through lost its connection', async () => {
+    const removed = broker(false);
+    const current = broker(true);
+    const consumerGroup = group(async ({ nodeId }) => (nodeId === 1 ? current : undefined));
+    consumerGroup.coordinator = removed;
+    await consumerGroup.heartbeat({ interval: 0 });
+    expect(removed.heartbeat).not.toHaveBeenCalled();
+    expect(current.heartbeat).toHaveBeenCalledTimes(1);
+    expect(consumerGroup.coordinator).toBe(current);
+  });
+
+  it('keeps a connected coordinator', async () => {
+    const connected = broker(true);
+    const findBroker = jest.fn();
+    const consumerGroup = group(findBroker);
+    consumerGroup.coordinator = connected;
+    await consumerGroup.heartbeat({ interval: 0 });
+    expect(connected.heartbeat).toHaveBeenCalledTimes(1);
+    expect(findBroker).not.toHaveBeenCalled();
   });
 });
