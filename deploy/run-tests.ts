@@ -178,7 +178,8 @@ function runJest(args: string[], resultsFile: string, env: NodeJS.ProcessEnv): P
         `\n[test] Jest did not exit ${EXIT_GRACE_MS / 1000} s after writing its results: a spec left a connection or a ` +
           'timer open (run the suspect spec alone with --detectOpenHandles). Stopping it.',
       );
-      child.kill('SIGKILL');
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
     }, 1_000);
     child.on('exit', (code, signal) => {
       clearInterval(watchdog);
@@ -191,6 +192,7 @@ function runJest(args: string[], resultsFile: string, env: NodeJS.ProcessEnv): P
 function printSummary(resultsFile: string): boolean {
   try {
     const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as {
+      success: boolean;
       numPassedTests: number;
       numFailedTests: number;
       numPendingTests: number;
@@ -199,7 +201,8 @@ function printSummary(resultsFile: string): boolean {
     };
     const failed = results.numFailedTests + results.numRuntimeErrorTestSuites;
     console.log(`\njest: ${results.numPassedTests} passed, ${failed} failed, ${results.numPendingTests + results.numTodoTests} skipped`);
-    return failed > 0;
+    // Jest's own verdict: it also fails on snapshot and coverage-threshold failures.
+    return failed > 0 || !results.success;
   } catch {
     console.log('\njest: no results were written (the run failed before any test finished)');
     return true;

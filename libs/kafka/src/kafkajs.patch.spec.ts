@@ -4,9 +4,9 @@
  *
  * 1. kafkajs 2.2.4's RequestQueue re-armed a 1 ms timer after every response and every check, forever, on
  *    every broker connection (kafkajs#1556, #1704), whether or not a request was waiting.
- * 2. A consumer group heartbeat went to the coordinator it found when it joined, even after a fetch that met
- *    a closed connection had removed that broker from the cluster's pool: the heartbeat reconnected the
- *    removed broker, and no disconnect() ever closed that connection.
+ * 2. A consumer group heartbeat (and its final leave) went to the coordinator it found when it joined, even
+ *    after a fetch that met a closed connection had removed that broker from the cluster's pool: it
+ *    reconnected the removed broker, and no disconnect() ever closed that connection.
  */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const RequestQueue = require('kafkajs/src/network/requestQueue') as new (options: Record<string, unknown>) => {
@@ -81,11 +81,17 @@ const ConsumerGroup = require('kafkajs/src/consumer/consumerGroup') as new (opti
   coordinator: unknown;
   memberId: string | null;
   heartbeat(options: { interval: number }): Promise<void>;
+  leave(): Promise<void>;
 };
 
 describe('kafkajs ConsumerGroup heartbeat (patched)', () => {
   const rootLogger = { namespace: () => logger };
-  const broker = (connected: boolean) => ({ nodeId: 1, isConnected: () => connected, heartbeat: jest.fn(async () => undefined) });
+  const broker = (connected: boolean) => ({
+    nodeId: 1,
+    isConnected: () => connected,
+    heartbeat: jest.fn(async () => undefined),
+    leaveGroup: jest.fn(async () => undefined),
+  });
   const group = (findBroker: (b: { nodeId: number }) => Promise<unknown>) => {
     const consumerGroup = new ConsumerGroup({
       cluster: { findBroker },
@@ -109,6 +115,16 @@ describe('kafkajs ConsumerGroup heartbeat (patched)', () => {
     expect(removed.heartbeat).not.toHaveBeenCalled();
     expect(current.heartbeat).toHaveBeenCalledTimes(1);
     expect(consumerGroup.coordinator).toBe(current);
+  });
+
+  it('leaves the group through the current coordinator too', async () => {
+    const removed = broker(false);
+    const current = broker(true);
+    const consumerGroup = group(async () => current);
+    consumerGroup.coordinator = removed;
+    await consumerGroup.leave();
+    expect(removed.leaveGroup).not.toHaveBeenCalled();
+    expect(current.leaveGroup).toHaveBeenCalledWith({ groupId: 'g', memberId: 'member-1' });
   });
 
   it('keeps a connected coordinator', async () => {

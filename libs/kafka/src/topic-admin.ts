@@ -44,8 +44,10 @@ export async function waitForTopicLeaders(admin: Admin, specs: { topic: string; 
     try {
       const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) });
       const leaderless = specs.filter((spec) => {
+        // Every partition the topic has (another process may have created it first, with other settings:
+        // existing topics are left as they are).
         const partitions = topics.find((topic) => topic.name === spec.topic)?.partitions ?? [];
-        return partitions.length < spec.numPartitions || partitions.some((partition) => partition.leader < 0);
+        return partitions.length === 0 || partitions.some((partition) => partition.leader < 0);
       });
       if (leaderless.length === 0) return;
       lastProblem = `no leader yet for partitions of ${leaderless.map((spec) => spec.topic).join(', ')}`;

@@ -70,8 +70,11 @@ export function commandView(command: CommandEntity, targets: CommandTargetEntity
   // A restore request is applied only once approved; until then nothing is enforced, nothing is late.
   const applied = requestStatus === null || requestStatus === 'approved';
   const late = applied && now.getTime() > command.acknowledgeBy.getTime();
+  // By system id in code-unit order, whatever the database's collation: an answer built from a transaction's
+  // own rows and a later read list the systems alike.
+  const systems = [...targets].sort((a, b) => (a.systemId < b.systemId ? -1 : a.systemId > b.systemId ? 1 : 0));
   const counts: Record<string, number> = {};
-  for (const target of targets) counts[target.status] = (counts[target.status] ?? 0) + 1;
+  for (const target of systems) counts[target.status] = (counts[target.status] ?? 0) + 1;
   return {
     id: command.id,
     action: command.action,
@@ -98,7 +101,7 @@ export function commandView(command: CommandEntity, targets: CommandTargetEntity
         }
       : null,
     counts,
-    systems: targets.map((target) => ({
+    systems: systems.map((target) => ({
       systemId: target.systemId,
       generation: target.generation,
       desiredState: target.desiredState,
