@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
-import { waitForTopicLeaders } from '../../libs/kafka/src/topic-admin';
+import { ensureTopics } from '../../libs/kafka/src/topic-admin';
 import { wallClockMs } from './stats';
 import type { KafkaConnection } from './worker-protocol';
 
@@ -33,18 +33,8 @@ export class KafkaBaselineCentre {
 
   /** Creates the topics through `brokers`, the loopback tooling listener (setup, as for Portcullis' own topics). */
   static async createTopics(brokers: string[], topics: string[], partitions: number): Promise<void> {
-    const admin = new Kafka({ clientId: 'bench-baseline-admin', brokers, logLevel: logLevel.ERROR }).admin();
-    await admin.connect();
-    try {
-      const existing = new Set(await admin.listTopics());
-      const missing = topics.filter((topic) => !existing.has(topic));
-      if (missing.length) {
-        await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: partitions })) });
-        await waitForTopicLeaders(admin, missing.map((topic) => ({ topic, numPartitions: partitions })));
-      }
-    } finally {
-      await admin.disconnect();
-    }
+    const kafka = new Kafka({ clientId: 'bench-baseline-admin', brokers, logLevel: logLevel.ERROR });
+    await ensureTopics(kafka, topics.map((topic) => ({ topic, numPartitions: partitions })));
   }
 
   async start(): Promise<void> {

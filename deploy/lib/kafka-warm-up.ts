@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
-import { waitForTopicLeaders } from '../../libs/kafka/src/topic-admin';
+import { ensureTopics } from '../../libs/kafka/src/topic-admin';
 
 /**
  * A fresh broker creates its group-coordinator topic (__consumer_offsets) on the first group join and
@@ -17,8 +17,7 @@ export async function warmUpKafka(brokers: string[]): Promise<void> {
   await admin.connect();
   const topic = `portcullis-warm-up-${randomUUID()}`;
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] });
-    await waitForTopicLeaders(admin, [{ topic, numPartitions: 1 }]);
+    await ensureTopics(kafka, [{ topic, numPartitions: 1 }]);
     const consumer = kafka.consumer({ groupId: topic, maxWaitTimeInMs: 100 });
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });

@@ -1,13 +1,19 @@
 import type { Admin, Kafka } from 'kafkajs';
-import type { TopicSpec } from './topic-specs';
 
 const LEADERS_TIMEOUT_MS = 60_000;
+
+/** A topic to create: Portcullis' own (`TopicSpec`) or any other, such as the benchmark's or a warm-up's. */
+export interface NewTopic {
+  topic: string;
+  numPartitions: number;
+  configEntries?: { name: string; value: string }[];
+}
 
 /**
  * Creates the topics that do not exist yet, with their settings, and returns once every partition of
  * them has a leader. Existing topics are left as they are.
  */
-export async function ensureTopics(kafka: Kafka, specs: TopicSpec[]): Promise<string[]> {
+export async function ensureTopics(kafka: Kafka, specs: NewTopic[]): Promise<string[]> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -25,7 +31,7 @@ export async function ensureTopics(kafka: Kafka, specs: TopicSpec[]): Promise<st
           configEntries: spec.configEntries,
         })),
       });
-      await waitForTopicLeaders(admin, missing);
+      await waitForLeaders(admin, missing.map((spec) => spec.topic));
     }
     return missing.map((spec) => spec.topic);
   } finally {
@@ -37,20 +43,20 @@ export async function ensureTopics(kafka: Kafka, specs: TopicSpec[]): Promise<st
  * Waits until every partition of the topics has a leader (topics just created: a broker answers
  * UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE until their metadata has spread).
  */
-export async function waitForTopicLeaders(admin: Admin, specs: { topic: string; numPartitions: number }[]): Promise<void> {
+async function waitForLeaders(admin: Admin, names: string[]): Promise<void> {
   const deadline = Date.now() + LEADERS_TIMEOUT_MS;
   let lastProblem = '';
   for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1_000)) {
     try {
-      const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) });
-      const leaderless = specs.filter((spec) => {
+      const { topics } = await admin.fetchTopicMetadata({ topics: names });
+      const leaderless = names.filter((name) => {
         // Every partition the topic has (another process may have created it first, with other settings:
         // existing topics are left as they are).
-        const partitions = topics.find((topic) => topic.name === spec.topic)?.partitions ?? [];
+        const partitions = topics.find((topic) => topic.name === name)?.partitions ?? [];
         return partitions.length === 0 || partitions.some((partition) => partition.leader < 0);
       });
       if (leaderless.length === 0) return;
-      lastProblem = `no leader yet for partitions of ${leaderless.map((spec) => spec.topic).join(', ')}`;
+      lastProblem = `no leader yet for partitions of ${leaderless.join(', ')}`;
     } catch (error) {
       lastProblem = (error as Error).message;
     }

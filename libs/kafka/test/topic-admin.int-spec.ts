@@ -2,7 +2,6 @@ import { readTestEnv } from '@test/support/test-env';
 import { Kafka, logLevel } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
 import { ensureTopics } from '../src/topic-admin';
-import type { TopicSpec } from '../src/topic-specs';
 
 /**
  * ensureTopics returns only once every partition of the topics it created has a leader, so whoever
@@ -12,9 +11,11 @@ describe('ensureTopics on a real broker', () => {
   const env = readTestEnv();
   const kafka = new Kafka({ clientId: 'topic-admin-spec', brokers: env.kafka.brokers, logLevel: logLevel.NOTHING });
   const suffix = randomBytes(3).toString('hex');
-  // Topic names are typed as Portcullis' own; these are the spec's.
-  const spec = (name: string, numPartitions: number) =>
-    ({ topic: `topic-admin-${name}-${suffix}`, numPartitions, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }) as unknown as TopicSpec;
+  const spec = (name: string, numPartitions: number) => ({
+    topic: `topic-admin-${name}-${suffix}`,
+    numPartitions,
+    configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+  });
   const admin = kafka.admin();
 
   beforeAll(() => admin.connect());
