@@ -97,7 +97,26 @@ export class BenchStack {
     if (!this.profileDir) return;
     this.checkpoints += 1;
     writeFileSync(join(this.profileDir, 'checkpoint'), `${this.checkpoints} ${phase}`);
-    await new Promise((resolveWait) => setTimeout(resolveWait, 1_500));
+    await Promise.all([new Promise((resolveWait) => setTimeout(resolveWait, 1_500)), this.writeStatementStats(phase)]);
+  }
+
+  /**
+   * With --profile: the policy database's statements since the last checkpoint (pg_stat_statements), by
+   * total execution and planning time, as `<phase>--policy-db-statements.tsv`. Parsing and the protocol are
+   * not in it, so statement counts matter as much as their times.
+   */
+  private async writeStatementStats(phase: string): Promise<void> {
+    if (!this.db) return;
+    const { rows } = await this.db.query<{ calls: string; total_ms: number; plan_ms: number; mean_ms: number; rows: string; query: string }>(
+      `SELECT calls, round(total_exec_time::numeric, 1)::float AS total_ms, round(total_plan_time::numeric, 1)::float AS plan_ms,
+              round(mean_exec_time::numeric, 3)::float AS mean_ms,
+              rows, regexp_replace(query, '\\s+', ' ', 'g') AS query
+       FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       ORDER BY total_exec_time + total_plan_time DESC LIMIT 60`,
+    );
+    const lines = ['calls\texec_ms\tplan_ms\tmean_exec_ms\trows\tquery', ...rows.map((row) => [row.calls, row.total_ms, row.plan_ms, row.mean_ms, row.rows, row.query].join('\t'))];
+    writeFileSync(join(this.profileDir!, `${phase}--policy-db-statements.tsv`), `${lines.join('\n')}\n`);
+    await this.db.query('SELECT pg_stat_statements_reset()');
   }
 
   static create(): BenchStack {
@@ -141,7 +160,13 @@ export class BenchStack {
         scramUsers: Object.values(this.kafkaUsers),
         superUsers: [this.kafkaUsers.admin.username],
       }).then((server) => this.track('kafka broker', server)),
-      startPostgres({ name: 'policy', baseDir: this.workDir, database: 'portcullis' }).then((server) => this.track('policy database', server)),
+      startPostgres({
+        name: 'policy',
+        baseDir: this.workDir,
+        database: 'portcullis',
+        // --profile: the policy database's statements are profiled too (see profileCheckpoint).
+        settings: this.profileDir ? { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all', 'pg_stat_statements.track_planning': 'on' } : undefined,
+      }).then((server) => this.track('policy database', server)),
       startPostgres({ name: 'target', baseDir: this.workDir, database: 'postgres' }).then((server) => this.track('target database', server)),
     ]);
     this.broker = broker;
@@ -153,6 +178,7 @@ export class BenchStack {
     log(`servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s (work dir ${this.workDir})`);
     await this.startPolicyService();
     this.db = new Pool({ connectionString: policyDb.url, max: 3, application_name: 'portcullis-bench' });
+    if (this.profileDir) await this.db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     // An idle connection the server drops (its shutdown on Ctrl-C, say) must not crash the run.
     this.db.on('error', (error) => {
       if (!this.stopping) console.error(`[bench] policy database connection lost: ${error.message}`);

