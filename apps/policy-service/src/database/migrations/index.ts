@@ -10,6 +10,7 @@ import { OutboxRoutes1764400500000 } from './1764400500000-OutboxRoutes';
 import { OutboxNotifyTrigger1764400600000 } from './1764400600000-OutboxNotifyTrigger';
 import { ReissueForRouting1764400700000 } from './1764400700000-ReissueForRouting';
 import { AdapterStateStore1764400800000 } from './1764400800000-AdapterStateStore';
+import { OpenTargetsIndex1764400900000 } from './1764400900000-OpenTargetsIndex';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
 export const policyServiceMigrations = [
@@ -25,4 +26,5 @@ export const policyServiceMigrations = [
   OutboxNotifyTrigger1764400600000,
   ReissueForRouting1764400700000,
   AdapterStateStore1764400800000,
+  OpenTargetsIndex1764400900000,
 ];
