@@ -16,7 +16,7 @@ import {
 } from '../database/entities';
 import { NotFoundError } from '../errors/domain.errors';
 import { SystemAccessMessageFactory } from '../desired-state/system-access-message.factory';
-import { OutboxWriter, type OutboxMessage } from '../outbox/outbox.writer';
+import { outboxInsert, type OutboxMessage } from '../outbox/outbox.writer';
 import { VALID_EXEMPTIONS_SQL } from '../systems/exemptions';
 import { decideSystemAccess } from './access-decision';
 import { ForbiddenActionError, RequestConflictError } from './approval.errors';
@@ -104,7 +104,6 @@ export class GroupDecisionsService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly auditLog: AuditLog,
-    private readonly outbox: OutboxWriter,
     private readonly commands: CommandsService,
     @Inject(POLICY_SERVICE_CONFIG) private readonly config: PolicyServiceConfig,
     private readonly messages: SystemAccessMessageFactory,
@@ -175,7 +174,6 @@ export class GroupDecisionsService {
       const entries: AuditEntryInput[] = [];
       const outcomes: BulkRevokeOutcome[] = [];
       const closes: { request: CommandEntity; status: 'expired' | 'superseded' }[] = [];
-      const commands: CommandEntity[] = [];
       const plans: DecisionPlan[] = [];
       for (const group of groups) {
         const open = openRequests.find((request) => request.groupId === group.id);
@@ -192,8 +190,7 @@ export class GroupDecisionsService {
         }
         const command = this.newCommand({ ...input, action: 'revoke', groupId: group.id }, now);
         const closed = closeOpen(`revoke ${command.id}`);
-        commands.push(command);
-        const plan = this.planApplication(group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} }, context);
+        const plan = this.planApplication(group, { command, write: 'insert' }, now, { actor, sourceAddress, precedingEntries: closed, details: {} }, context);
         plans.push(plan);
         entries.push(...plan.entries);
         outcomes.push({ groupId: group.id, commandId: command.id, accepted: true });
@@ -205,7 +202,7 @@ export class GroupDecisionsService {
           [now, closes.map((close) => close.request.id), closes.map((close) => close.status)],
         );
       }
-      for (let i = 0; i < commands.length; i += INSERT_CHUNK) await manager.insert(CommandEntity, commands.slice(i, i + INSERT_CHUNK));
+      // The new commands are written with their decisions (writeApplications).
       await this.writeApplications(manager, plans);
       // Last: appending takes the audit chain's lock, held until commit.
       await this.auditLog.append(manager, entries);
@@ -242,8 +239,7 @@ export class GroupDecisionsService {
 
     if (decision.action === 'revoke') {
       const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `revoke ${command.id}` });
-      await manager.insert(CommandEntity, command);
-      const targets = await this.apply(manager, group, command, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
+      const targets = await this.apply(manager, group, { command, write: 'insert' }, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
       return { accepted: true, awaitingApproval: false, commandId: command.id, written: { command, targets } };
     }
 
@@ -258,8 +254,7 @@ export class GroupDecisionsService {
     if (route === 'apply-now') {
       const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `single-admin restore ${command.id}` });
       const singleAdmin: CommandEntity = { ...command, approvalMode: 'single-admin' };
-      await manager.insert(CommandEntity, singleAdmin);
-      const targets = await this.apply(manager, group, singleAdmin, now, {
+      const targets = await this.apply(manager, group, { command: singleAdmin, write: 'insert' }, now, {
         actor,
         sourceAddress,
         precedingEntries: closed,
@@ -409,9 +404,8 @@ export class GroupDecisionsService {
 
       // Approved: from here on it is the restore decision, made now.
       const acknowledgeBy = new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000);
-      await manager.update(CommandEntity, { id: request.id }, { approvalStatus: 'approved', acknowledgeBy, ...decidedFields });
       const command: CommandEntity = { ...request, approvalStatus: 'approved', acknowledgeBy, ...decidedFields };
-      const targets = await this.apply(manager, group, command, now, {
+      const targets = await this.apply(manager, group, { command, write: 'approve' }, now, {
         actor,
         sourceAddress,
         precedingEntries: [
@@ -455,18 +449,18 @@ export class GroupDecisionsService {
   }
 
   /**
-   * The group's decision applied to each of its systems: group state, systems' desired state and generation,
-   * command targets, outbox messages, then the audit entries (last).
+   * The group's decision applied to each of its systems: its command, group state, systems' desired state and
+   * generation, command targets, outbox messages, then the audit entries (last).
    */
   private async apply(
     manager: EntityManager,
     group: GroupEntity,
-    command: CommandEntity,
+    decided: DecidedCommand,
     now: Date,
     how: Application,
   ): Promise<CommandTargetEntity[]> {
     const context = await this.loadDecisionContext(manager, [group.id], now);
-    const plan = this.planApplication(group, command, now, how, context);
+    const plan = this.planApplication(group, decided, now, how, context);
     const writtenAt = await this.writeApplications(manager, [plan]);
     // Last: appending takes the audit chain's lock, held until commit.
     await this.auditLog.append(manager, plan.entries);
@@ -519,7 +513,8 @@ export class GroupDecisionsService {
    * the signed messages and the audit entries. The context is updated as if it were written (the group's
    * state, its changed systems), so the next plan in the same transaction sees this one.
    */
-  private planApplication(group: GroupEntity, command: CommandEntity, now: Date, how: Application, context: DecisionContext): DecisionPlan {
+  private planApplication(group: GroupEntity, decided: DecidedCommand, now: Date, how: Application, context: DecisionContext): DecisionPlan {
+    const { command } = decided;
     const targetState = command.action === 'revoke' ? 'revoked' : 'active';
     const targets: NewTarget[] = [];
     const messages: OutboxMessage[] = [];
@@ -582,13 +577,14 @@ export class GroupDecisionsService {
         },
       },
     ];
-    return { groupId: group.id, commandId: command.id, targetState, changes, targets, messages, entries };
+    return { groupId: group.id, commandId: command.id, decided, targetState, changes, targets, messages, entries };
   }
 
   /**
-   * Writes planned decisions, set-based, in two statements whatever the number of groups and systems: the
-   * groups, the systems and the command targets in one (data-modifying CTEs), then the outbox. Returns the
-   * transaction's time, which the new targets carry as `updated_at`.
+   * Writes planned decisions, set-based, in ONE statement whatever the number of groups and systems
+   * (data-modifying CTEs): the commands (new ones inserted, approved requests marked approved), the groups,
+   * the systems, the command targets and the outbox. Returns the transaction's time, which the new targets
+   * carry as `updated_at`.
    */
   private async writeApplications(manager: EntityManager, plans: readonly DecisionPlan[]): Promise<Date> {
     if (plans.length === 0) return new Date();
@@ -599,11 +595,26 @@ export class GroupDecisionsService {
       throw new Error('a system cannot change twice in one set of decisions');
     }
     const targets = plans.flatMap((plan) => plan.targets);
-    // The parts run on one snapshot, so they must not touch the same rows: each updates its own table, and
-    // the superseded targets are older generations than the ones inserted. Arrays, not one parameter per
-    // value: no limit on the number of rows.
+    const inserted = plans.filter((plan) => plan.decided.write === 'insert').map((plan) => plan.decided.command);
+    const approved = plans.filter((plan) => plan.decided.write === 'approve').map((plan) => plan.decided.command);
+    const outbox = outboxInsert(plans.flatMap((plan) => plan.messages), 29);
+    // The parts run on one snapshot, so they must not touch the same rows: each writes its own table (the
+    // commands inserted and those approved are different rows), and the superseded targets are older
+    // generations than the ones inserted. The targets' foreign key to their command is checked at the end of
+    // the statement, when the inserted commands are there. Arrays, not one parameter per value: no limit on
+    // the number of rows.
     const [{ written_at: writtenAt }]: { written_at: Date }[] = await manager.query(
-      `WITH decided_groups AS (
+      `WITH new_commands AS (
+         INSERT INTO commands (id, action, group_id, reason, incident_ref, requested_by, requested_at, acknowledge_by, approval_mode)
+         SELECT * FROM unnest($15::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[],
+                              $22::timestamptz[], $23::text[])
+       ), approved_requests AS (
+         UPDATE commands c SET approval_status = 'approved', acknowledge_by = u.acknowledge_by, decided_by = u.decided_by,
+           decided_at = u.decided_at, decision_comment = u.decision_comment
+         FROM unnest($24::uuid[], $25::timestamptz[], $26::text[], $27::timestamptz[], $28::text[])
+           AS u(id, acknowledge_by, decided_by, decided_at, decision_comment)
+         WHERE c.id = u.id
+       ), decided_groups AS (
          UPDATE groups g SET state = u.state, last_command_id = u.command_id, updated_at = now()
          FROM unnest($1::text[], $2::text[], $3::uuid[]) AS u(id, state, command_id) WHERE g.id = u.id
        ), changed_systems AS (
@@ -618,7 +629,7 @@ export class GroupDecisionsService {
        ), new_targets AS (
          INSERT INTO command_targets (command_id, system_id, generation, desired_state, changed, status, detail)
          SELECT * FROM unnest($8::uuid[], $9::text[], $10::bigint[], $11::text[], $12::boolean[], $13::text[], $14::text[])
-       )
+       )${outbox.sql ? `, outbox_messages AS (${outbox.sql})` : ''}
        -- Every part runs to completion whether read or not. now(): the transaction's time, the targets' updated_at.
        SELECT now() AS written_at`,
       [
@@ -636,9 +647,23 @@ export class GroupDecisionsService {
         targets.map((t) => t.changed),
         targets.map((t) => t.status),
         targets.map((t) => t.detail ?? null),
+        inserted.map((c) => c.id),
+        inserted.map((c) => c.action),
+        inserted.map((c) => c.groupId),
+        inserted.map((c) => c.reason),
+        inserted.map((c) => c.incidentRef),
+        inserted.map((c) => c.requestedBy),
+        inserted.map((c) => c.requestedAt),
+        inserted.map((c) => c.acknowledgeBy),
+        inserted.map((c) => c.approvalMode ?? null),
+        approved.map((c) => c.id),
+        approved.map((c) => c.acknowledgeBy),
+        approved.map((c) => c.decidedBy ?? null),
+        approved.map((c) => c.decidedAt ?? null),
+        approved.map((c) => c.decisionComment ?? null),
+        ...outbox.params,
       ],
     );
-    await this.outbox.enqueue(manager, plans.flatMap((plan) => plan.messages));
     return writtenAt;
   }
 
@@ -685,9 +710,6 @@ export class GroupDecisionsService {
   }
 }
 
-/** Rows per multi-row INSERT (PostgreSQL takes at most 65,535 parameters per statement). */
-const INSERT_CHUNK = 1_000;
-
 /** A command target as a decision writes it (acknowledgements fill in the rest). */
 type NewTarget = Pick<CommandTargetEntity, 'commandId' | 'systemId' | 'generation' | 'desiredState' | 'changed' | 'status' | 'detail'>;
 
@@ -708,10 +730,17 @@ interface DecisionContext {
   exemptions: Map<string, string[]>;
 }
 
+/** The command a decision applies, and how `writeApplications` writes it: a new one, or a restore request approved now. */
+interface DecidedCommand {
+  command: CommandEntity;
+  write: 'insert' | 'approve';
+}
+
 /** One group decision worked out in memory, to be written with others (`writeApplications`). */
 interface DecisionPlan {
   groupId: string;
   commandId: string;
+  decided: DecidedCommand;
   targetState: AccessState;
   changes: SystemChange[];
   targets: NewTarget[];
