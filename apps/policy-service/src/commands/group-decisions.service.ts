@@ -597,12 +597,43 @@ export class GroupDecisionsService {
     const targets = plans.flatMap((plan) => plan.targets);
     const inserted = plans.filter((plan) => plan.decided.write === 'insert').map((plan) => plan.decided.command);
     const approved = plans.filter((plan) => plan.decided.write === 'approve').map((plan) => plan.decided.command);
-    const outbox = outboxInsert(plans.flatMap((plan) => plan.messages), 29);
     // The parts run on one snapshot, so they must not touch the same rows: each writes its own table (the
     // commands inserted and those approved are different rows), and the superseded targets are older
     // generations than the ones inserted. The targets' foreign key to their command is checked at the end of
     // the statement, when the inserted commands are there. Arrays, not one parameter per value: no limit on
     // the number of rows.
+    const params: unknown[] = [
+      plans.map((plan) => plan.groupId),
+      plans.map((plan) => plan.targetState),
+      plans.map((plan) => plan.commandId),
+      changes.map((c) => c.id),
+      changes.map((c) => c.desiredState),
+      changes.map((c) => c.generation),
+      changes.map((c) => c.commandId),
+      targets.map((t) => t.commandId),
+      targets.map((t) => t.systemId),
+      targets.map((t) => t.generation),
+      targets.map((t) => t.desiredState),
+      targets.map((t) => t.changed),
+      targets.map((t) => t.status),
+      targets.map((t) => t.detail ?? null),
+      inserted.map((c) => c.id),
+      inserted.map((c) => c.action),
+      inserted.map((c) => c.groupId),
+      inserted.map((c) => c.reason),
+      inserted.map((c) => c.incidentRef),
+      inserted.map((c) => c.requestedBy),
+      inserted.map((c) => c.requestedAt),
+      inserted.map((c) => c.acknowledgeBy),
+      inserted.map((c) => c.approvalMode ?? null),
+      approved.map((c) => c.id),
+      approved.map((c) => c.acknowledgeBy),
+      approved.map((c) => c.decidedBy ?? null),
+      approved.map((c) => c.decidedAt ?? null),
+      approved.map((c) => c.decisionComment ?? null),
+    ];
+    // The outbox's four arrays follow the others.
+    const outbox = outboxInsert(plans.flatMap((plan) => plan.messages), params.length + 1);
     const [{ written_at: writtenAt }]: { written_at: Date }[] = await manager.query(
       `WITH new_commands AS (
          INSERT INTO commands (id, action, group_id, reason, incident_ref, requested_by, requested_at, acknowledge_by, approval_mode)
@@ -632,37 +663,7 @@ export class GroupDecisionsService {
        )${outbox.sql ? `, outbox_messages AS (${outbox.sql})` : ''}
        -- Every part runs to completion whether read or not. now(): the transaction's time, the targets' updated_at.
        SELECT now() AS written_at`,
-      [
-        plans.map((plan) => plan.groupId),
-        plans.map((plan) => plan.targetState),
-        plans.map((plan) => plan.commandId),
-        changes.map((c) => c.id),
-        changes.map((c) => c.desiredState),
-        changes.map((c) => c.generation),
-        changes.map((c) => c.commandId),
-        targets.map((t) => t.commandId),
-        targets.map((t) => t.systemId),
-        targets.map((t) => t.generation),
-        targets.map((t) => t.desiredState),
-        targets.map((t) => t.changed),
-        targets.map((t) => t.status),
-        targets.map((t) => t.detail ?? null),
-        inserted.map((c) => c.id),
-        inserted.map((c) => c.action),
-        inserted.map((c) => c.groupId),
-        inserted.map((c) => c.reason),
-        inserted.map((c) => c.incidentRef),
-        inserted.map((c) => c.requestedBy),
-        inserted.map((c) => c.requestedAt),
-        inserted.map((c) => c.acknowledgeBy),
-        inserted.map((c) => c.approvalMode ?? null),
-        approved.map((c) => c.id),
-        approved.map((c) => c.acknowledgeBy),
-        approved.map((c) => c.decidedBy ?? null),
-        approved.map((c) => c.decidedAt ?? null),
-        approved.map((c) => c.decisionComment ?? null),
-        ...outbox.params,
-      ],
+      [...params, ...outbox.params],
     );
     return writtenAt;
   }
