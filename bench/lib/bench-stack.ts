@@ -97,7 +97,11 @@ export class BenchStack {
     if (!this.profileDir) return;
     this.checkpoints += 1;
     writeFileSync(join(this.profileDir, 'checkpoint'), `${this.checkpoints} ${phase}`);
-    await Promise.all([new Promise((resolveWait) => setTimeout(resolveWait, 1_500)), this.writeStatementStats(phase)]);
+    await Promise.all([
+      new Promise((resolveWait) => setTimeout(resolveWait, 1_500)),
+      // Statistics are a by-product: a failure to read them costs the statistics, not the run.
+      this.writeStatementStats(phase).catch((error: Error) => log(`statement statistics of ${phase} not written: ${error.message}`)),
+    ]);
   }
 
   /**
