@@ -111,14 +111,14 @@ export class BenchStack {
    */
   private async writeStatementStats(phase: string): Promise<void> {
     if (!this.db) return;
-    const { rows } = await this.db.query<{ calls: string; total_ms: number; plan_ms: number; mean_ms: number; rows: string; query: string }>(
-      `SELECT calls, round(total_exec_time::numeric, 1)::float AS total_ms, round(total_plan_time::numeric, 1)::float AS plan_ms,
-              round(mean_exec_time::numeric, 3)::float AS mean_ms,
+    const { rows } = await this.db.query<{ calls: string; exec_ms: number; plan_ms: number; mean_exec_ms: number; rows: string; query: string }>(
+      `SELECT calls, round(total_exec_time::numeric, 1)::float AS exec_ms, round(total_plan_time::numeric, 1)::float AS plan_ms,
+              round(mean_exec_time::numeric, 3)::float AS mean_exec_ms,
               rows, regexp_replace(query, '\\s+', ' ', 'g') AS query
        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
        ORDER BY total_exec_time + total_plan_time DESC LIMIT 60`,
     );
-    const lines = ['calls\texec_ms\tplan_ms\tmean_exec_ms\trows\tquery', ...rows.map((row) => [row.calls, row.total_ms, row.plan_ms, row.mean_ms, row.rows, row.query].join('\t'))];
+    const lines = ['calls\texec_ms\tplan_ms\tmean_exec_ms\trows\tquery', ...rows.map((row) => [row.calls, row.exec_ms, row.plan_ms, row.mean_exec_ms, row.rows, row.query].join('\t'))];
     writeFileSync(join(this.profileDir!, `${phase}--policy-db-statements.tsv`), `${lines.join('\n')}\n`);
     await this.db.query('SELECT pg_stat_statements_reset()');
   }
