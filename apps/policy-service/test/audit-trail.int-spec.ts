@@ -11,6 +11,7 @@ import { DataSource } from 'typeorm';
 import { eventually } from '@test/support/eventually';
 import { runAuditVerify } from '../../../scripts/audit-verify';
 import { chainEntryHash, ChainVerifier, GENESIS_HASH, trustKeys } from '../src/audit/audit-chain';
+import { AuditLog } from '../src/audit/audit-log.service';
 import { AuditTrail, CHECKPOINT_LOCK_KEY, entryOf, type EntryRow } from '../src/audit/audit-trail.service';
 import { runPolicyServiceMigrations } from '../src/database/database.module';
 import { policyServiceMigrations } from '../src/database/migrations';
@@ -145,6 +146,60 @@ describe('audit trail', () => {
     expect(keys.body.keys).toEqual([
       { keyId: service.config.signing.keyId, algorithm: 'Ed25519', publicKeyPem: publicKeyPem(service.config.signing.privateKey) },
     ]);
+  });
+
+  it('links entries when their transaction commits: in append order, commit time, the hash the application computes', async () => {
+    const auditLog = service.app.get(AuditLog);
+    const dataSource = service.app.get(DataSource);
+    // Text the database must hash exactly as the application does (its canonical JSON is cut around the time and seq).
+    const tricky = '"occurredAt":"x","seq":1 \\ \u0001 \n é 東京 🚨 \u2028 \ud800 (lone surrogate)';
+    const appended = (i: number, part: string) => ({ actor: 'system', action: 'test.linked', reason: `${i} ${part} ${tricky}`, details: { i, part, tricky } });
+    // Concurrent transactions, each appending twice; one of them rolls back.
+    const results = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) =>
+        dataSource.transaction(async (manager) => {
+          await auditLog.append(manager, appended(i, 'first'));
+          await manager.query('SELECT pg_sleep(0.01 * random())');
+          await auditLog.append(manager, [appended(i, 'second'), appended(i, 'third')]);
+          if (i === 5) throw new Error('rolled back');
+        }),
+      ),
+    );
+    expect(results.filter((result) => result.status === 'rejected')).toHaveLength(1);
+    const { rows } = await service.db.query(
+      `SELECT seq, occurred_at, details FROM audit_entries WHERE action = 'test.linked' ORDER BY seq`,
+    );
+    expect(rows).toHaveLength(11 * 3);
+    expect(rows.some((row) => row.details.i === 5)).toBe(false);
+    for (let at = 0; at < rows.length; at += 3) {
+      // A transaction's entries are consecutive, in the order appended, with one time.
+      const [first, second, third] = rows.slice(at, at + 3);
+      expect([first.details.part, second.details.part, third.details.part]).toEqual(['first', 'second', 'third']);
+      expect(new Set([first, second, third].map((row) => row.details.i)).size).toBe(1);
+      expect([Number(second.seq), Number(third.seq)]).toEqual([Number(first.seq) + 1, Number(first.seq) + 2]);
+      expect(second.occurred_at).toEqual(first.occurred_at);
+      if (at > 0) expect(first.occurred_at.getTime()).toBeGreaterThanOrEqual(rows[at - 1].occurred_at.getTime());
+    }
+    expect(rows[0].details.tricky).toBe(tricky.replace('\ud800', '\ufffd'));
+    expect((await service.db.query('SELECT count(*)::int AS n FROM audit_pending')).rows[0].n).toBe(0);
+    expect(await verify()).toMatchObject({ intact: true, breaks: 0 });
+  });
+
+  it('holds no lock while a transaction that appended is still open: a later one commits first, and is first in the chain', async () => {
+    const auditLog = service.app.get(AuditLog);
+    const open = service.app.get(DataSource).createQueryRunner();
+    await open.connect();
+    try {
+      await open.startTransaction();
+      await auditLog.append(open.manager, { actor: 'system', action: 'test.open-first', details: {} });
+      // Under a lock taken at append time this would wait for the open transaction.
+      await service.app.get(DataSource).transaction((manager) => auditLog.append(manager, { actor: 'system', action: 'test.committed-first', details: {} }));
+      await open.commitTransaction();
+    } finally {
+      await open.release();
+    }
+    const { rows } = await service.db.query(`SELECT action FROM audit_entries WHERE action LIKE 'test.%-first' ORDER BY seq`);
+    expect(rows.map((row) => row.action)).toEqual(['test.committed-first', 'test.open-first']);
   });
 
   it('runs the service as a role that cannot update, delete or truncate the history', async () => {

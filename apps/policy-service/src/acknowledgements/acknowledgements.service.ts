@@ -49,7 +49,7 @@ const factsKey = (commandId: string, systemId: string, generation: number) => `$
  * Reports arrive in batches (all those of one fetch from one partition); a batch — or several, handed in
  * together (see `recordReports`) — is recorded in ONE transaction: the systems it concerns are locked once (in id order, like decisions, so the two never
  * deadlock), each report is applied in the order it was published, and the audit entries of the whole
- * batch are appended last, in one go — one commit and one turn of the audit chain's lock per batch
+ * batch are appended in one go — one commit, and one turn of the audit chain's lock inside it, per batch
  * instead of per report. Signatures are checked before the transaction (CPU only; keys are cached).
  */
 @Injectable()
@@ -68,10 +68,10 @@ export class AcknowledgementsService {
   /**
    * Records a batch. Batches handed in while a transaction runs (the transport consumes every partition at
    * once) are recorded together by the next one: group commit, so that under load the partitions share one
-   * transaction, one turn of the audit chain's lock and one commit instead of queueing on that lock one by
-   * one. If a merged transaction fails, each batch of it is recorded alone, so one batch that cannot be
-   * recorded fails (and is delivered again) without holding up the others. Order within a system is kept:
-   * its reports come from one partition, whose next batch is handed in only after this one resolved.
+   * transaction and one commit (with its one turn of the audit chain's lock) instead of one each. If a merged
+   * transaction fails, each batch of it is recorded alone, so one batch that cannot be recorded fails (and is
+   * delivered again) without holding up the others. Order within a system is kept: its reports come from one
+   * partition, whose next batch is handed in only after this one resolved.
    */
   async recordReports(received: readonly ReceivedReport[]): Promise<void> {
     if (received.length === 0) return;
@@ -139,7 +139,6 @@ export class AcknowledgementsService {
         }
       }
       await this.applyAcknowledgements(manager, accepted);
-      // Last: appending takes the audit chain's lock, held until commit.
       await this.auditLog.append(manager, entries);
     });
   }

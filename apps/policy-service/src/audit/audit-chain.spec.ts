@@ -2,6 +2,7 @@ import { generateSigningKeyPair, parsePrivateKey, parsePublicKey, type SigningKe
 import { createHash } from 'node:crypto';
 import {
   chainEntryHash,
+  chainEntryTemplate,
   ChainVerifier,
   checkExportConsistency,
   exportJsonLines,
@@ -105,6 +106,30 @@ describe('audit hash chain', () => {
     expect(first.hash).toBe(createHash('sha256').update(GENESIS_HASH + canonical).digest('hex'));
     // Key order of details and extra properties on the object do not change the hash.
     expect(chainEntryHash(GENESIS_HASH, { ...first, details: { a: [true, null], b: 1 }, kind: 'entry' } as ChainEntry)).toBe(first.hash);
+  });
+
+  it('cuts an entry into the template the database links at commit: the same text, so the same hash', () => {
+    const tricky = {
+      actor: 'user:"o\'brien"\\',
+      action: 'group.revoked',
+      groupId: 'g',
+      systemId: null,
+      commandId: '6f1c1c1e-0000-4000-8000-000000000001',
+      // Text that looks like the fields the template cuts around, control characters, non-ASCII and U+2028.
+      reason: '"occurredAt":"x","seq":1 \u0000\n\t é 東京 🚨 \u2028',
+      incidentRef: null,
+      sourceAddress: '::1',
+      details: { seq: 'seq-x', occurredAt: 'time-x', nested: { z: [1, 'two', null], a: true } },
+    };
+    for (const [seq, occurredAt] of [
+      [1, '2026-01-01T00:00:00.000Z'],
+      [987654321, '2026-11-29T23:59:59.999Z'],
+    ] as const) {
+      const { head, middle, tail } = chainEntryTemplate(tricky);
+      const text = head + occurredAt + middle + String(seq) + tail;
+      const prevHash = 'ab'.repeat(32);
+      expect(createHash('sha256').update(prevHash + text, 'utf8').digest('hex')).toBe(chainEntryHash(prevHash, { ...tricky, seq, occurredAt }));
+    }
   });
 
   it('links each entry to the previous one', () => {

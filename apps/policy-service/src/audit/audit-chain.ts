@@ -22,7 +22,7 @@
  * the running policy service, whose checkpoint writer refuses to sign a history that no longer contains what
  * it verified or signed before (audit-trail.service.ts).
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import { canonicalJson, parsePublicKey, signDetached, signedBytesOf, verifyDetached, type SigningKey } from '@portcullis/contracts';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -172,6 +172,36 @@ export function chainEntryHash(prevHash: string, content: ChainEntryContent): st
   return createHash('sha256')
     .update(prevHash + canonicalJson(chainEntryContent(content)), 'utf8')
     .digest('hex');
+}
+
+/**
+ * An entry's canonical JSON cut where its time and its place in the chain go, for linking it where those are
+ * decided: at commit, inside the database (migration `AuditLinkedAtCommit`). For any `occurredAt` and `seq`,
+ * `head + occurredAt + middle + String(seq) + tail` is exactly `canonicalJson(chainEntryContent(...))` of
+ * the whole entry (keys are sorted, so the time comes before the seq), and its hash is
+ * SHA-256(prevHash + that text) as `chainEntryHash` computes it.
+ */
+export interface ChainEntryTemplate {
+  head: string;
+  middle: string;
+  tail: string;
+}
+
+export function chainEntryTemplate(content: Omit<ChainEntryContent, 'seq' | 'occurredAt'>): ChainEntryTemplate {
+  // Stand-ins no content can contain (random, and a seq is a number): each must appear exactly once.
+  const mark = randomUUID();
+  const timeMark = `time-${mark}`;
+  const seqMark = `seq-${mark}`;
+  const json = canonicalJson(chainEntryContent({ ...content, occurredAt: timeMark, seq: seqMark as unknown as number }));
+  const [head, rest] = splitOnce(json, timeMark);
+  const [middle, tail] = splitOnce(rest, JSON.stringify(seqMark));
+  return { head, middle, tail };
+}
+
+function splitOnce(text: string, separator: string): [string, string] {
+  const at = text.indexOf(separator);
+  if (at < 0 || text.indexOf(separator, at + separator.length) >= 0) throw new Error('an audit entry template needs its stand-in exactly once');
+  return [text.slice(0, at), text.slice(at + separator.length)];
 }
 
 /** Links entries (in order, after `previous`) into the chain: sets prevHash and hash. */

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { AuditEntryEntity } from '../database/entities';
-import { linkEntries, type ChainEntry } from './audit-chain';
+import { chainEntryTemplate, type ChainEntryContent, type ChainEntryTemplate } from './audit-chain';
 import { currentRequestCredential, type RequestCredential } from './request-credential';
 
 export interface AuditEntryInput {
@@ -65,12 +65,12 @@ export class AuditLog {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
 
   /**
-   * Appends entries to the chain, in the caller's transaction (READ COMMITTED).
+   * Appends entries to the chain, in the caller's transaction: they exist if and only if it commits.
    *
-   * It locks the single chain-head row, so appends are serialised and commit in chain order; the lock is
-   * held until the caller commits. DEADLOCK RULE: call `append` LAST in the transaction — after every
-   * row update and lock the transaction needs — so that a transaction holding the chain lock never waits
-   * for another lock (only inserts, which wait for nothing, may follow).
+   * Each entry is written as pending, with its canonical JSON cut where its time and sequence number go;
+   * the database links the transaction's entries into the chain when it commits (migration
+   * `AuditLinkedAtCommit`), so the chain head's lock is held only inside that commit and appending waits for
+   * nothing. Entries appear in the chain in the order they were appended, all with the commit's time.
    */
   async append(manager: EntityManager, entries: AuditEntryInput | AuditEntryInput[]): Promise<void> {
     const list = Array.isArray(entries) ? entries : [entries];
@@ -78,15 +78,9 @@ export class AuditLog {
     if (!manager.queryRunner?.isTransactionActive) {
       throw new Error('AuditLog.append must run inside the transaction of the change it records');
     }
-    const heads: { seq: string; hash: string }[] = await manager.query('SELECT seq, hash FROM audit_chain_head FOR UPDATE');
-    if (heads.length !== 1) throw new Error('the audit chain head is missing: have the migrations run?');
-    // Taken after the lock, so times follow the chain; milliseconds, exactly what the column gives back.
-    const occurredAt = new Date().toISOString();
     const credential = currentRequestCredential();
-    const linked = linkEntries(
-      { seq: Number(heads[0].seq), hash: heads[0].hash },
-      list.map((entry) => ({
-        occurredAt,
+    const rows = list.map((entry) => {
+      const content = {
         actor: wellFormed(entry.actor),
         action: wellFormed(entry.action),
         groupId: nullableText(entry.groupId),
@@ -96,20 +90,16 @@ export class AuditLog {
         incidentRef: nullableText(entry.incidentRef),
         sourceAddress: nullableText(entry.sourceAddress),
         details: storedJson(withCredential(entry, credential)),
-      })),
-    );
-    // One statement (one round trip inside the chain's lock): the entries, then the head moved on.
-    const last = linked[linked.length - 1];
+      };
+      return toPendingRow(content, chainEntryTemplate(content));
+    });
     await manager.query(
-      `WITH appended AS (
-         INSERT INTO audit_entries (seq, occurred_at, actor, action, group_id, system_id, command_id, reason, incident_ref,
-                                    source_address, details, prev_hash, hash)
-         SELECT e.seq, e.occurred_at, e.actor, e.action, e.group_id, e.system_id, e.command_id, e.reason, e.incident_ref,
-                e.source_address, e.details, e.prev_hash, e.hash
-         FROM json_populate_recordset(NULL::audit_entries, $1::json) AS e
-       )
-       UPDATE audit_chain_head SET seq = $2, hash = $3`,
-      [JSON.stringify(linked.map(toRow)), last.seq, last.hash],
+      `INSERT INTO audit_pending (actor, action, group_id, system_id, command_id, reason, incident_ref, source_address, details,
+                                  canonical_head, canonical_middle, canonical_tail)
+       SELECT e.actor, e.action, e.group_id, e.system_id, e.command_id, e.reason, e.incident_ref, e.source_address, e.details,
+              e.canonical_head, e.canonical_middle, e.canonical_tail
+       FROM json_populate_recordset(NULL::audit_pending, $1::json) AS e`,
+      [JSON.stringify(rows)],
     );
   }
 
@@ -171,22 +161,21 @@ function storedJson(details: Record<string, unknown>): Record<string, unknown> {
   >;
 }
 
-/** An entry as a row of `audit_entries` (column names), for `json_populate_recordset`. */
-function toRow(entry: ChainEntry): Record<string, unknown> {
+/** A pending entry as a row of `audit_pending` (column names), for `json_populate_recordset`. */
+function toPendingRow(content: Omit<ChainEntryContent, 'seq' | 'occurredAt'>, template: ChainEntryTemplate): Record<string, unknown> {
   return {
-    seq: entry.seq,
-    occurred_at: entry.occurredAt,
-    actor: entry.actor,
-    action: entry.action,
-    group_id: entry.groupId,
-    system_id: entry.systemId,
-    command_id: entry.commandId,
-    reason: entry.reason,
-    incident_ref: entry.incidentRef,
-    source_address: entry.sourceAddress,
-    details: entry.details,
-    prev_hash: entry.prevHash,
-    hash: entry.hash,
+    actor: content.actor,
+    action: content.action,
+    group_id: content.groupId,
+    system_id: content.systemId,
+    command_id: content.commandId,
+    reason: content.reason,
+    incident_ref: content.incidentRef,
+    source_address: content.sourceAddress,
+    details: content.details,
+    canonical_head: template.head,
+    canonical_middle: template.middle,
+    canonical_tail: template.tail,
   };
 }
 

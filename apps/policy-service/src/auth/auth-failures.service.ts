@@ -23,7 +23,6 @@ export class AuthFailures implements OnModuleDestroy {
     this.limiter = new FailedAuthLimiter({ limit: authFailureLimit, windowMs: authFailureWindowSeconds * 1000 });
     this.auditor = new AuthFailureAuditor({
       windowMs: authFailureAuditWindowSeconds * 1000,
-      // The audit append is the only (so the last) statement of its transaction.
       write: (entries) => dataSource.transaction((manager) => auditLog.append(manager, entries)),
       onError: (message) => this.log.error(message),
     });

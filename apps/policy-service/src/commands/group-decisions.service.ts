@@ -97,7 +97,7 @@ interface Application {
  * exactly as a direct decision, in the transaction of a different security lead's approval.
  *
  * Lock order everywhere: the group row, then restore requests (command rows) of that group, then the
- * group's systems by id; the audit entries are appended last (they lock the audit hash chain).
+ * group's systems by id. The audit entries are linked into the hash chain when the transaction commits.
  */
 @Injectable()
 export class GroupDecisionsService {
@@ -142,7 +142,7 @@ export class GroupDecisionsService {
    * single revoke (its own command, targets, outbox messages, audit entries); a group already revoked is
    * recorded as a repeated revoke. Lock order: the groups by id, then every member system by id, before
    * any decision — the order single decisions and acknowledgement batches use — and the audit entries of
-   * all the groups appended once, last.
+   * all the groups appended once.
    */
   async revokeMany(input: Omit<GroupDecision, 'action' | 'groupId' | 'roles'> & { groupIds: readonly string[] }): Promise<BulkRevokeOutcome[]> {
     const groupIds = [...new Set(input.groupIds)].sort();
@@ -204,14 +204,13 @@ export class GroupDecisionsService {
       }
       // The new commands are written with their decisions (writeApplications).
       await this.writeApplications(manager, plans);
-      // Last: appending takes the audit chain's lock, held until commit.
       await this.auditLog.append(manager, entries);
       return outcomes;
     });
   }
 
   /**
-   * Records one decision; its audit entries are appended last.
+   * Records one decision and its audit entries.
    */
   private async record(manager: EntityManager, decision: GroupDecision): Promise<Recorded> {
     const audit = (entries: AuditEntryInput[]) => this.auditLog.append(manager, entries);
@@ -462,7 +461,6 @@ export class GroupDecisionsService {
     const context = await this.loadDecisionContext(manager, [group.id], now);
     const plan = this.planApplication(group, decided, now, how, context);
     const writtenAt = await this.writeApplications(manager, [plan]);
-    // Last: appending takes the audit chain's lock, held until commit.
     await this.auditLog.append(manager, plan.entries);
     return plan.targets.map((target) => writtenTarget(target, writtenAt));
   }

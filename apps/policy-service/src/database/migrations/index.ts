@@ -11,6 +11,7 @@ import { OutboxNotifyTrigger1764400600000 } from './1764400600000-OutboxNotifyTr
 import { ReissueForRouting1764400700000 } from './1764400700000-ReissueForRouting';
 import { AdapterStateStore1764400800000 } from './1764400800000-AdapterStateStore';
 import { OpenTargetsIndex1764400900000 } from './1764400900000-OpenTargetsIndex';
+import { AuditLinkedAtCommit1764401000000 } from './1764401000000-AuditLinkedAtCommit';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
 export const policyServiceMigrations = [
@@ -27,4 +28,5 @@ export const policyServiceMigrations = [
   ReissueForRouting1764400700000,
   AdapterStateStore1764400800000,
   OpenTargetsIndex1764400900000,
+  AuditLinkedAtCommit1764401000000,
 ];
