@@ -202,6 +202,18 @@ describe('audit trail', () => {
     expect(rows.map((row) => row.action)).toEqual(['test.committed-first', 'test.open-first']);
   });
 
+  it('links into the real chain even where a session made temporary tables of the same names', async () => {
+    const auditLog = service.app.get(AuditLog);
+    await service.app.get(DataSource).transaction(async (manager) => {
+      await manager.query('CREATE TEMP TABLE audit_entries (LIKE public.audit_entries) ON COMMIT DROP');
+      await manager.query('CREATE TEMP TABLE audit_chain_head (LIKE public.audit_chain_head) ON COMMIT DROP');
+      await auditLog.append(manager, { actor: 'system', action: 'test.shadowed', details: {} });
+    });
+    const { rows } = await service.db.query(`SELECT seq FROM audit_entries WHERE action = 'test.shadowed'`);
+    expect(rows).toHaveLength(1);
+    expect(Number((await service.db.query('SELECT seq FROM audit_chain_head')).rows[0].seq)).toBeGreaterThanOrEqual(Number(rows[0].seq));
+  });
+
   it('runs the service as a role that cannot update, delete or truncate the history', async () => {
     const app = new Client({ connectionString: service.config.databaseUrl });
     await app.connect();

@@ -93,14 +93,7 @@ export class AuditLog {
       };
       return toPendingRow(content, chainEntryTemplate(content));
     });
-    await manager.query(
-      `INSERT INTO audit_pending (actor, action, group_id, system_id, command_id, reason, incident_ref, source_address, details,
-                                  canonical_head, canonical_middle, canonical_tail)
-       SELECT e.actor, e.action, e.group_id, e.system_id, e.command_id, e.reason, e.incident_ref, e.source_address, e.details,
-              e.canonical_head, e.canonical_middle, e.canonical_tail
-       FROM json_populate_recordset(NULL::audit_pending, $1::json) AS e`,
-      [JSON.stringify(rows)],
-    );
+    await manager.query('INSERT INTO audit_pending (entries) VALUES ($1::json)', [JSON.stringify(rows)]);
   }
 
   /** Newest first, keyset-paginated by id. */
@@ -161,7 +154,7 @@ function storedJson(details: Record<string, unknown>): Record<string, unknown> {
   >;
 }
 
-/** A pending entry as a row of `audit_pending` (column names), for `json_populate_recordset`. */
+/** A pending entry as the database reads it (`audit_pending_entry`, column names). */
 function toPendingRow(content: Omit<ChainEntryContent, 'seq' | 'occurredAt'>, template: ChainEntryTemplate): Record<string, unknown> {
   return {
     actor: content.actor,
