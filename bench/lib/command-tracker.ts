@@ -35,9 +35,12 @@ export interface CommandTiming extends ObservedCommand {
 export interface Hops {
   /** Client sent → requestedAt (see CommandTiming): HTTP, authentication, validation, the group lock. */
   request: number;
-  /** requestedAt → the decision's audit entry (`group.revoked` / `group.restored`, appended last in the transaction). */
+  /**
+   * requestedAt → the decision's audit entry (`group.revoked` / `group.restored`), whose time is taken inside
+   * COMMIT, when the database links it into the chain: the decision transaction, its commit included.
+   */
   decide: number;
-  /** Audit entry → outbox.published_at: commit, NOTIFY, relay reads the outbox, Kafka send (acks=all), UPDATE. */
+  /** Audit entry → outbox.published_at: the end of the commit, NOTIFY, relay reads the outbox, Kafka send (acks=all), UPDATE. */
   relay: number;
   /**
    * published_at → the adapter built its `enforced` ack: Kafka fetch, signature check, validation, durable

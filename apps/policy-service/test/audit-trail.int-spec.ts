@@ -153,11 +153,17 @@ describe('audit trail', () => {
     const dataSource = service.app.get(DataSource);
     // Text the database must hash exactly as the application does (its canonical JSON is cut around the time and seq).
     const tricky = '"occurredAt":"x","seq":1 \\ \u0001 \n é 東京 🚨 \u2028 \ud800 (lone surrogate)';
-    const appended = (i: number, part: string) => ({ actor: 'system', action: 'test.linked', reason: `${i} ${part} ${tricky}`, details: { i, part, tricky } });
-    // Concurrent transactions, each appending twice; one of them rolls back.
+    // A command id in upper case: the hash must cover the text the uuid column gives back.
+    const commandId = '6F1C1C1E-0000-4000-8000-00000000000A';
+    const appended = (i: number, part: string) =>
+      ({ actor: 'system', action: 'test.linked', commandId, reason: `${i} ${part} ${tricky}`, details: { i, part, tricky } });
+    // Concurrent transactions, each appending twice; one of them rolls back. Session settings that change how
+    // times print must not change what is hashed.
     const results = await Promise.allSettled(
       Array.from({ length: 12 }, (_, i) =>
         dataSource.transaction(async (manager) => {
+          await manager.query(`SET LOCAL TimeZone = 'Pacific/Chatham'`);
+          await manager.query(`SET LOCAL DateStyle = 'SQL, DMY'`);
           await auditLog.append(manager, appended(i, 'first'));
           await manager.query('SELECT pg_sleep(0.01 * random())');
           await auditLog.append(manager, [appended(i, 'second'), appended(i, 'third')]);
@@ -167,19 +173,21 @@ describe('audit trail', () => {
     );
     expect(results.filter((result) => result.status === 'rejected')).toHaveLength(1);
     const { rows } = await service.db.query(
-      `SELECT seq, occurred_at, details FROM audit_entries WHERE action = 'test.linked' ORDER BY seq`,
+      `SELECT seq, occurred_at, command_id, details FROM audit_entries WHERE action = 'test.linked' ORDER BY seq`,
     );
     expect(rows).toHaveLength(11 * 3);
     expect(rows.some((row) => row.details.i === 5)).toBe(false);
     for (let at = 0; at < rows.length; at += 3) {
-      // A transaction's entries are consecutive, in the order appended, with one time.
+      // A transaction's entries are consecutive, in the order appended; an append's entries share a time.
       const [first, second, third] = rows.slice(at, at + 3);
       expect([first.details.part, second.details.part, third.details.part]).toEqual(['first', 'second', 'third']);
       expect(new Set([first, second, third].map((row) => row.details.i)).size).toBe(1);
       expect([Number(second.seq), Number(third.seq)]).toEqual([Number(first.seq) + 1, Number(first.seq) + 2]);
-      expect(second.occurred_at).toEqual(first.occurred_at);
-      if (at > 0) expect(first.occurred_at.getTime()).toBeGreaterThanOrEqual(rows[at - 1].occurred_at.getTime());
+      expect(third.occurred_at).toEqual(second.occurred_at);
     }
+    // Times follow the chain.
+    rows.slice(1).forEach((row, i) => expect(row.occurred_at.getTime()).toBeGreaterThanOrEqual(rows[i].occurred_at.getTime()));
+    expect(rows[0].command_id).toBe(commandId.toLowerCase());
     expect(rows[0].details.tricky).toBe(tricky.replace('\ud800', '\ufffd'));
     expect((await service.db.query('SELECT count(*)::int AS n FROM audit_pending')).rows[0].n).toBe(0);
     expect(await verify()).toMatchObject({ intact: true, breaks: 0 });

@@ -9,7 +9,7 @@ import type {
 } from '@portcullis/contracts';
 import { DataSource, type EntityManager } from 'typeorm';
 import { AdapterKeysService, describeSignatureFailure } from '../adapters/adapter-keys.service';
-import { AuditLog, type AuditEntryInput } from '../audit/audit-log.service';
+import { AuditLog, isUuid, type AuditEntryInput } from '../audit/audit-log.service';
 
 /** A report as the transport decoded it, with its bytes as they arrived (the signature covers those). */
 export interface ReceivedReport {
@@ -418,7 +418,7 @@ export class AcknowledgementsService {
         actor: `adapter:${adapterId}`,
         action: 'security.alert',
         systemId,
-        commandId: record.commandId && /^[0-9a-f-]{36}$/i.test(record.commandId) ? record.commandId : null,
+        commandId: record.commandId && isUuid(record.commandId) ? record.commandId : null,
         reason: `${reason}: ${detail}`,
         details: { messageId: alert.messageId, severity, alertReason: reason, verified, signatureProblem, record, reportedAt: alert.occurredAt },
       },

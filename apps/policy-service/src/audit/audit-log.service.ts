@@ -70,7 +70,8 @@ export class AuditLog {
    * Each entry is written as pending, with its canonical JSON cut where its time and sequence number go;
    * the database links the transaction's entries into the chain when it commits (migration
    * `AuditLinkedAtCommit`), so the chain head's lock is held only inside that commit and appending waits for
-   * nothing. Entries appear in the chain in the order they were appended, all with the commit's time.
+   * nothing. Entries appear in the chain in the order they were appended; an append's entries share one time,
+   * taken at commit.
    */
   async append(manager: EntityManager, entries: AuditEntryInput | AuditEntryInput[]): Promise<void> {
     const list = Array.isArray(entries) ? entries : [entries];
@@ -85,7 +86,7 @@ export class AuditLog {
         action: wellFormed(entry.action),
         groupId: nullableText(entry.groupId),
         systemId: nullableText(entry.systemId),
-        commandId: entry.commandId ?? null,
+        commandId: canonicalUuid(entry.commandId),
         reason: nullableText(entry.reason),
         incidentRef: nullableText(entry.incidentRef),
         sourceAddress: nullableText(entry.sourceAddress),
@@ -140,6 +141,23 @@ export class AuditLog {
  */
 function wellFormed(value: string): string {
   return Buffer.from(value, 'utf8').toString('utf8');
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether a text is a UUID in the layout PostgreSQL gives back (any letter case). */
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
+/**
+ * The text PostgreSQL's `uuid` column gives back, lower case: the hash must cover what verification reads.
+ * Anything else is a caller's mistake (validated input is a UUID already).
+ */
+function canonicalUuid(value: string | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  if (!isUuid(value)) throw new Error(`an audit entry's commandId must be a UUID, not ${JSON.stringify(value)}`);
+  return value.toLowerCase();
 }
 
 function nullableText(value: string | null | undefined): string | null {

@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { APP_ROLE } from './1764400150000-AppRoleGrants';
 
 /**
  * Audit entries are linked into the hash chain AT COMMIT, by the database, instead of by the application
@@ -19,15 +20,21 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * reads it as before, the entries are still part of the change's transaction (both or neither), and times
  * still follow the chain (taken after the lock).
  *
- * Each append is one pending row (its entries as a JSON array). The first pending row's trigger links every
- * pending row the transaction sees, in id order (the order of the appends), hashing one entry after the
- * other and inserting them all in one statement; the others find their row gone. Pending rows live only
- * inside their transaction: the table is UNLOGGED (no WAL for a row deleted before its commit). A row written
- * while triggers were off (a superuser's `session_replication_role = replica`) stays pending and is linked
- * by the next transaction that appends.
+ * Each append is one pending row (its entries as a JSON array) and fires the trigger once, in the order of
+ * the appends: it hashes that row's entries one after the other, inserts them in one statement and deletes
+ * the row by its key (no scan: a table of dead rows, while a long snapshot keeps vacuum from removing them,
+ * costs nothing here). Entries of one append share a time; a later append of the same transaction, linked
+ * under the lock it already holds, may carry a later one. The table is UNLOGGED: no WAL for rows that never
+ * outlive their transaction. A row written while triggers were off (only a superuser can) stays pending and
+ * is not linked by anyone; `down` refuses to drop such rows.
+ *
+ * The time is the database server's clock (before: the service host's). A transaction that links early —
+ * `SET CONSTRAINTS ALL IMMEDIATE`, or `PREPARE TRANSACTION` — holds the chain's lock from there until it
+ * ends; the service does neither.
  *
  * During a rolling upgrade an older service instance still appends the old way; both take the same row
- * lock and read the head under it, so the chain stays one chain.
+ * lock and read the head under it, so the chain stays one chain (its entries' times come from its host's
+ * clock, so across the two kinds of entry times follow the chain only as far as the clocks agree).
  */
 export class AuditLinkedAtCommit1764401000000 implements MigrationInterface {
   name = 'AuditLinkedAtCommit1764401000000';
@@ -61,33 +68,26 @@ export class AuditLinkedAtCommit1764401000000 implements MigrationInterface {
       SET search_path = public, pg_temp
       AS $$
       DECLARE
-        appends    bigint[];
-        head_seq   bigint;
-        head_hash  text;
-        chain_start text;
-        at         timestamptz;
-        at_text    text;
-        entry      record;
-        hashes     text[] := '{}';
+        head_seq     bigint;
+        head_hash    text;
+        chain_start  text;
+        at           timestamptz;
+        at_text      text;
+        entry        record;
+        hashes       text[] := '{}';
       BEGIN
-        PERFORM 1 FROM audit_pending WHERE id = NEW.id;
-        IF NOT FOUND THEN
-          RETURN NULL; -- linked already, with the rest of its transaction's entries
-        END IF;
         SELECT h.seq, h.hash INTO head_seq, head_hash FROM audit_chain_head h FOR UPDATE;
         IF NOT FOUND THEN
           RAISE EXCEPTION 'the audit chain head is missing';
         END IF;
         chain_start := head_hash;
-        SELECT array_agg(id ORDER BY id) INTO appends FROM audit_pending;
         -- After the lock, so that times follow the chain; to the millisecond, the precision the chain hashes.
         at := date_trunc('milliseconds', clock_timestamp());
         at_text := to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
         -- The chain is sequential: each hash covers the one before.
         FOR entry IN
           SELECT e.canonical_head, e.canonical_middle, e.canonical_tail
-          FROM audit_pending p, json_populate_recordset(NULL::audit_pending_entry, p.entries) WITH ORDINALITY AS e
-          WHERE p.id = ANY(appends) ORDER BY p.id, e.ordinality
+          FROM json_populate_recordset(NULL::audit_pending_entry, NEW.entries) WITH ORDINALITY AS e ORDER BY e.ordinality
         LOOP
           head_hash := encode(sha256(convert_to(
             head_hash || entry.canonical_head || at_text || entry.canonical_middle || (head_seq + cardinality(hashes) + 1)::text
@@ -97,13 +97,12 @@ export class AuditLinkedAtCommit1764401000000 implements MigrationInterface {
         END LOOP;
         INSERT INTO audit_entries (seq, occurred_at, actor, action, group_id, system_id, command_id, reason, incident_ref,
                                    source_address, details, prev_hash, hash)
-        SELECT head_seq + e.n, at, e.actor, e.action, e.group_id, e.system_id, e.command_id, e.reason, e.incident_ref,
-               e.source_address, e.details, CASE WHEN e.n = 1 THEN chain_start ELSE hashes[e.n - 1] END, hashes[e.n]
-        FROM (SELECT x.*, row_number() OVER (ORDER BY p.id, x.ordinality) AS n
-              FROM audit_pending p, json_populate_recordset(NULL::audit_pending_entry, p.entries) WITH ORDINALITY AS x
-              WHERE p.id = ANY(appends)) AS e
-        ORDER BY e.n;
-        DELETE FROM audit_pending WHERE id = ANY(appends);
+        SELECT head_seq + e.ordinality, at, e.actor, e.action, e.group_id, e.system_id, e.command_id, e.reason, e.incident_ref,
+               e.source_address, e.details, CASE WHEN e.ordinality = 1 THEN chain_start ELSE hashes[e.ordinality::int - 1] END,
+               hashes[e.ordinality::int]
+        FROM json_populate_recordset(NULL::audit_pending_entry, NEW.entries) WITH ORDINALITY AS e
+        ORDER BY e.ordinality;
+        DELETE FROM audit_pending WHERE id = NEW.id;
         UPDATE audit_chain_head SET seq = head_seq + cardinality(hashes), hash = head_hash;
         RETURN NULL;
       END
@@ -111,9 +110,16 @@ export class AuditLinkedAtCommit1764401000000 implements MigrationInterface {
     await queryRunner.query(`
       CREATE CONSTRAINT TRIGGER audit_pending_link AFTER INSERT ON audit_pending
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_link_pending()`);
+    // Stated, not left to the default privileges of whichever role migrates: the function runs with the
+    // service's rights (it appends as the service did), so the service writes and removes pending rows.
+    await queryRunner.query(`GRANT SELECT, INSERT, DELETE ON audit_pending TO ${APP_ROLE}`);
+    await queryRunner.query(`GRANT USAGE ON SEQUENCE audit_pending_id_seq TO ${APP_ROLE}`);
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
+    // Pending rows outlive their transaction only when it ran with triggers off: never drop history silently.
+    const [{ pending }] = await queryRunner.query('SELECT count(*)::int AS pending FROM audit_pending');
+    if (pending > 0) throw new Error(`audit_pending holds ${pending} entries that were never linked into the chain: link or export them first`);
     await queryRunner.query(`DROP TABLE audit_pending`);
     await queryRunner.query(`DROP FUNCTION audit_link_pending()`);
     await queryRunner.query(`DROP TYPE audit_pending_entry`);
