@@ -64,7 +64,8 @@ export class AuditLinkedAtCommit1764401000000 implements MigrationInterface {
       )`);
     await queryRunner.query(`
       CREATE FUNCTION audit_link_pending() RETURNS trigger LANGUAGE plpgsql
-      -- The tables the migrations made, never a session's temporary table of the same name.
+      -- The tables the migrations made, never a session's temporary table of the same name (pg_catalog comes
+      -- first, implicitly; the one argument a look-alike function could match better is typed exactly).
       SET search_path = public, pg_temp
       AS $$
       DECLARE
@@ -92,7 +93,7 @@ export class AuditLinkedAtCommit1764401000000 implements MigrationInterface {
           head_hash := encode(sha256(convert_to(
             head_hash || entry.canonical_head || at_text || entry.canonical_middle || (head_seq + cardinality(hashes) + 1)::text
               || entry.canonical_tail,
-            'UTF8')), 'hex');
+            'UTF8'::name)), 'hex');
           hashes := hashes || head_hash;
         END LOOP;
         INSERT INTO audit_entries (seq, occurred_at, actor, action, group_id, system_id, command_id, reason, incident_ref,
@@ -113,6 +114,7 @@ export class AuditLinkedAtCommit1764401000000 implements MigrationInterface {
     // Stated, not left to the default privileges of whichever role migrates: the function runs with the
     // service's rights (it appends as the service did), so the service writes and removes pending rows.
     await queryRunner.query(`GRANT SELECT, INSERT, DELETE ON audit_pending TO ${APP_ROLE}`);
+    await queryRunner.query(`REVOKE UPDATE, TRUNCATE ON audit_pending FROM ${APP_ROLE}`);
     await queryRunner.query(`GRANT USAGE ON SEQUENCE audit_pending_id_seq TO ${APP_ROLE}`);
   }
 
