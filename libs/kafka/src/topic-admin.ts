@@ -41,14 +41,17 @@ export async function ensureTopics(kafka: Kafka, specs: NewTopic[]): Promise<str
 
 /**
  * Waits until every partition of the topics has a leader (topics just created: a broker answers
- * UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE until their metadata has spread).
+ * UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE until their metadata has spread). Gives up at once
+ * on an error that waiting cannot mend (not authorized to describe the topics, say), and when the deadline
+ * passes — also in the middle of a metadata request, which kafkajs itself may retry for many seconds.
  */
-async function waitForLeaders(admin: Admin, names: string[]): Promise<void> {
-  const deadline = Date.now() + LEADERS_TIMEOUT_MS;
-  let lastProblem = '';
+export async function waitForLeaders(admin: Pick<Admin, 'fetchTopicMetadata'>, names: string[], timeoutMs = LEADERS_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const timedOut = (problem: string) => new Error(`created topics did not get leaders within ${timeoutMs / 1000} s: ${problem}`);
+  let lastProblem = 'no answer yet';
   for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1_000)) {
     try {
-      const { topics } = await admin.fetchTopicMetadata({ topics: names });
+      const { topics } = await beforeDeadline(admin.fetchTopicMetadata({ topics: names }), deadline, () => timedOut(lastProblem));
       const leaderless = names.filter((name) => {
         // Every partition the topic has (another process may have created it first, with other settings:
         // existing topics are left as they are).
@@ -58,11 +61,35 @@ async function waitForLeaders(admin: Admin, names: string[]): Promise<void> {
       if (leaderless.length === 0) return;
       lastProblem = `no leader yet for partitions of ${leaderless.join(', ')}`;
     } catch (error) {
+      if (Date.now() >= deadline || !worthWaiting(error)) throw error;
       lastProblem = (error as Error).message;
     }
-    if (Date.now() + delayMs > deadline) {
-      throw new Error(`created topics did not get leaders within ${LEADERS_TIMEOUT_MS / 1000} s: ${lastProblem}`);
-    }
+    if (Date.now() + delayMs > deadline) throw timedOut(lastProblem);
     await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+/**
+ * Whether an error of a metadata request may pass by waiting: kafkajs marks what it does not retry
+ * (authorization, an invalid topic name, ...) `retriable: false`, and gives up on what it does retry with
+ * `KafkaJSNumberOfRetriesExceeded` (itself not retriable, but about an error that was).
+ */
+function worthWaiting(error: unknown): boolean {
+  const kafkaError = error as { name?: string; retriable?: boolean };
+  return kafkaError.name === 'KafkaJSNumberOfRetriesExceeded' || kafkaError.retriable !== false;
+}
+
+/** The promise's outcome, or `onTimeout()`'s error once the deadline has passed. */
+async function beforeDeadline<T>(promise: Promise<T>, deadline: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(onTimeout()), Math.max(0, deadline - Date.now()));
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
