@@ -29,6 +29,7 @@ interface AlertView {
   reason: string;
   severity: string;
   verified: boolean;
+  explanation: string | null;
 }
 
 /**
@@ -288,6 +289,37 @@ describe('forged, replayed and re-targeted messages on Kafka', () => {
     expect(await stockDb.canLogIn('clerk')).toBe(true);
     await api.until(await api.decide('revoke', group, { reason: 'again', incidentRef: 'INC-3' }));
     expect(await stockDb.canLogIn('clerk')).toBe(false);
+  });
+
+  it('explains the copies a send of uncertain outcome leaves behind, and only those', async () => {
+    const [replayedBefore, rolledBackBefore] = [await count('replayed'), await count('rolled-back')];
+    // The broker writes the relay's batch but its answer is lost: the relay sends the batch again.
+    const producer = service.app.get(ReliableProducer);
+    const send = producer.send.bind(producer);
+    let answersLost = 0;
+    const lostAnswer = jest.spyOn(producer, 'send').mockImplementationOnce(async (messages) => {
+      await send(messages);
+      answersLost += 1;
+      throw new Error('the broker wrote the batch, but its answer was lost');
+    });
+    try {
+      await api.until(await api.decide('restore', group, { reason: 'verified clean', incidentRef: 'INC-4' }));
+    } finally {
+      lostAnswer.mockRestore();
+    }
+    expect(answersLost).toBe(1);
+    await api.until(await api.decide('revoke', group, { reason: 'again', incidentRef: 'INC-4' }));
+    // The adapter applied the first copy and refused the second: explained, and the target is as decided.
+    const copy = await expectAlert('replayed', replayedBefore);
+    expect(copy.explanation).toMatch(/the policy service itself may have published message .* more than once/);
+    expect(await stockDb.canLogIn('clerk')).toBe(false);
+    // An attacker appending a genuine message the service sent once is still an unexplained rollback.
+    await publishDecision(stock, genuine[1]);
+    const rollback = await expectAlert('rolled-back', rolledBackBefore);
+    expect(rollback).toMatchObject({ severity: 'high', explanation: null });
+    expect((await alerts()).filter((alert) => alert.reason === 'replayed' && alert.systemId === stock && alert.explanation === null).length).toBe(
+      replayedBefore,
+    );
   });
 
   describe('acknowledgements', () => {

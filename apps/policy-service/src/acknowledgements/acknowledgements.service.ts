@@ -10,6 +10,7 @@ import type {
 import { DataSource, type EntityManager } from 'typeorm';
 import { AdapterKeysService, describeSignatureFailure } from '../adapters/adapter-keys.service';
 import { AuditLog, isUuid, type AuditEntryInput } from '../audit/audit-log.service';
+import { explainRefusedCopy } from '../outbox/uncertain-sends';
 
 /** A report as the transport decoded it, with its bytes as they arrived (the signature covers those). */
 export interface ReceivedReport {
@@ -403,15 +404,19 @@ export class AcknowledgementsService {
     const { adapterId, systemId, reason, severity, detail, record } = alert.data;
     const signatureProblem = describeSignatureFailure(item.signature, adapterId);
     const verified = signatureProblem === null;
+    // A copy of a message the service itself may have sent twice is refused as replayed or rolled back too.
+    const explanation = reason === 'replayed' || reason === 'rolled-back' ? await explainRefusedCopy(manager, record.messageId) : null;
     const inserted: unknown[] = await manager.query(
-      `INSERT INTO security_alerts (message_id, adapter_id, system_id, reason, severity, verified, detail, occurred_at, payload)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      `INSERT INTO security_alerts (message_id, adapter_id, system_id, reason, severity, verified, detail, occurred_at, payload, explanation)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
        ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
-      [alert.messageId, adapterId, systemId, reason, severity, verified, detail, alert.occurredAt, JSON.stringify(alert)],
+      [alert.messageId, adapterId, systemId, reason, severity, verified, detail, alert.occurredAt, JSON.stringify(alert), explanation],
     );
     if (inserted.length === 0) return [];
-    const line = `security alert from adapter ${adapterId}${verified ? '' : ' (UNVERIFIED)'} on ${systemId}: ${reason} (${severity}): ${detail}`;
-    if (severity === 'medium') this.log.warn(line);
+    const line =
+      `security alert from adapter ${adapterId}${verified ? '' : ' (UNVERIFIED)'} on ${systemId}: ${reason} (${severity}): ${detail}` +
+      (explanation ? ` — explained: ${explanation}` : '');
+    if (severity === 'medium' || explanation) this.log.warn(line);
     else this.log.error(line);
     return [
       {
@@ -420,7 +425,16 @@ export class AcknowledgementsService {
         systemId,
         commandId: record.commandId && isUuid(record.commandId) ? record.commandId : null,
         reason: `${reason}: ${detail}`,
-        details: { messageId: alert.messageId, severity, alertReason: reason, verified, signatureProblem, record, reportedAt: alert.occurredAt },
+        details: {
+          messageId: alert.messageId,
+          severity,
+          alertReason: reason,
+          verified,
+          signatureProblem,
+          record,
+          reportedAt: alert.occurredAt,
+          ...(explanation ? { explanation } : {}),
+        },
       },
     ];
   }

@@ -27,6 +27,8 @@ export class SecurityAlertsController {
       detail: alert.detail,
       occurredAt: alert.occurredAt.toISOString(),
       receivedAt: alert.receivedAt.toISOString(),
+      /** What the service knows about the refused record (e.g. that it sent that message twice itself), or null. */
+      explanation: alert.explanation,
     }));
   }
 }

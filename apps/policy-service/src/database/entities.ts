@@ -185,6 +185,8 @@ export class SecurityAlertEntity {
   @Column('timestamptz', { name: 'occurred_at' }) occurredAt!: Date;
   @Column('timestamptz', { name: 'received_at' }) receivedAt!: Date;
   @Column('jsonb') payload!: unknown;
+  /** What the service knows about the refused record, e.g. that it sent that message more than once itself (null: nothing). */
+  @Column('text', { nullable: true }) explanation!: string | null;
 }
 
 /** An API key for automation: only the SHA-256 of the key is stored; revoked keys stay, as evidence. */

@@ -10,6 +10,7 @@ import { AuditLog } from '../audit/audit-log.service';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import { KAFKA } from '../kafka/kafka.module';
 import { PublishedRecords } from '../outbox/published-records';
+import { explainRefusedCopy } from '../outbox/uncertain-sends';
 import { DesiredStateReissuer } from './desired-state.reissuer';
 
 /** A record of the decisions topic as the watch sees it. */
@@ -271,21 +272,24 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
           claimedMessageId: foreign.claimedMessageId ?? null,
           ...(foreign.route ? { routePartition: foreign.route.partition, adapterId: foreign.route.adapterId, alsoFound: foreign.alsoFound ?? null } : {}),
         };
+        // A genuine older decision after a newer one is also what a repeated send of both leaves behind.
+        const explanation =
+          foreign.reason === 'older-than-the-last-published' ? await explainRefusedCopy(manager, foreign.claimedMessageId) : null;
         const inserted: unknown[] = await manager.query(
-          `INSERT INTO security_alerts (message_id, adapter_id, system_id, reason, severity, verified, detail, occurred_at, payload)
-           VALUES ($1, 'policy-service', $2, $3, $4, true, $5, now(), $6)
+          `INSERT INTO security_alerts (message_id, adapter_id, system_id, reason, severity, verified, detail, occurred_at, payload, explanation)
+           VALUES ($1, 'policy-service', $2, $3, $4, true, $5, now(), $6, $7)
            ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
-          [messageId, foreign.systemId, foreign.reason, foreign.severity, detail, JSON.stringify(record)],
+          [messageId, foreign.systemId, foreign.reason, foreign.severity, detail, JSON.stringify(record), explanation],
         );
         if (inserted.length === 0) continue;
-        if (foreign.severity === 'medium') this.log.warn(`security alert (medium): ${detail}`);
+        if (foreign.severity === 'medium' || explanation) this.log.warn(`security alert (${foreign.severity}): ${detail}${explanation ? ` — explained: ${explanation}` : ''}`);
         else this.log.error(`security alert: ${detail}`);
         entries.push({
           actor: 'system:desired-state-watch',
           action: 'security.alert',
           systemId: foreign.systemId,
           reason: `${foreign.reason}: ${detail}`,
-          details: { severity: foreign.severity, alertReason: foreign.reason, record },
+          details: { severity: foreign.severity, alertReason: foreign.reason, record, ...(explanation ? { explanation } : {}) },
         });
       }
       await this.auditLog.append(manager, entries);

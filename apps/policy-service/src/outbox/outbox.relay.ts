@@ -6,6 +6,7 @@ import { DataSource } from 'typeorm';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import { OUTBOX_CHANNEL } from './outbox.writer';
 import { PublishedRecords } from './published-records';
+import { noteUncertainSends, noteUnpublishedAsUncertain } from './uncertain-sends';
 
 /** Arbitrary constant naming the relay's leadership lock: one relay publishes at a time, in order. */
 export const RELAY_LOCK_KEY = 7_346_112_001;
@@ -40,6 +41,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
   private idleWaiters: (() => void)[] = [];
   private lastPublishedAt: Date | null = null;
   private lastError: string | null = null;
+  /** Whether this leadership's backlog is noted as possibly sent before (see uncertain-sends.ts). */
+  private backlogNoted = false;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -126,6 +129,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
     if (!this.listener) return false;
     const [{ locked }] = (await this.listener.query('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY])).rows;
     this.leader = locked === true;
+    // A new leader owes the backlog's messages a note first: a relay before it may have sent them already.
+    if (this.leader) this.backlogNoted = false;
     return this.leader;
   }
 
@@ -135,6 +140,10 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
       do {
         this.wakeAgain = false;
         if (!(await this.tryLead())) break;
+        if (!this.backlogNoted) {
+          await noteUnpublishedAsUncertain(this.dataSource);
+          this.backlogNoted = true;
+        }
         while (!this.stopped && (await this.publishBatch()) === BATCH_SIZE) {
           // keep going while full batches come back
         }
@@ -167,15 +176,24 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
     // Remembered before sending: the decisions watch may read a record before the broker's acknowledgement
     // reaches the relay, and these bytes are the service's own whether or not this send succeeds.
     for (const row of rows) this.published.remember(row.payload);
-    await this.producer.send(
-      rows.map((row) => ({
-        topic: row.topic,
-        key: row.message_key,
-        partitionKey: row.partition_key ?? undefined,
-        value: row.payload,
-        headers: { 'content-type': 'application/json' },
-      })),
-    );
+    try {
+      await this.producer.send(
+        rows.map((row) => ({
+          topic: row.topic,
+          key: row.message_key,
+          partitionKey: row.partition_key ?? undefined,
+          value: row.payload,
+          headers: { 'content-type': 'application/json' },
+        })),
+      );
+    } catch (error) {
+      // The broker may have written some or all of them all the same; they are sent again (at least once).
+      await noteUncertainSends(
+        this.dataSource,
+        rows.map((row) => row.id),
+      ).catch((noteError: unknown) => this.log.warn(`could not note the messages of a failed send as uncertain: ${(noteError as Error).message}`));
+      throw error;
+    }
     await this.dataSource.query('UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])', [
       rows.map((row) => row.id),
     ]);

@@ -12,6 +12,7 @@ import { ReissueForRouting1764400700000 } from './1764400700000-ReissueForRoutin
 import { AdapterStateStore1764400800000 } from './1764400800000-AdapterStateStore';
 import { OpenTargetsIndex1764400900000 } from './1764400900000-OpenTargetsIndex';
 import { AuditLinkedAtCommit1764401000000 } from './1764401000000-AuditLinkedAtCommit';
+import { OutboxUncertainSends1764401100000 } from './1764401100000-OutboxUncertainSends';
 
 /** Every migration, in order. Listed explicitly so the bundled service needs no file globbing. */
 export const policyServiceMigrations = [
@@ -29,4 +30,5 @@ export const policyServiceMigrations = [
   AdapterStateStore1764400800000,
   OpenTargetsIndex1764400900000,
   AuditLinkedAtCommit1764401000000,
+  OutboxUncertainSends1764401100000,
 ];
