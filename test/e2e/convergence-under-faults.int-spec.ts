@@ -165,6 +165,13 @@ describe('convergence under faults', () => {
     await api.until(commandId);
     expect(await unpublished()).toBe(0);
     expect(await crmDb.canLogIn('clerk')).toBe(false);
+    // The new leader could not know whether a relay before it had sent the message: a refused copy of it is explainable.
+    const noted = await service.db.query(
+      `SELECT u.message_key FROM outbox_uncertain_sends u JOIN outbox o ON o.id = u.outbox_id
+       WHERE (o.payload::jsonb->>'commandId') = $1`,
+      [commandId],
+    );
+    expect(noted.rows).toEqual([{ message_key: system }]);
     await api.until(await api.restoreWithApproval(groupId, { reason: 'Relay test over' }));
     expect(await crmDb.canLogIn('clerk')).toBe(true);
   });

@@ -405,7 +405,9 @@ export class AcknowledgementsService {
     const signatureProblem = describeSignatureFailure(item.signature, adapterId);
     const verified = signatureProblem === null;
     // A copy of a message the service itself may have sent twice is refused as replayed or rolled back too.
-    const explanation = reason === 'replayed' || reason === 'rolled-back' ? await explainRefusedCopy(manager, record.messageId) : null;
+    // Only a verified alert is explained: an adapter reports those reasons after checking the record.
+    const explanation =
+      verified && (reason === 'replayed' || reason === 'rolled-back') ? await explainRefusedCopy(manager, record.messageId, systemId) : null;
     const inserted: unknown[] = await manager.query(
       `INSERT INTO security_alerts (message_id, adapter_id, system_id, reason, severity, verified, detail, occurred_at, payload, explanation)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

@@ -274,7 +274,7 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
         };
         // A genuine older decision after a newer one is also what a repeated send of both leaves behind.
         const explanation =
-          foreign.reason === 'older-than-the-last-published' ? await explainRefusedCopy(manager, foreign.claimedMessageId) : null;
+          foreign.reason === 'older-than-the-last-published' ? await explainRefusedCopy(manager, foreign.claimedMessageId, foreign.systemId) : null;
         const inserted: unknown[] = await manager.query(
           `INSERT INTO security_alerts (message_id, adapter_id, system_id, reason, severity, verified, detail, occurred_at, payload, explanation)
            VALUES ($1, 'policy-service', $2, $3, $4, true, $5, now(), $6, $7)

@@ -140,10 +140,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
       do {
         this.wakeAgain = false;
         if (!(await this.tryLead())) break;
-        if (!this.backlogNoted) {
-          await noteUnpublishedAsUncertain(this.dataSource);
-          this.backlogNoted = true;
-        }
+        // A batch comes back full while there may be more; a lost leadership ends the drain (the loop returns 0).
         while (!this.stopped && (await this.publishBatch()) === BATCH_SIZE) {
           // keep going while full batches come back
         }
@@ -166,8 +163,10 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
     }
   }
 
-  /** Publishes the oldest unpublished messages; returns how many. */
+  /** Publishes the oldest unpublished messages while this relay leads; returns how many. */
   private async publishBatch(): Promise<number> {
+    if (!this.leader) return 0;
+    if (!this.backlogNoted) await this.noteBacklog();
     const rows: OutboxRow[] = await this.dataSource.query(
       `SELECT id, topic, message_key, partition_key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
       [BATCH_SIZE],
@@ -191,7 +190,10 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
       await noteUncertainSends(
         this.dataSource,
         rows.map((row) => row.id),
-      ).catch((noteError: unknown) => this.log.warn(`could not note the messages of a failed send as uncertain: ${(noteError as Error).message}`));
+      ).catch((noteError: unknown) => {
+        this.log.warn(`could not note the messages of a failed send as possibly sent twice: ${(noteError as Error).message}`);
+        this.backlogNoted = false; // the next batch notes the whole backlog, these rows included
+      });
       throw error;
     }
     await this.dataSource.query('UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])', [
@@ -199,6 +201,20 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
     ]);
     this.lastPublishedAt = new Date();
     return rows.length;
+  }
+
+  /**
+   * Notes the unpublished messages as possibly sent before (uncertain-sends.ts), once per leadership and
+   * again after a note failed. Only an annotation of later alerts: a failure is logged, never holds up
+   * publishing (the next batch tries again).
+   */
+  private async noteBacklog(): Promise<void> {
+    try {
+      await noteUnpublishedAsUncertain(this.dataSource);
+      this.backlogNoted = true;
+    } catch (error) {
+      this.log.warn(`could not note the unpublished messages as possibly sent before: ${(error as Error).message}`);
+    }
   }
 
   private whenIdle(): Promise<void> {

@@ -15,14 +15,15 @@ import { isUuid } from '../audit/audit-log.service';
 
 const MESSAGE_ID_OF_PAYLOAD = `payload::jsonb->>'messageId'`;
 const UUID_PATTERN = `'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'`;
+/** The rows' message ids and keys (a row whose payload names no UUID is skipped; the cast never sees it). */
+const NOTED = `SELECT CASE WHEN ${MESSAGE_ID_OF_PAYLOAD} ~ ${UUID_PATTERN} THEN (${MESSAGE_ID_OF_PAYLOAD})::uuid END AS message_id, id, message_key FROM outbox`;
 
 /** Notes the messages of these outbox rows (by id) as possibly published more than once. */
 export async function noteUncertainSends(db: Pick<EntityManager, 'query'>, outboxIds: readonly string[]): Promise<void> {
   if (outboxIds.length === 0) return;
   await db.query(
-    `INSERT INTO outbox_uncertain_sends (message_id, outbox_id)
-     SELECT (${MESSAGE_ID_OF_PAYLOAD})::uuid, id FROM outbox
-     WHERE id = ANY($1::bigint[]) AND ${MESSAGE_ID_OF_PAYLOAD} ~ ${UUID_PATTERN}
+    `INSERT INTO outbox_uncertain_sends (message_id, outbox_id, message_key)
+     SELECT * FROM (${NOTED} WHERE id = ANY($1::bigint[])) AS noted WHERE message_id IS NOT NULL
      ON CONFLICT (message_id) DO NOTHING`,
     [outboxIds],
   );
@@ -31,24 +32,28 @@ export async function noteUncertainSends(db: Pick<EntityManager, 'query'>, outbo
 /** Notes every unpublished message: what a relay finds when it becomes leader may have been sent before. */
 export async function noteUnpublishedAsUncertain(db: Pick<EntityManager, 'query'>): Promise<void> {
   await db.query(
-    `INSERT INTO outbox_uncertain_sends (message_id, outbox_id)
-     SELECT (${MESSAGE_ID_OF_PAYLOAD})::uuid, id FROM outbox
-     WHERE published_at IS NULL AND ${MESSAGE_ID_OF_PAYLOAD} ~ ${UUID_PATTERN}
+    `INSERT INTO outbox_uncertain_sends (message_id, outbox_id, message_key)
+     SELECT * FROM (${NOTED} WHERE published_at IS NULL) AS noted WHERE message_id IS NOT NULL
      ON CONFLICT (message_id) DO NOTHING`,
   );
 }
 
 /**
- * The explanation of a refused record that claims `messageId`, if the service may have sent that message
- * more than once itself; null otherwise (also for a claim that is not a UUID).
+ * The explanation of a refused record that claims `messageId` under the key `systemId`, if the service may
+ * have published that message under that key more than once itself; null otherwise (also for a claim that
+ * is not a UUID). Callers ask only about records they have verified as the service's own decision for that
+ * system (an adapter's signed alert, the watch's own judgement).
  */
-export async function explainRefusedCopy(db: Pick<EntityManager, 'query'>, messageId: string | undefined): Promise<string | null> {
+export async function explainRefusedCopy(db: Pick<EntityManager, 'query'>, messageId: string | undefined, systemId: string): Promise<string | null> {
   if (messageId === undefined || !isUuid(messageId)) return null;
-  const rows: { outbox_id: string }[] = await db.query('SELECT outbox_id FROM outbox_uncertain_sends WHERE message_id = $1::uuid', [messageId]);
+  const rows: { outbox_id: string }[] = await db.query(
+    'SELECT outbox_id FROM outbox_uncertain_sends WHERE message_id = $1::uuid AND message_key = $2',
+    [messageId, systemId],
+  );
   if (rows.length === 0) return null;
   return (
-    `the policy service itself may have published message ${messageId.toLowerCase()} more than once (outbox row ${rows[0].outbox_id}: ` +
-    'a send of uncertain outcome was repeated, or a relay took over before marking it published), so a refused copy of it is ' +
-    'expected and harmless; the message was not injected by this, but a copy appended by someone else would look the same'
+    `this may be a second copy the policy service published itself: a send of message ${messageId.toLowerCase()} (outbox row ` +
+    `${rows[0].outbox_id}) ended without a certain outcome and was repeated, or a relay took over before marking it published. ` +
+    'Such a copy cannot be told apart from the same message appended again by someone else; refused either way'
   );
 }
