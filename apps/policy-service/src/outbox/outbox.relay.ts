@@ -6,7 +6,7 @@ import { DataSource } from 'typeorm';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import { OUTBOX_CHANNEL } from './outbox.writer';
 import { PublishedRecords } from './published-records';
-import { noteUncertainSends, noteUnpublishedAsUncertain } from './uncertain-sends';
+import { noteUnpublishedAsUncertain } from './uncertain-sends';
 
 /** Arbitrary constant naming the relay's leadership lock: one relay publishes at a time, in order. */
 export const RELAY_LOCK_KEY = 7_346_112_001;
@@ -41,7 +41,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
   private idleWaiters: (() => void)[] = [];
   private lastPublishedAt: Date | null = null;
   private lastError: string | null = null;
-  /** Whether this leadership's backlog is noted as possibly sent before (see uncertain-sends.ts). */
+  /** Whether the backlog is noted as possibly sent before since this leadership began or a send last failed. */
   private backlogNoted = false;
 
   constructor(
@@ -186,14 +186,9 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
         })),
       );
     } catch (error) {
-      // The broker may have written some or all of them all the same; they are sent again (at least once).
-      await noteUncertainSends(
-        this.dataSource,
-        rows.map((row) => row.id),
-      ).catch((noteError: unknown) => {
-        this.log.warn(`could not note the messages of a failed send as possibly sent twice: ${(noteError as Error).message}`);
-        this.backlogNoted = false; // the next batch notes the whole backlog, these rows included
-      });
+      // The broker may have written some or all of them all the same. They stay unpublished and are sent
+      // again (at least once), after the next batch has noted the backlog, these rows included.
+      this.backlogNoted = false;
       throw error;
     }
     await this.dataSource.query('UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])', [
@@ -204,8 +199,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /**
-   * Notes the unpublished messages as possibly sent before (uncertain-sends.ts), once per leadership and
-   * again after a note failed. Only an annotation of later alerts: a failure is logged, never holds up
+   * Notes the unpublished messages as possibly sent before (uncertain-sends.ts): once per leadership, after
+   * every failed send (its rows are still unpublished), and again after a note failed. Only an annotation of later alerts: a failure is logged, never holds up
    * publishing (the next batch tries again).
    */
   private async noteBacklog(): Promise<void> {

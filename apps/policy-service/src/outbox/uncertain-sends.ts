@@ -15,25 +15,18 @@ import { isUuid } from '../audit/audit-log.service';
 
 const MESSAGE_ID_OF_PAYLOAD = `payload::jsonb->>'messageId'`;
 const UUID_PATTERN = `'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'`;
-/** The rows' message ids and keys (a row whose payload names no UUID is skipped; the cast never sees it). */
-const NOTED = `SELECT CASE WHEN ${MESSAGE_ID_OF_PAYLOAD} ~ ${UUID_PATTERN} THEN (${MESSAGE_ID_OF_PAYLOAD})::uuid END AS message_id, id, message_key FROM outbox`;
-
-/** Notes the messages of these outbox rows (by id) as possibly published more than once. */
-export async function noteUncertainSends(db: Pick<EntityManager, 'query'>, outboxIds: readonly string[]): Promise<void> {
-  if (outboxIds.length === 0) return;
-  await db.query(
-    `INSERT INTO outbox_uncertain_sends (message_id, outbox_id, message_key)
-     SELECT * FROM (${NOTED} WHERE id = ANY($1::bigint[])) AS noted WHERE message_id IS NOT NULL
-     ON CONFLICT (message_id) DO NOTHING`,
-    [outboxIds],
-  );
-}
-
-/** Notes every unpublished message: what a relay finds when it becomes leader may have been sent before. */
+/**
+ * Notes every unpublished message as possibly published already. The relay calls it when it becomes leader
+ * (a relay before it may have sent them) and after a failed send (the broker may have written it): the rows
+ * of that send are still unpublished. Rows whose payload names no UUID are skipped (the cast never sees them).
+ */
 export async function noteUnpublishedAsUncertain(db: Pick<EntityManager, 'query'>): Promise<void> {
   await db.query(
     `INSERT INTO outbox_uncertain_sends (message_id, outbox_id, message_key)
-     SELECT * FROM (${NOTED} WHERE published_at IS NULL) AS noted WHERE message_id IS NOT NULL
+     SELECT * FROM (
+       SELECT CASE WHEN ${MESSAGE_ID_OF_PAYLOAD} ~ ${UUID_PATTERN} THEN (${MESSAGE_ID_OF_PAYLOAD})::uuid END AS message_id, id, message_key
+       FROM outbox WHERE published_at IS NULL
+     ) AS noted WHERE message_id IS NOT NULL
      ON CONFLICT (message_id) DO NOTHING`,
   );
 }
