@@ -13,6 +13,7 @@ interface AlertRow {
   reason: string;
   severity: string;
   detail: string;
+  explanation: string | null;
   payload: { partition: number; offset: string; routePartition?: number; alsoFound?: string | null };
 }
 
@@ -51,7 +52,7 @@ describe('the decisions watch with routed decisions', () => {
 
   async function alerts(): Promise<AlertRow[]> {
     const { rows } = await service.db.query<AlertRow>(
-      `SELECT reason, severity, detail, payload FROM security_alerts WHERE adapter_id = 'policy-service' AND system_id = $1 ORDER BY received_at`,
+      `SELECT reason, severity, detail, explanation, payload FROM security_alerts WHERE adapter_id = 'policy-service' AND system_id = $1 ORDER BY received_at`,
       [stock],
     );
     return rows;
@@ -111,7 +112,7 @@ describe('the decisions watch with routed decisions', () => {
     const before = (await outboxRows()).length;
     const offset = await write(route, genuine[1]); // the genuine restore of generation 2, replayed where the adapter reads
     const alert = await alertAbout(route, offset);
-    expect(alert).toMatchObject({ reason: 'older-than-the-last-published', severity: 'high' });
+    expect(alert).toMatchObject({ reason: 'older-than-the-last-published', severity: 'high', explanation: null });
     await eventually(async () => expect((await outboxRows()).length).toBe(before + 1), 20_000);
     const reissue: SystemAccessChangedV1 = JSON.parse((await outboxRows()).at(-1)!);
     expect(reissue).toMatchObject({ generation: 3, data: { systemId: stock, adapterId, desiredState: 'revoked' } });
@@ -178,5 +179,29 @@ describe('the decisions watch with routed decisions', () => {
     await allPublished();
     // Re-issued once: the watch's catch-up after the restart reports nothing again and re-issues nothing.
     expect((await alerts()).map((each) => each.reason)).toHaveLength(4);
+  });
+
+  it('explains an older genuine decision in the route that the relay noted as possibly sent twice, and still repairs it', async () => {
+    // What the relay notes after a send of uncertain outcome (or on taking over a backlog): here, the first decision.
+    const { rows } = await service.db.query<{ id: string; payload: string }>(`SELECT id, payload FROM outbox WHERE message_key = $1 ORDER BY id LIMIT 1`, [stock]);
+    const messageId: string = JSON.parse(rows[0].payload).messageId;
+    expect(rows[0].payload).toBe(genuine[0]);
+    await service.db.query('INSERT INTO outbox_uncertain_sends (message_id, outbox_id, message_key) VALUES ($1, $2, $3)', [messageId, rows[0].id, stock]);
+    const before = (await outboxRows()).length;
+
+    const offset = await write(route, genuine[0]);
+    const alert = await alertAbout(route, offset);
+    expect(alert).toMatchObject({ reason: 'older-than-the-last-published', severity: 'high' });
+    expect(alert.explanation).toContain(`a second copy the policy service published itself: a send of message ${messageId} (outbox row ${rows[0].id})`);
+    // The audit entry of the alert carries the same explanation.
+    const { rows: entries } = await service.db.query<{ details: { alertReason: string; record: { offset: string }; explanation?: string } }>(
+      `SELECT details FROM audit_entries WHERE action = 'security.alert' AND system_id = $1 ORDER BY seq DESC LIMIT 1`,
+      [stock],
+    );
+    expect(entries[0].details).toMatchObject({ alertReason: 'older-than-the-last-published', record: { offset }, explanation: alert.explanation });
+    // Explained or not, the route is repaired: the current decision is published again over the old one.
+    await eventually(async () => expect((await outboxRows()).length).toBe(before + 1), 20_000);
+    expect(JSON.parse((await outboxRows()).at(-1)!)).toMatchObject({ generation: 3, data: { systemId: stock, desiredState: 'revoked' } });
+    await allPublished();
   });
 });
