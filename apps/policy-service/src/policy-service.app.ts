@@ -7,6 +7,7 @@ import helmet from 'helmet';
 import { createKafka, ensureTopics, portcullisTopicSpecs } from '@portcullis/kafka';
 import { KafkaEventServer } from '@portcullis/kafka/nest';
 import { PolicyServiceModule } from './app.module';
+import { hasLoneSurrogate } from './common/text';
 import type { PolicyServiceConfig } from './config/policy-service.config';
 
 export const API_PREFIX = 'api/v1';
@@ -78,7 +79,7 @@ function hardenHttp(app: NestExpressApplication, config: PolicyServiceConfig): v
   });
   app.use(requireJsonBodies);
   app.use(refuseNulInUrl);
-  app.useBodyParser('json', { limit: MAX_BODY, reviver: refuseNulCharacters });
+  app.useBodyParser('json', { limit: MAX_BODY, reviver: refuseUnstorableText });
   app.use(bodyParserErrors);
 }
 
@@ -138,9 +139,14 @@ function requireJsonBodies(request: Request, response: Response, next: NextFunct
 /**
  * PostgreSQL cannot store NUL in text or jsonb: a NUL that reached a query would be a 500 (and could
  * stall whatever retries it). Refused where it arrives instead: in JSON bodies (400, as malformed JSON)...
+ * A lone UTF-16 surrogate is stored, but as U+FFFD, so the recorded text would differ from the text that
+ * was checked, compared and signed: refused here too.
  */
-function refuseNulCharacters(_key: string, value: unknown): unknown {
+function refuseUnstorableText(key: string, value: unknown): unknown {
   if (typeof value === 'string' && value.includes('\u0000')) throw new SyntaxError('strings must not contain NUL characters');
+  if ((typeof value === 'string' && hasLoneSurrogate(value)) || hasLoneSurrogate(key)) {
+    throw new SyntaxError('strings must be Unicode text (a lone UTF-16 surrogate is not)');
+  }
   return value;
 }
 

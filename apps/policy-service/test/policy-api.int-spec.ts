@@ -4,7 +4,10 @@ import { eventually } from '@test/support/eventually';
 import { startPolicyService, type RunningPolicyService } from '@test/support/policy-service.harness';
 import { readTestEnv } from '@test/support/test-env';
 import type { Consumer } from 'kafkajs';
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * The policy service's HTTP contract against a real PostgreSQL and Kafka: authentication and roles,
@@ -129,6 +132,84 @@ describe('policy service API', () => {
     it('rejects a body that is not JSON with 400', async () => {
       await service.http().post('/api/v1/systems').auth(admin, { type: 'bearer' })
         .set('content-type', 'application/json').send('{"id": ').expect(400);
+    });
+
+    // Found by probing the running service: each of these was a 500, or was stored other than it was given.
+    it('refuses text with a lone surrogate, which would be stored as U+FFFD, different from what was signed', async () => {
+      const before = await auditCount();
+      const response = await service.http().post('/api/v1/groups/api-back-office/revoke').auth(lead, { type: 'bearer' })
+        .set('content-type', 'application/json').send('{"reason":"lone \\ud800 surrogate"}').expect(400);
+      expect(response.body.message).toContain('a lone UTF-16 surrogate');
+      expect(await auditCount()).toBe(before);
+    });
+
+    it('refuses a token whose subject is not storable as given (four eyes compares the subject with the stored requester)', async () => {
+      const eve = service.token('eve\ud800', 'security-lead');
+      await service.http().post('/api/v1/groups/api-back-office/restore').auth(eve, { type: 'bearer' })
+        .send({ reason: 'restore as eve' }).expect(401);
+    });
+
+    it('answers 400, not 500, for times, cursors and sequence numbers the database cannot take', async () => {
+      const get = (path: string) => service.http().get(path).auth(auditor, { type: 'bearer' });
+      expect((await get('/api/v1/audit?from=2024-W01-1').expect(400)).body.message).toEqual(['from must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z']);
+      await get(`/api/v1/commands?cursor=9999-99-99T99:99:99.000Z_${randomUUID()}`).expect(400);
+      await get('/api/v1/commands?cursor=2024-01-01T00:00:00.000Z_------------------------------------').expect(400);
+      await get(`/api/v1/audit/verify?previousSeq=1e30&previousHeadHash=${'a'.repeat(64)}`).expect(400);
+      const exemptions = await auditCount();
+      await service.http().post('/api/v1/systems/api-stock/exemptions').auth(admin, { type: 'bearer' })
+        .send({ principal: 'week-date', reason: 'Break glass for probe', expiresAt: '2030-W01-1' }).expect(400);
+      expect(await auditCount()).toBe(exemptions);
+    });
+
+    it('takes an exemption whose expiresAt is null as one without expiry', async () => {
+      const created = await service.http().post('/api/v1/systems/api-stock/exemptions').auth(admin, { type: 'bearer' })
+        .send({ principal: 'no-expiry', reason: 'Permanent break-glass account', expiresAt: null }).expect(201);
+      expect(created.body).toMatchObject({ principal: 'no-expiry', expiresAt: null });
+    });
+
+    it('registers adapter keys from PEM text only: never reads a file a text names, never takes a private key', async () => {
+      const put = (keyId: string, publicKey: string) =>
+        service.http().put(`/api/v1/adapters/api-adapter/keys/${keyId}`).auth(admin, { type: 'bearer' }).send({ publicKey });
+      const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+      const spki = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+      // A directory name with the PEM marker in it, and paths long enough to pass the field's length check.
+      const dir = mkdtempSync(join(tmpdir(), '-----BEGIN-portcullis-adapter-key-'));
+      try {
+        writeFileSync(join(dir, 'key.pem'), spki);
+        for (const text of [join(dir, 'key.pem'), `${dir}/../${dir.split('/').pop()}/key.pem`, `junk${spki}`, '/etc/../etc/../etc/../etc/../etc/../etc/hostname']) {
+          const refused = await put('k-file', text).expect(400);
+          expect(refused.body.message).toContain('expected exactly one "-----BEGIN PUBLIC KEY-----" block');
+          expect(refused.body.message).not.toMatch(/ENOENT|EISDIR|no such file/);
+        }
+      } finally {
+        rmSync(dir, { recursive: true });
+      }
+      await put('k-private', privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()).expect(400);
+      await service.http().get('/api/v1/adapters/api-adapter/keys').auth(admin, { type: 'bearer' }).expect(200)
+        .then((listed) => expect(JSON.stringify(listed.body)).not.toMatch(/k-file|k-private/));
+    });
+
+    it('registers the same adapter key sent three times at once: the same answer three times, one key, one audit entry', async () => {
+      const spki = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+      const answers = await Promise.all(
+        [1, 2, 3].map(() => service.http().put('/api/v1/adapters/api-adapter/keys/k-concurrent').auth(admin, { type: 'bearer' }).send({ publicKey: spki })),
+      );
+      expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200]);
+      expect(new Set(answers.map((answer) => answer.body.fingerprint)).size).toBe(1);
+      const { rows } = await service.db.query(
+        `SELECT count(*)::int AS count FROM audit_entries WHERE action = 'adapter-key.registered' AND details->>'keyId' = 'k-concurrent'`,
+      );
+      expect(rows[0].count).toBe(1);
+    });
+
+    it('answers the same name for two API keys created at once with one key and a 409 that says why', async () => {
+      const answers = await Promise.all(
+        [1, 2, 3].map(() => service.http().post('/api/v1/api-keys').auth(admin, { type: 'bearer' }).send({ name: 'concurrent-key', roles: ['auditor'] })),
+      );
+      expect(answers.map((answer) => answer.status).sort()).toEqual([201, 409, 409]);
+      for (const refused of answers.filter((answer) => answer.status === 409)) {
+        expect(refused.body.message).toBe('API key named "concurrent-key" already exists');
+      }
     });
   });
 

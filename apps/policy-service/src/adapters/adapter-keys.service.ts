@@ -1,6 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { parsePublicKey, publicKeyFingerprint, publicKeyPem, verifyMessage, type SignatureCheck } from '@portcullis/contracts';
+import { parsePublicKeyText, publicKeyFingerprint, publicKeyPem, verifyMessage, type SignatureCheck } from '@portcullis/contracts';
 import type { KeyObject } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { AuditLog } from '../audit/audit-log.service';
@@ -53,15 +53,23 @@ export class AdapterKeysService {
     let fingerprint: string;
     let normalized: string;
     try {
-      const key = parsePublicKey(pem.includes('-----BEGIN') ? pem : `-----BEGIN PUBLIC KEY-----\n${pem}\n-----END PUBLIC KEY-----`);
+      // Text only: never a path (the configuration's parsePublicKey reads files), never a private key.
+      const key = parsePublicKeyText(pem);
       fingerprint = publicKeyFingerprint(key);
       normalized = publicKeyPem(key);
     } catch (error) {
       throw new InvalidReferenceError(`publicKey is not an Ed25519 public key in SPKI PEM: ${(error as Error).message}`);
     }
     const view = await this.dataSource.transaction(async (manager) => {
-      const existing = await manager.findOne(AdapterKeyEntity, { where: { adapterId, keyId }, lock: { mode: 'pessimistic_write' } });
-      if (existing) {
+      // ON CONFLICT: a concurrent registration of the same id waits for the other transaction, then finds its row,
+      // so the same key registered twice at once is the idempotent repeat, not a unique-violation error.
+      const inserted: unknown[] = await manager.query(
+        `INSERT INTO adapter_keys (adapter_id, key_id, public_key, fingerprint, registered_by, registered_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (adapter_id, key_id) DO NOTHING RETURNING key_id`,
+        [adapterId, keyId, normalized, fingerprint, actor, new Date()],
+      );
+      if (inserted.length === 0) {
+        const existing = await manager.findOneByOrFail(AdapterKeyEntity, { adapterId, keyId });
         if (existing.fingerprint === fingerprint && !existing.revokedAt) return keyView(existing); // idempotent repeat
         throw new ConflictError(
           existing.revokedAt
@@ -69,7 +77,6 @@ export class AdapterKeysService {
             : `adapter "${adapterId}" already has a different key "${keyId}"; use a new key id to rotate`,
         );
       }
-      await manager.insert(AdapterKeyEntity, { adapterId, keyId, publicKey: normalized, fingerprint, registeredBy: actor, registeredAt: new Date() });
       const saved = await manager.findOneByOrFail(AdapterKeyEntity, { adapterId, keyId });
       await this.auditLog.append(manager, {
         actor,
@@ -143,7 +150,7 @@ export class AdapterKeysService {
     const row = await this.dataSource.getRepository(AdapterKeyEntity).findOneBy({ adapterId, keyId });
     if (!row || row.revokedAt) return undefined;
     try {
-      return parsePublicKey(row.publicKey);
+      return parsePublicKeyText(row.publicKey);
     } catch (error) {
       this.log.error(`stored key ${adapterId}/${keyId} is unreadable: ${(error as Error).message}`);
       return undefined;

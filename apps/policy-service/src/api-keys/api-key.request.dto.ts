@@ -1,7 +1,8 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsDate, IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
 import { ROLES, type Role } from '../auth/roles';
+import { IsDateTime } from '../common/date-time';
+import { PRINTABLE } from '../common/decision-fields';
 
 export class CreateApiKeyRequest {
   @ApiProperty({ example: 'soar-containment-playbook', description: 'unique among keys in use; 1-100 of A-Z a-z 0-9 space . _ : -' })
@@ -21,9 +22,8 @@ export class CreateApiKeyRequest {
 
   @ApiPropertyOptional({ example: '2027-01-31T00:00:00Z', description: 'after this the key is refused; none: until revoked' })
   @IsOptional()
-  @Type(() => Date)
-  @IsDate({ message: 'expiresAt must be an ISO 8601 date-time' })
-  expiresAt?: Date;
+  @IsDateTime('expiresAt')
+  expiresAt?: string | null;
 }
 
 export class ApiKeyIdParam {
@@ -31,5 +31,10 @@ export class ApiKeyIdParam {
 }
 
 export class RevokeApiKeyRequest {
-  @ApiPropertyOptional({ example: 'playbook retired' }) @IsOptional() @IsString() @Length(1, 2000) reason?: string;
+  @ApiPropertyOptional({ example: 'playbook retired' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 2000)
+  @Matches(PRINTABLE, { message: 'reason must not contain control characters' })
+  reason?: string;
 }

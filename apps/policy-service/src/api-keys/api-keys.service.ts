@@ -66,7 +66,9 @@ export class ApiKeysService {
 
   async create(request: CreateApiKeyRequest, principal: Principal, sourceAddress: string): Promise<ApiKeyView & { key: string }> {
     this.refuseApiKeyCaller(principal);
-    if (request.expiresAt && request.expiresAt.getTime() <= Date.now()) {
+    // Absent or null: until revoked.
+    const expiresAt = request.expiresAt == null ? null : new Date(request.expiresAt);
+    if (expiresAt && expiresAt.getTime() <= Date.now()) {
       throw new BadRequestException('expiresAt must be in the future');
     }
     const generated = generateApiKey();
@@ -74,15 +76,21 @@ export class ApiKeysService {
     const view = await this.dataSource.transaction(async (manager) => {
       const clash = await manager.findOneBy(ApiKeyEntity, { name: request.name, revokedAt: IsNull() });
       if (clash) throw new AlreadyExistsError('API key named', request.name);
-      await manager.insert(ApiKeyEntity, {
-        id: generated.id,
-        name: request.name,
-        roles: request.roles,
-        secretHash: generated.hash,
-        createdBy: actor,
-        createdAt: new Date(),
-        expiresAt: request.expiresAt ?? null,
-      });
+      await manager
+        .insert(ApiKeyEntity, {
+          id: generated.id,
+          name: request.name,
+          roles: request.roles,
+          secretHash: generated.hash,
+          createdBy: actor,
+          createdAt: new Date(),
+          expiresAt,
+        })
+        .catch((error: unknown) => {
+          // The same name created concurrently: the check above ran before the other transaction committed.
+          if ((error as { code?: string }).code === '23505') throw new AlreadyExistsError('API key named', request.name);
+          throw error;
+        });
       const created = keyView(await manager.findOneByOrFail(ApiKeyEntity, { id: generated.id }));
       // Last statement of the transaction (the audit append locks the hash chain).
       await this.auditLog.append(manager, {

@@ -23,7 +23,7 @@
  * it verified or signed before (audit-trail.service.ts).
  */
 import { createHash, randomUUID, type KeyObject } from 'node:crypto';
-import { canonicalJson, parsePublicKey, signDetached, signedBytesOf, verifyDetached, type SigningKey } from '@portcullis/contracts';
+import { canonicalJson, parsePublicKeyText, signDetached, signedBytesOf, verifyDetached, type SigningKey } from '@portcullis/contracts';
 
 export const GENESIS_HASH = '0'.repeat(64);
 export const EXPORT_FORMAT = 'portcullis-audit-export';
@@ -626,9 +626,8 @@ export class ExportVerifier {
         const byId = new Map<string, KeyObject>();
         for (const key of keys) {
           try {
-            const pem = String(key.publicKeyPem).trim();
-            // PEM text only: parsePublicKey would read anything else as a file path.
-            if (pem.startsWith('-----BEGIN')) byId.set(String(key.keyId), parsePublicKey(pem));
+            // Text from the export: parsed as text only, never read as a file path.
+            byId.set(String(key.keyId), parsePublicKeyText(String(key.publicKeyPem)));
           } catch {
             // an unusable key: signatures naming it will not verify
           }

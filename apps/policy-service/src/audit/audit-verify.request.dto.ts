@@ -1,6 +1,6 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsInt, IsOptional, Matches, Min } from 'class-validator';
+import { IsInt, IsOptional, Matches, Max, Min } from 'class-validator';
 
 /** Optionally, a head kept from an earlier export (its trailer's `lastSeq` and `headHash`), which must still be on the chain. */
 export class AuditVerifyRequest {
@@ -9,6 +9,8 @@ export class AuditVerifyRequest {
   @Type(() => Number)
   @IsInt()
   @Min(0)
+  // Beyond this a number is not exact (and 1e30 is an "integer" that bigint cannot take).
+  @Max(Number.MAX_SAFE_INTEGER)
   previousSeq?: number;
 
   @ApiPropertyOptional({ description: "an earlier export's trailer headHash (with previousSeq)" })

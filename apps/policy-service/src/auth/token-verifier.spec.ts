@@ -134,6 +134,25 @@ describe('TokenVerifier', () => {
   it('refuses a subject that would pass for an API key', async () => {
     expect(await reason(verifier().verify(idp(rsa.privateKey, 'RS256', 'r1', {}, { subject: 'apikey:0123456789abcdef' })))).toMatch(/apikey/);
   });
+
+  // A lone surrogate is stored as U+FFFD: "eve\uD800" would approve the recorded "eve\uFFFD", its own request.
+  it.each([
+    ['a lone high surrogate', 'eve\ud800'],
+    ['a lone low surrogate', '\udc00eve'],
+    ['a C1 control', 'a\u0085b'],
+    ['a right-to-left override', 'ali\u202ece'],
+    ['an isolate', 'bob\u2066x\u2069'],
+    ['a line separator', 'carol\u2028'],
+  ])('refuses a subject with %s, from either kind of token', async (_what, subject) => {
+    expect(await reason(verifier().verify(idp(rsa.privateKey, 'RS256', 'r1', {}, { subject })))).toBe('token has no usable subject');
+    expect(await reason(verifier().verify(local({}, { subject })))).toBe('token has no usable subject');
+  });
+
+  it('accepts subjects in any script, with characters outside the BMP (paired surrogates)', async () => {
+    for (const subject of ['josé@example.com', 'محمد', '山田太郎', 'ops-\u{1F512}']) {
+      await expect(verifier().verify(local({}, { subject }))).resolves.toMatchObject({ sub: subject });
+    }
+  });
 });
 
 describe('roles', () => {

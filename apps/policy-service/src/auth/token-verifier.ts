@@ -1,5 +1,6 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { decode, JsonWebTokenError, NotBeforeError, TokenExpiredError, verify, type Jwt, type JwtPayload } from 'jsonwebtoken';
+import { hasLoneSurrogate, UNSAFE_IN_IDENTITY } from '../common/text';
 import { AuthenticationFailure, unverifiedText } from './credentials';
 import type { JwksAlgorithm } from './identity.config';
 import type { ResolvedKey } from './jwks-key-resolver';
@@ -156,8 +157,16 @@ function claim(claims: JwtPayload, name: string): unknown {
 }
 
 function subject(value: unknown, unverifiedSubject: string | undefined): string {
-  // eslint-disable-next-line no-control-regex
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_SUBJECT_LENGTH || /[\u0000-\u001f\u007f]/.test(value)) {
+  // A subject is compared as given (four eyes: the approver must not be the requester) and stored, so it must be
+  // text that is stored as given: a lone surrogate would be recorded as U+FFFD, and "eve\uD800" would then
+  // approve the request of the recorded "eve\uFFFD", its own. Controls and bidi overrides would spoof the history.
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    value.length > MAX_SUBJECT_LENGTH ||
+    UNSAFE_IN_IDENTITY.test(value) ||
+    hasLoneSurrogate(value)
+  ) {
     throw new AuthenticationFailure('token has no usable subject', { credential: 'jwt', unverifiedSubject });
   }
   // `apikey:` subjects are those of API keys; a token must not be able to act as one in the history.

@@ -74,7 +74,7 @@ describe('request validation', () => {
       'principal must not contain control characters',
     ]);
     expect(await messages(AddExemptionRequest, { principal: 'bg', reason: 'on-call DBA', expiresAt: 'tomorrow' })).toEqual([
-      'expiresAt must be an ISO 8601 date-time',
+      'expiresAt must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z',
     ]);
     expect((await messages(RemoveExemptionRequest, {})).some((problem) => problem.startsWith('reason'))).toBe(true);
   });

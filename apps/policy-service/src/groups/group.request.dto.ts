@@ -1,12 +1,12 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsString, Length, Matches } from 'class-validator';
 import { SLUG_PATTERN } from '@portcullis/contracts';
-import { IncidentRefField, ReasonField } from '../common/decision-fields';
+import { IncidentRefField, NameField, ReasonField } from '../common/decision-fields';
 
 const SLUG_MESSAGE = 'must be a lower-case slug (a-z, 0-9, "-"; 1-63 characters)';
 
 export class UpdateGroupRequest {
-  @ApiProperty({ example: 'Back office' }) @IsString() @Length(1, 200) name!: string;
+  @NameField('Back office') name!: string;
   @ApiProperty({ example: ['stock-db', 'ledger-db'], description: 'the whole membership (replaces the previous one)' })
   @IsArray()
   @ArrayMaxSize(10000)

@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsISO8601, IsOptional, IsString, Length, Matches, MaxLength } from 'class-validator';
+import { IsOptional, IsString, Length, Matches, MaxLength } from 'class-validator';
 import { SLUG_PATTERN } from '@portcullis/contracts';
+import { IsDateTime } from '../common/date-time';
 import { IncidentRefField, ReasonField } from '../common/decision-fields';
 
 const PRINCIPAL = /^[^\u0000-\u001f\u007f]+$/;
@@ -17,8 +18,8 @@ export class AddExemptionRequest {
 
   @ApiPropertyOptional({ example: '2026-12-01T00:00:00Z', description: 'when the exemption ends; none: until removed' })
   @IsOptional()
-  @IsISO8601({ strict: true }, { message: 'expiresAt must be an ISO 8601 date-time' })
-  expiresAt?: string;
+  @IsDateTime('expiresAt')
+  expiresAt?: string | null;
 
   @IncidentRefField()
   incidentRef?: string;

@@ -1,12 +1,13 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { ArrayMaxSize, ArrayUnique, IsArray, IsOptional, IsString, Length, Matches, MaxLength } from 'class-validator';
 import { SLUG_PATTERN } from '@portcullis/contracts';
+import { NameField } from '../common/decision-fields';
 
 const SLUG_MESSAGE = 'must be a lower-case slug (a-z, 0-9, "-"; 1-63 characters)';
 
 export class RegisterSystemRequest {
   @ApiProperty({ example: 'stock-db' }) @Matches(SLUG_PATTERN, { message: `id ${SLUG_MESSAGE}` }) id!: string;
-  @ApiProperty({ example: 'Stock database' }) @IsString() @Length(1, 200) name!: string;
+  @NameField('Stock database') name!: string;
   @ApiProperty({ example: 'postgres', description: 'the kind of adapter that enforces access on it' })
   @Matches(SLUG_PATTERN, { message: `kind ${SLUG_MESSAGE}` })
   kind!: string;

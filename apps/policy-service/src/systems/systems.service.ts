@@ -103,7 +103,8 @@ export class SystemsService {
     by: RegistryActor,
   ): Promise<{ created: boolean; exemption: ExemptionView }> {
     const now = new Date();
-    const expiresAt = request.expiresAt === undefined ? null : new Date(request.expiresAt);
+    // Absent or null: no expiry.
+    const expiresAt = request.expiresAt == null ? null : new Date(request.expiresAt);
     if (expiresAt && expiresAt.getTime() <= now.getTime()) {
       throw new BadRequestException('expiresAt must be in the future');
     }

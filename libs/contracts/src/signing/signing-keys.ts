@@ -35,6 +35,30 @@ export function parsePublicKey(pemOrPath: string): KeyObject {
   return assertSupported(createPublicKey(pemOrFile(pemOrPath)), 'a verification key');
 }
 
+const PUBLIC_KEY_BLOCK = /^-----BEGIN PUBLIC KEY-----\s+([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----$/;
+const BASE64_TEXT = /^[A-Za-z0-9+/=\s]+$/;
+
+/**
+ * An Ed25519 public key from text that arrives as input (an API request): exactly one SPKI PEM block
+ * (`-----BEGIN PUBLIC KEY-----` … `-----END PUBLIC KEY-----`), or only its base64 body. Never a file path
+ * (unlike `parsePublicKey`, for configuration, which reads files), never a private key, nothing around
+ * the block. Errors say what is wrong without quoting the input or the crypto library.
+ */
+export function parsePublicKeyText(text: string): KeyObject {
+  const trimmed = text.trim();
+  const body = trimmed.startsWith('-----BEGIN') ? PUBLIC_KEY_BLOCK.exec(trimmed)?.[1] : trimmed;
+  if (body === undefined || !BASE64_TEXT.test(body)) {
+    throw new Error('expected exactly one "-----BEGIN PUBLIC KEY-----" block (SPKI PEM) or its base64 body, and nothing else');
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(body.replace(/\s+/g, ''), 'base64'), format: 'der', type: 'spki' });
+  } catch {
+    throw new Error('the text is not a DER-encoded SPKI public key');
+  }
+  return assertSupported(key, 'a verification key');
+}
+
 export function publicKeyPem(key: KeyObject): string {
   const publicKey = key.type === 'private' ? createPublicKey(key) : key;
   return publicKey.export({ type: 'spki', format: 'pem' }).toString();

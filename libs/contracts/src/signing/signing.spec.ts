@@ -1,7 +1,11 @@
 import { goldenMessages } from '../golden';
 import { canonicalJson } from './canonical-json';
 import { signMessage, verifyMessage } from './message-signature';
-import { generateSigningKeyPair, parsePrivateKey, publicKeyFingerprint, publicKeyRing } from './signing-keys';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateSigningKeyPair, parsePrivateKey, parsePublicKeyText, publicKeyFingerprint, publicKeyRing } from './signing-keys';
 
 const policy = generateSigningKeyPair();
 const attacker = generateSigningKeyPair();
@@ -59,5 +63,53 @@ describe('message signatures', () => {
   it('fingerprints a key pair the same from either half', () => {
     expect(publicKeyFingerprint(parsePrivateKey(policy.privateKeyPem))).toHaveLength(16);
     expect(publicKeyFingerprint(parsePrivateKey(policy.privateKeyPem))).not.toBe(publicKeyFingerprint(parsePrivateKey(attacker.privateKeyPem)));
+  });
+});
+
+describe('parsePublicKeyText (keys that arrive as input)', () => {
+  const pair = generateSigningKeyPair();
+  const body = pair.publicKeyPem.replace(/-----(BEGIN|END) PUBLIC KEY-----/g, '').trim();
+  const fingerprint = publicKeyFingerprint(parsePrivateKey(pair.privateKeyPem));
+
+  it('reads one SPKI PEM block, or only its base64 body, with surrounding white space', () => {
+    expect(publicKeyFingerprint(parsePublicKeyText(pair.publicKeyPem))).toBe(fingerprint);
+    expect(publicKeyFingerprint(parsePublicKeyText(`\n  ${pair.publicKeyPem}\r\n`))).toBe(fingerprint);
+    expect(publicKeyFingerprint(parsePublicKeyText(body))).toBe(fingerprint);
+  });
+
+  it('never reads a file: a path, even of a readable key file, is refused without touching it', () => {
+    const dir = mkdtempSync(join(tmpdir(), '-----BEGIN-'));
+    const file = join(dir, 'key.pem');
+    writeFileSync(file, pair.publicKeyPem);
+    try {
+      for (const text of [file, `${dir}/../${dir.split('/').pop()}/key.pem`, `junk-----BEGIN PUBLIC KEY-----${body}`]) {
+        expect(() => parsePublicKeyText(text)).toThrow('expected exactly one "-----BEGIN PUBLIC KEY-----" block');
+      }
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('refuses a private key, two blocks, text around the block, another key type, and garbage, without quoting the input', () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const cases: [string, string][] = [
+      [pair.privateKeyPem, 'expected exactly one'],
+      [`${pair.publicKeyPem}${pair.publicKeyPem}`, 'expected exactly one'],
+      [`${pair.publicKeyPem}\u001b[31mjunk`, 'expected exactly one'],
+      [`comment\n${pair.publicKeyPem}`, 'expected exactly one'],
+      [rsa, 'must be an Ed25519 key, not rsa'],
+      ['c2VjcmV0IHRleHQ=', 'not a DER-encoded SPKI public key'],
+    ];
+    for (const [text, expected] of cases) {
+      let message = '';
+      try {
+        parsePublicKeyText(text);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toContain(expected);
+      expect(message).not.toContain('secret');
+      expect(message).not.toContain(body.slice(0, 20));
+    }
   });
 });
