@@ -158,6 +158,8 @@ describe('adapter runtime over Kafka', () => {
       expect(alertsOf(LEDGER)).toEqual(['unsigned']);
     });
     expect(reportsOf(STOCK)).not.toContain('enforced@1');
+    // The history was read to its end before anything was enforced: the revoke on the way to the restore never was.
+    expect(enforcer.callsFor(STOCK).map((call) => `${call.action}@${call.generation}`)).toEqual(['restore@2']);
     await eventually(() =>
       expect(heartbeats.messages.filter((beat) => beat.data.adapterId === ADAPTER_ID).at(-1)?.data.systems).toEqual(
         expect.arrayContaining([

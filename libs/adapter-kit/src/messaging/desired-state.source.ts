@@ -22,9 +22,12 @@ export type DesiredStateHandler = (record: DesiredStateRecord) => Promise<void>;
 export interface DesiredStateSource {
   /**
    * Resolves once the source is consuming; records then flow to `handler`. Records whose key `serves`
-   * rejects (other adapters' systems) may be dropped before they reach it — cheaply, in bulk.
+   * rejects (other adapters' systems) may be dropped before they reach it — cheaply, in bulk. `caughtUp` is
+   * called once, when every record that was on the topic when the source started has been handled (at once
+   * if there was none): until then a newer decision may still follow in the history, so the runtime stores
+   * what it reads but gives no access back (see `SystemReconciler`).
    */
-  start(handler: DesiredStateHandler, serves?: (key: string) => boolean): Promise<void>;
+  start(handler: DesiredStateHandler, serves?: (key: string) => boolean, caughtUp?: () => void): Promise<void>;
   /** Stops delivering; resolves after the record being handled (if any) is done. */
   stop(): Promise<void>;
   isConnected(): boolean;

@@ -6,6 +6,11 @@ import { describeError } from '../logging/describe-error';
 import type { DesiredStateHandler, DesiredStateSource } from './desired-state.source';
 
 const HEARTBEAT_WHILE_HANDLING_MS = 1_000;
+/**
+ * A partition that has records below its end but yields no batch this long after the assignment holds nothing
+ * readable (every record compacted away): caught up. A fetch returns within `maxWaitTimeInMs` (1 s).
+ */
+const NOTHING_TO_READ_AFTER_MS = 10_000;
 
 /**
  * Consumes `Topics.systemAccess` in the group `portcullis-adapter.<adapterId>`, and of it only the partition
@@ -15,11 +20,14 @@ const HEARTBEAT_WHILE_HANDLING_MS = 1_000;
  *
  * It never commits an offset, so every start (and every rebalance) replays the partition from its
  * beginning: an adapter that was down or lost its state catches up with the current decisions, not only
- * new ones. Repeats are cheap: the runtime ignores generations it already holds.
+ * new ones. Repeats are cheap: the runtime ignores generations it already holds. Records below where the
+ * partition ended at start are marked `catchUp`; once every one of them has been handled, `caughtUp` is
+ * called (once).
  */
 export class KafkaDesiredStateSource implements DesiredStateSource {
   private consumer?: Consumer;
   private connected = false;
+  private nothingToReadTimer?: NodeJS.Timeout;
   /** When this instance started: the group gives the route to the instance running longest. */
   private readonly startedAt = Date.now();
 
@@ -34,7 +42,15 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     return `portcullis-adapter.${this.adapterId}`;
   }
 
-  async start(handler: DesiredStateHandler, serves: (key: string) => boolean = () => true): Promise<void> {
+  async start(handler: DesiredStateHandler, serves: (key: string) => boolean = () => true, caughtUp: () => void = () => undefined): Promise<void> {
+    let signalled = false;
+    const signalCaughtUp = () => {
+      if (signalled) return;
+      signalled = true;
+      clearTimeout(this.nothingToReadTimer);
+      caughtUp();
+    };
+    let batchesSinceJoin = 0;
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
       partitionAssigners: [singleRouteAssigner(this.adapterId, this.startedAt)],
@@ -49,6 +65,18 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       this.connected = true;
       const partitions = event.payload.memberAssignment[Topics.systemAccess] ?? [];
+      batchesSinceJoin = 0;
+      if (partitions.length > 0 && !signalled) {
+        if (partitions.every((partition) => (catchUpEnds.get(partition)?.high ?? 0n) <= (catchUpEnds.get(partition)?.low ?? 0n))) {
+          signalCaughtUp(); // nothing was there at start
+        } else {
+          clearTimeout(this.nothingToReadTimer);
+          this.nothingToReadTimer = setTimeout(() => {
+            if (batchesSinceJoin === 0) signalCaughtUp();
+          }, NOTHING_TO_READ_AFTER_MS);
+          this.nothingToReadTimer.unref();
+        }
+      }
       if (partitions.length === 0) {
         this.logger.error(
           `another instance of adapter "${this.adapterId}" holds its partition of ${Topics.systemAccess}: this instance ` +
@@ -66,7 +94,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       this.connected = false;
     });
     await consumer.connect();
-    const catchUpEnds = await this.endOffsets();
+    const catchUpEnds = await this.startOffsets();
     await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
@@ -76,7 +104,8 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       // order; different systems' at the same time, so that their durable saves share one group commit
       // (see LogStructuredStateStore) instead of one after the other.
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        const catchUpEnd = catchUpEnds.get(batch.partition) ?? 0n;
+        batchesSinceJoin += 1;
+        const catchUpEnd = catchUpEnds.get(batch.partition)?.high ?? 0n;
         const bySystem = new Map<string | null, Promise<void>>();
         const handled: { offset: string; done: Promise<void> }[] = [];
         for (const message of batch.messages) {
@@ -91,8 +120,12 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
               offset: message.offset,
               catchUp: BigInt(message.offset) < catchUpEnd,
             };
-            // After a failed record of the system, its later records are not handled (they reject too).
-            done = (bySystem.get(key) ?? Promise.resolve()).then(() => handler(record));
+            // After a failed record of the system, its later records are not handled (they reject too). A record
+            // without a key is judged for the system it claims: it waits for every record before it (and is not
+            // handled if one failed), so that remembering it as judged cannot pass over an earlier record of that
+            // system still in flight or still to come again.
+            const before = key === null ? Promise.all([...bySystem.values()]) : (bySystem.get(key) ?? Promise.resolve());
+            done = before.then(() => handler(record));
             bySystem.set(key, done);
           }
           handled.push({ offset: message.offset, done });
@@ -106,6 +139,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
         const failed = outcomes.findIndex((outcome) => outcome.status === 'rejected');
         const resolved = failed === -1 ? handled : handled.slice(0, failed);
         if (resolved.length > 0) resolveOffset(resolved[resolved.length - 1].offset);
+        if (failed === -1 && handled.length > 0 && BigInt(handled[handled.length - 1].offset) + 1n >= catchUpEnd) signalCaughtUp();
         // Best effort: a failed heartbeat (the group rebalancing, the broker restarting) must not crash the
         // consumer — the next fetch rejoins, and records handled meanwhile are judged again harmlessly.
         await heartbeat().catch(() => undefined);
@@ -114,13 +148,13 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     });
   }
 
-  /** Where each partition ended when this run started: what lies before is catch-up. */
-  private async endOffsets(): Promise<Map<number, bigint>> {
+  /** Where each partition began and ended when this run started: what lies before `high` is catch-up. */
+  private async startOffsets(): Promise<Map<number, { low: bigint; high: bigint }>> {
     const admin = this.kafka.admin();
     try {
       await admin.connect();
       const offsets = await admin.fetchTopicOffsets(Topics.systemAccess);
-      return new Map(offsets.map((entry) => [entry.partition, BigInt(entry.high)]));
+      return new Map(offsets.map((entry) => [entry.partition, { low: BigInt(entry.low), high: BigInt(entry.high) }]));
     } finally {
       await admin.disconnect();
     }
@@ -128,6 +162,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
 
   async stop(): Promise<void> {
     this.connected = false;
+    clearTimeout(this.nothingToReadTimer);
     await this.consumer?.disconnect();
   }
 

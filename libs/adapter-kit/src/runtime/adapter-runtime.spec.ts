@@ -28,7 +28,8 @@ const LEDGER = 'ledger-db';
 
 /** One adapter's surroundings; `start()` can be called again to simulate a restart on the same state dir. */
 class AdapterHarness {
-  readonly source = new FakeDesiredStateSource();
+  /** Replace before `start()` for a source whose catch-up a spec ends itself. */
+  source = new FakeDesiredStateSource();
   readonly publisher = new RecordingEventPublisher();
   readonly logLines: Record<string, unknown>[] = [];
   private readonly running: RunningAdapter[] = [];
@@ -38,7 +39,7 @@ class AdapterHarness {
     readonly stateDir = mkdtempSync(path.join(tmpdir(), 'adapter-runtime-')),
   ) {}
 
-  async start(settings: { verifyIntervalMs?: number; deliveredAckDelayMs?: number } = {}): Promise<RunningAdapter> {
+  async start(settings: { verifyIntervalMs?: number; deliveredAckDelayMs?: number; retry?: { initialMs: number; maxMs: number } } = {}): Promise<RunningAdapter> {
     const adapter = await startAdapter({
       enforcer: this.enforcer,
       systemConfigSchema: FakeSystemConfigSchema,
@@ -167,6 +168,35 @@ describe('AdapterRuntime', () => {
     await eventually(() => expectConverged(adapter, STOCK, 1));
     expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
     expect(harness.stateFile(STOCK)).toMatchObject({ desired: { generation: 1 }, lastRecord: { offset: '40' } });
+  });
+
+  it('enforces a decision whose storing failed when another save stored it meanwhile, although the record, delivered again, is then history', async () => {
+    const adapter = await harness.start({ retry: { initialMs: 400, maxMs: 400 } }); // time to park the retry
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    // The restore fails once; its retry (a pass of its own, started by the retry timer) is inside the target.
+    fake.respondWith(STOCK, { outcome: 'failed-retriable', detail: 'target unreachable' });
+    await harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }));
+    await eventually(() => expect(harness.publisher.trail(STOCK)).toContain('failed(willRetry=true)@2'));
+    const slowRestore = fake.hold(STOCK);
+    await slowRestore.reached;
+
+    const revokeAt = harness.source.nextOffset;
+    const bytes = encodeSignedMessage(SystemAccessChangedV1Schema, systemAccessChanged({ systemId: STOCK, generation: 3, state: 'revoked' }), testPolicySigningKey);
+    const save = jest.spyOn(LogStructuredStateStore.prototype, 'save').mockRejectedValueOnce(new Error('disk full'));
+    try {
+      await expect(harness.source.deliverRaw(STOCK, bytes, { offset: revokeAt })).rejects.toThrow('disk full');
+    } finally {
+      save.mockRestore();
+    }
+    // The restore returns, superseded; its save stores the whole record, the revoke and its record included.
+    slowRestore.release();
+    await eventually(() => expect(harness.stateFile(STOCK)).toMatchObject({ desired: { generation: 3 }, lastRecord: { offset: String(revokeAt) } }));
+    await harness.source.deliverRaw(STOCK, bytes, { offset: revokeAt }); // delivered again: history now, skipped
+
+    await eventually(() => expectConverged(adapter, STOCK, 3));
+    expect(fake.calls.map((call) => `${call.action}@${call.generation}`)).toEqual(['revoke@1', 'restore@2', 'restore@2', 'revoke@3']);
+    expect(fake.targets.get(STOCK)).toBe('revoked');
   });
 
   it('refuses an earlier issue of the decision it holds, replayed after a renewal', async () => {
@@ -839,5 +869,89 @@ describe('AdapterRuntime verification', () => {
     expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1', 'drift@1', 'enforced@1']);
     expect(fake.calls).toHaveLength(2);
     expect(harness.stateFile(STOCK).drift).toBeUndefined();
+  });
+});
+
+describe('AdapterRuntime catching up with the topic on start', () => {
+  let harness: AdapterHarness;
+  let fake: FakeAccessEnforcer;
+  const sign = (event: SystemAccessChangedV1) => encodeSignedMessage(SystemAccessChangedV1Schema, event, testPolicySigningKey);
+  const actions = () => fake.calls.map((call) => `${call.action}@${call.generation}`);
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 150));
+
+  beforeEach(() => {
+    fake = new FakeAccessEnforcer();
+    harness = new AdapterHarness(fake);
+    harness.source = new FakeDesiredStateSource({ caughtUpAtStart: false });
+  });
+
+  afterEach(() => harness.stopAll());
+
+  it('enforces only the latest decision of the history: no restore on the way to the revoke after it', async () => {
+    const adapter = await harness.start();
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' })), { catchUp: true });
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' })), { catchUp: true });
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'revoked' })), { catchUp: true });
+    await settle();
+    // Stored and judged, nothing enforced or acknowledged yet.
+    expect(harness.stateFile(STOCK).desired).toMatchObject({ generation: 3, state: 'revoked' });
+    expect(actions()).toEqual([]);
+    expect(harness.publisher.trail(STOCK)).toEqual([]);
+
+    harness.source.endCatchUp();
+    await eventually(() => expectConverged(adapter, STOCK, 3));
+    expect(actions()).toEqual(['revoke@3']);
+    expect(harness.publisher.trail(STOCK).every((entry) => entry.endsWith('@3'))).toBe(true);
+    expect(harness.publisher.trail(STOCK).at(-1)).toBe('enforced@3');
+  });
+
+  it('cuts no one off on a fresh adapter whose history is a revoke and then a restore', async () => {
+    const adapter = await harness.start();
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' })), { catchUp: true });
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' })), { catchUp: true });
+    harness.source.endCatchUp();
+    await eventually(() => expectConverged(adapter, STOCK, 2));
+    expect(actions()).toEqual(['restore@2']);
+  });
+
+  it('enforces a new record at once, and the systems held by catch-up when it ends', async () => {
+    const adapter = await harness.start();
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' })), { catchUp: true });
+    await harness.source.deliver(systemAccessChanged({ systemId: LEDGER, generation: 1, state: 'revoked' })); // new: not history
+    await eventually(() => expectConverged(adapter, LEDGER, 1));
+    expect(adapter.system(STOCK)?.converged).toBe(false);
+    harness.source.endCatchUp();
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+  });
+
+  it('on start, enforces a stored revoke at once, but holds a stored restore until the history is read', async () => {
+    const crashed = new AdapterHarness(new FakeAccessEnforcer());
+    const crashedFake = crashed.enforcer as FakeAccessEnforcer;
+    await crashed.start();
+    await crashed.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await eventually(() => expect(crashed.stateFile(STOCK).enforcedAckGeneration).toBe(1));
+    const stockRestore = crashedFake.hold(STOCK);
+    const ledgerRevoke = crashedFake.hold(LEDGER);
+    await crashed.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' }));
+    await crashed.source.deliver(systemAccessChanged({ systemId: LEDGER, generation: 1, state: 'revoked' }));
+    await Promise.all([stockRestore.reached, ledgerRevoke.reached]);
+    // The process "dies" with both decisions stored and neither enforced (see the crash spec above).
+    cpSync(crashed.stateDir, harness.stateDir, { recursive: true });
+    rmSync(path.join(harness.stateDir, 'state.lock'));
+    try {
+      const adapter = await harness.start();
+      await eventually(() => expectConverged(adapter, LEDGER, 1)); // withdrawing access never waits for the topic
+      await settle();
+      expect(actions()).toEqual(['revoke@1']);
+      expect(adapter.system(STOCK)).toMatchObject({ desired: { generation: 2, state: 'active' }, applied: { generation: 1 }, converged: false });
+
+      harness.source.endCatchUp();
+      await eventually(() => expectConverged(adapter, STOCK, 2));
+      expect(actions()).toEqual(['revoke@1', 'restore@2']);
+    } finally {
+      stockRestore.release();
+      ledgerRevoke.release();
+      await crashed.stopAll();
+    }
   });
 });

@@ -80,6 +80,7 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
       await source.start(
         (record) => this.receive(record),
         (key) => this.reconcilers.has(key),
+        () => this.onCaughtUp(),
       );
     } catch (error) {
       await this.stop();
@@ -244,6 +245,13 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
     // Published before the record counts as judged: if the broker does not take it, the record comes again.
     await publisher.publishSecurityAlert(buildSecurityAlert(identity, reconciler.systemId, refusal, record));
     await reconciler.noteJudged({ partition: record.partition, offset: record.offset, messageId: record.messageId });
+  }
+
+  /** The source has handed over the topic's history: each system now enforces the latest decision it holds. */
+  private onCaughtUp(): void {
+    const owed = [...this.reconcilers.values()].filter((reconciler) => !reconciler.status().converged).map((reconciler) => reconciler.systemId);
+    this.options.logger.info('caught up with the decisions topic: enforcing the latest decision of each system', { notConverged: owed });
+    for (const reconciler of this.reconcilers.values()) reconciler.caughtUpWithTopic();
   }
 
   private beat(): void {

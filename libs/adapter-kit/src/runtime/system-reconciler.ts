@@ -119,6 +119,10 @@ export class SystemReconciler<TSystem> {
   private lastVerification?: SystemVerification;
   private lastError?: SystemError;
   private stopped = false;
+  /** Whether the source has handed over every record that was on the topic at start (see `caughtUpWithTopic`). */
+  private caughtUp = false;
+  /** Whether the desired decision was read from the topic's history (catch-up) rather than as a new record. */
+  private desiredFromCatchUp = false;
 
   private readonly journal: EnforcementJournal = {
     read: <T>() => structuredClone(this.state.journal) as T | undefined,
@@ -159,10 +163,37 @@ export class SystemReconciler<TSystem> {
     return this.options.system.systemId;
   }
 
-  /** Starts a pass for whatever the stored state owes (enforcement or reports), and periodic verification. */
+  /**
+   * Starts a pass for whatever the stored state owes (enforcement or reports), and periodic verification. A
+   * stored revoke still owed is enforced at once, before the topic is read: withdrawing access never waits
+   * for the broker. A stored restore still owed waits until the source has caught up (see `caughtUpWithTopic`).
+   */
   resume(): void {
     this.schedule();
     this.armVerification();
+  }
+
+  /**
+   * The source has handed over every record that was on the topic when the adapter started. Until then the
+   * adapter stores and judges what it reads but enforces none of it, nor a restore stored before the start:
+   * a newer decision may still follow in the history. Enforcing each decision as it was read would replay
+   * the system's past on the live target — a restore read on the way to the revoke after it gives access back
+   * for as long as that takes, during an incident; a revoke read on the way to a later restore cuts everyone
+   * off (sessions ended) on a system that is meant to be open. After catch-up the latest decision is enforced.
+   */
+  caughtUpWithTopic(): void {
+    if (this.caughtUp) return;
+    this.caughtUp = true;
+    if (this.state.desired && !this.converged()) {
+      this.schedule();
+      this.armDeliveredAcknowledgement();
+    }
+  }
+
+  /** Whether enforcing the desired decision must wait for the catch-up to end (see `caughtUpWithTopic`). */
+  private withheldUntilCaughtUp(): boolean {
+    const desired = this.state.desired;
+    return !this.caughtUp && desired !== undefined && (this.desiredFromCatchUp || desired.state === 'active');
   }
 
   /**
@@ -242,19 +273,27 @@ export class SystemReconciler<TSystem> {
     }
     this.state.desired = desiredAccessOf(event);
     this.state.lastRecord = record;
+    this.desiredFromCatchUp = position.catchUp;
     this.failures = 0;
     this.retryNotBefore = 0;
     // Re-enforcing an older generation is moot now; a drift not yet reported still is (see reportDrift).
     if (this.state.drift?.reported) this.state.drift = undefined;
     const desired = this.state.desired;
-    await this.persist();
+    try {
+      await this.persist();
+    } finally {
+      // Even when this save failed. The record then comes again, but another save (a retry's, say) may have
+      // stored this decision meanwhile, and then the record is history and skipped: this pass is what
+      // enforces it. The pass is level-triggered; whatever it does first saves the state again.
+      this.schedule();
+      this.armDeliveredAcknowledgement();
+    }
     this.options.logger.info(`decision received: ${desired.state}`, {
       commandId: desired.commandId,
       generation: desired.generation,
       groupId: desired.groupId,
+      ...(this.withheldUntilCaughtUp() ? { enforcement: 'after catch-up' } : {}),
     });
-    this.schedule();
-    this.armDeliveredAcknowledgement();
     return { outcome: 'accepted' };
   }
 
@@ -360,7 +399,7 @@ export class SystemReconciler<TSystem> {
     if (!desired) return undefined;
     let failed = false;
     let backingOffMs: number | undefined;
-    if (this.enforcementOwed(desired)) {
+    if (this.enforcementOwed(desired) && !this.withheldUntilCaughtUp()) {
       const waitMs = this.retryNotBefore - Date.now();
       if (waitMs > 0) backingOffMs = waitMs;
       else failed = (await this.enforce(desired)) === 'retry';
@@ -525,6 +564,7 @@ export class SystemReconciler<TSystem> {
   private async acknowledgeDelivery(): Promise<boolean> {
     const desired = this.state.desired;
     if (!desired || this.state.deliveredAckGeneration >= desired.generation) return true;
+    if (this.withheldUntilCaughtUp()) return true; // it may be history: acknowledged once catch-up has ended
     if (this.state.enforcedAckGeneration >= desired.generation || this.appliedGeneration() >= desired.generation) return true;
     if (this.acknowledgingEnforcementOf === desired.generation) return true;
     if (Date.now() - Date.parse(desired.receivedAt) < this.options.deliveredAckDelayMs) return true;
@@ -741,10 +781,15 @@ export class SystemReconciler<TSystem> {
     }, delayMs);
   }
 
-  /** Verifies every `verifyIntervalMs`, counted from the end of the previous verification. */
+  /**
+   * Verifies every `verifyIntervalMs`, counted from the end of the previous verification. The same tick
+   * starts a pass for a system that is not converged and has nothing on its way (no pass, no retry): a
+   * safety net, so that no path can leave a stored decision waiting for an event that never comes.
+   */
   private armVerification(): void {
     if (this.stopped) return;
     this.verifyTimer = setTimeout(() => {
+      if (!this.converged() && !this.pass && !this.retryTimer) this.schedule();
       void this.verifyNow().then(() => this.armVerification());
     }, this.options.verifyIntervalMs);
   }

@@ -6,16 +6,30 @@ import type { DesiredStateHandler, DesiredStateRecord, DesiredStateSource } from
 export class FakeDesiredStateSource implements DesiredStateSource {
   connected = false;
   private handler?: DesiredStateHandler;
+  private caughtUp?: () => void;
   private offset = 0;
+
+  /**
+   * `caughtUpAtStart` (default): the topic held nothing when the source started, so catch-up ends at once.
+   * Without it, a test delivers the history (`catchUp: true`) and then calls `endCatchUp()`.
+   */
+  constructor(private readonly options: { caughtUpAtStart?: boolean } = {}) {}
 
   /** Where the next record lands (a topic keeps growing across adapter restarts). */
   get nextOffset(): number {
     return this.offset;
   }
 
-  async start(handler: DesiredStateHandler): Promise<void> {
+  async start(handler: DesiredStateHandler, _serves?: (key: string) => boolean, caughtUp?: () => void): Promise<void> {
     this.handler = handler;
+    this.caughtUp = caughtUp;
     this.connected = true;
+    if (this.options.caughtUpAtStart !== false) caughtUp?.();
+  }
+
+  /** Every record of the history has been delivered: what a real source signals after catch-up. */
+  endCatchUp(): void {
+    this.caughtUp?.();
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,127 @@
+import { Topics } from '@portcullis/contracts';
+import type { EachBatchPayload, Kafka } from 'kafkajs';
+import { JsonLogger } from '../logging/json.logger';
+import type { DesiredStateRecord } from './desired-state.source';
+import { KafkaDesiredStateSource } from './kafka-desired-state.source';
+
+/** Just enough of kafkajs for the source: a consumer whose `eachBatch` the spec calls, and topic offsets. */
+function fakeKafka(offsets: { partition: number; low: string; high: string }[]) {
+  const listeners = new Map<string, (event: unknown) => void>();
+  let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
+  const consumer = {
+    events: { GROUP_JOIN: 'join', CRASH: 'crash', DISCONNECT: 'disconnect' },
+    on: (event: string, listener: (event: unknown) => void) => listeners.set(event, listener),
+    connect: async () => undefined,
+    subscribe: async () => undefined,
+    run: async (config: { eachBatch: (payload: EachBatchPayload) => Promise<void> }) => {
+      eachBatch = config.eachBatch;
+    },
+    disconnect: async () => undefined,
+  };
+  const admin = {
+    connect: async () => undefined,
+    disconnect: async () => undefined,
+    fetchTopicOffsets: async () => offsets.map((entry) => ({ ...entry, offset: entry.high })),
+  };
+  const kafka = { consumer: () => consumer, admin: () => admin } as unknown as Kafka;
+  const resolved: string[] = [];
+  return {
+    kafka,
+    resolved,
+    join: (partitions: number[]) => listeners.get('join')!({ payload: { memberAssignment: { [Topics.systemAccess]: partitions }, memberId: 'm' } }),
+    batch: (partition: number, messages: { key: string | null; offset: string }[]) =>
+      eachBatch!({
+        batch: { partition, messages: messages.map((message) => ({ key: message.key === null ? null : Buffer.from(message.key), value: Buffer.from('{}'), offset: message.offset })) },
+        resolveOffset: (offset: string) => resolved.push(offset),
+        heartbeat: async () => undefined,
+        isRunning: () => true,
+        isStale: () => false,
+      } as unknown as EachBatchPayload),
+  };
+}
+
+const logger = new JsonLogger({ level: 'error', write: () => undefined });
+
+describe('KafkaDesiredStateSource', () => {
+  it('handles a record without a key only after every record before it in the batch, and not if one of them failed', async () => {
+    const kafka = fakeKafka([{ partition: 0, low: '0', high: '100' }]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const order: string[] = [];
+    let releaseSlow!: () => void;
+    const slow = new Promise<void>((resolve) => (releaseSlow = resolve));
+    await source.start(async (record: DesiredStateRecord) => {
+      order.push(`start ${record.offset}`);
+      if (record.offset === '15') await slow; // a record of the system the keyless one claims, still being handled
+      if (record.offset === '30') throw new Error('could not store');
+      order.push(`end ${record.offset}`);
+    });
+    const handling = kafka.batch(0, [
+      { key: 'stock-db', offset: '15' },
+      { key: null, offset: '20' },
+      { key: 'ledger-db', offset: '21' },
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(order).toEqual(['start 15', 'start 21', 'end 21']); // the keyless record waits; other keys do not
+    releaseSlow();
+    await handling;
+    expect(order.slice(3)).toEqual(['end 15', 'start 20', 'end 20']);
+
+    // An earlier record that failed: the keyless one is not handled (the batch comes again from the failure).
+    order.length = 0;
+    await expect(kafka.batch(0, [{ key: 'stock-db', offset: '30' }, { key: null, offset: '31' }])).rejects.toThrow('could not store');
+    expect(order).toEqual(['start 30']);
+    await source.stop();
+  });
+
+  it('signals caught-up once the records that were there at start are handled, and only once', async () => {
+    const kafka = fakeKafka([{ partition: 0, low: '0', high: '10' }]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const caughtUp = jest.fn();
+    const seen: DesiredStateRecord[] = [];
+    await source.start(async (record) => void seen.push(record), () => true, caughtUp);
+    kafka.join([0]);
+    await kafka.batch(0, [{ key: 'a', offset: '3' }, { key: 'b', offset: '8' }]);
+    expect(caughtUp).not.toHaveBeenCalled();
+    // Offset 9 compacted away: a batch that goes past the end counts too.
+    await kafka.batch(0, [{ key: 'a', offset: '10' }, { key: 'c', offset: '11' }]);
+    expect(caughtUp).toHaveBeenCalledTimes(1);
+    await kafka.batch(0, [{ key: 'a', offset: '12' }]);
+    kafka.join([0]); // a rebalance: the history is replayed, caught-up is not signalled again
+    expect(caughtUp).toHaveBeenCalledTimes(1);
+    expect(seen.map((record) => `${record.offset}:${record.catchUp}`)).toEqual(['3:true', '8:true', '10:false', '11:false', '12:false']);
+    await source.stop();
+  });
+
+  it('signals caught-up on joining when its partition held nothing at start', async () => {
+    const kafka = fakeKafka([
+      { partition: 0, low: '0', high: '40' },
+      { partition: 1, low: '7', high: '7' },
+    ]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const caughtUp = jest.fn();
+    await source.start(async () => undefined, () => true, caughtUp);
+    kafka.join([]); // another instance holds the route: nothing to catch up with, nothing signalled
+    expect(caughtUp).not.toHaveBeenCalled();
+    kafka.join([1]);
+    expect(caughtUp).toHaveBeenCalledTimes(1);
+    await source.stop();
+  });
+
+  it('signals caught-up when its partition yields nothing at all after joining (every record compacted away)', async () => {
+    jest.useFakeTimers();
+    try {
+      const kafka = fakeKafka([{ partition: 0, low: '0', high: '40' }]);
+      const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+      const caughtUp = jest.fn();
+      await source.start(async () => undefined, () => true, caughtUp);
+      kafka.join([0]);
+      jest.advanceTimersByTime(9_000);
+      expect(caughtUp).not.toHaveBeenCalled();
+      jest.advanceTimersByTime(1_500);
+      expect(caughtUp).toHaveBeenCalledTimes(1);
+      await source.stop();
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+});
