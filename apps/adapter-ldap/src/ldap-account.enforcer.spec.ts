@@ -224,7 +224,7 @@ describe('LdapAccountEnforcer', () => {
     expect(accounts.get(dn('app'))?.lockedTime).toBe(PERMANENT_LOCK_TIME);
   });
 
-  it('keeps the journal when it cannot unlock an account', async () => {
+  it('keeps in the journal only the accounts it could not unlock', async () => {
     await enforcer.revoke(context());
     accounts.get(dn('clerk'))!.failWith = new InsufficientAccessError('');
 
@@ -232,7 +232,21 @@ describe('LdapAccountEnforcer', () => {
 
     expect(result).toMatchObject({ outcome: 'failed-permanent', principalsChanged: 1 });
     expect(result.detail).toContain(`could not unlock "${dn('clerk')}": insufficientAccessRights (LDAP result 50):`);
-    expect(journal.value).toEqual({ lockedAccounts: [{ dn: dn('clerk') }, { dn: dn('app'), previousLockedTime: OLD_LOCKOUT }] });
+    expect(journal.value).toEqual({ lockedAccounts: [{ dn: dn('clerk') }] });
+  });
+
+  it('does not unlock, in a later restore, an account an administrator locked after a partial restore', async () => {
+    await enforcer.revoke(context());
+    accounts.get(dn('clerk'))!.failWith = new InsufficientAccessError('');
+    await enforcer.restore(context({ generation: 2 })); // app gets its earlier lockout back, clerk stays locked
+    accounts.get(dn('app'))!.lockedTime = PERMANENT_LOCK_TIME; // an administrator locks app for good (a leaver, say)
+    delete accounts.get(dn('clerk'))!.failWith;
+
+    await enforcer.revoke(context({ generation: 3 }));
+    await enforcer.restore(context({ generation: 4 }));
+
+    expect(accounts.get(dn('clerk'))?.lockedTime).toBeUndefined();
+    expect(accounts.get(dn('app'))?.lockedTime).toBe(PERMANENT_LOCK_TIME);
   });
 
   it('reports an unreachable directory as retriable and refused credentials as permanent', async () => {

@@ -144,21 +144,36 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
     const unlocked: string[] = [];
     const missing: string[] = [];
     const refusals: Refusal[] = [];
-    for (const { dn, previousLockedTime } of owed) {
-      const current = await repository.findEntry(dn);
-      if (current === undefined) {
-        missing.push(dn);
-        continue;
+    /** Accounts found unlocked already, given back, or gone: no longer owed. */
+    const settled = new Set<string>();
+    // After a partial restore the journal keeps only what is still owed: a later revoke merges the journal into
+    // its own, and a later restore would otherwise unlock an account an administrator has locked since, on purpose.
+    const stillOwed = () => owed.filter((entry) => !settled.has(entry.dn));
+    try {
+      for (const { dn, previousLockedTime } of owed) {
+        const current = await repository.findEntry(dn);
+        if (current === undefined) {
+          missing.push(dn);
+          settled.add(dn);
+          continue;
+        }
+        // Unlocked meanwhile (by an administrator, or never locked before a crash): nothing owed.
+        if (!isPermanentlyLocked(current)) {
+          settled.add(dn);
+          continue;
+        }
+        try {
+          const changed = await repository.changeLock(dn, current.lockedTime, previousLockedTime);
+          (changed ? unlocked : missing).push(dn);
+          settled.add(dn);
+        } catch (error) {
+          if (!isServerAnswer(error)) throw error;
+          refusals.push({ dn, ...classifyLdapFailure(error) });
+        }
       }
-      // Unlocked meanwhile (by an administrator, or never locked before a crash): nothing owed.
-      if (!isPermanentlyLocked(current)) continue;
-      try {
-        const changed = await repository.changeLock(dn, current.lockedTime, previousLockedTime);
-        (changed ? unlocked : missing).push(dn);
-      } catch (error) {
-        if (!isServerAnswer(error)) throw error;
-        refusals.push({ dn, ...classifyLdapFailure(error) });
-      }
+    } catch (error) {
+      if (unlocked.length > 0) await context.journal.write<LdapAccountJournal>({ lockedAccounts: stillOwed() });
+      throw error;
     }
 
     const detail = [
@@ -166,7 +181,8 @@ export class LdapAccountEnforcer implements AccessEnforcer<LdapSystemConfig> {
     ];
     if (missing.length > 0) detail.push(`no longer in the directory: ${names(missing)}`);
     if (refusals.length > 0) {
-      // The journal stays: a later restore (a newer decision, or a restart) unlocks what is still owed.
+      // The journal keeps what is still owed: a later restore (a newer decision, or a restart) unlocks it.
+      await context.journal.write<LdapAccountJournal>({ lockedAccounts: stillOwed() });
       detail.push(`could not unlock ${describeRefusals(refusals)}`);
       return { outcome: outcomeOf(refusals), detail: detail.join('; '), principalsChanged: unlocked.length };
     }

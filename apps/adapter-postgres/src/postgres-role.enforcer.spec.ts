@@ -191,14 +191,39 @@ describe('PostgresRoleEnforcer', () => {
     expect(roles.get('clerk')?.canLogin).toBe(false);
   });
 
-  it('keeps the journal when it cannot give LOGIN back', async () => {
+  it('keeps in the journal only what it could not give back', async () => {
     await enforcer.revoke(context());
     roles.get('clerk')!.failWith = serverError('42501', 'permission denied to alter role "clerk"');
 
     const result = await enforcer.restore(context({ generation: 2 }));
 
     expect(result).toMatchObject({ outcome: 'failed-permanent', principalsChanged: 1 });
-    expect(journal.value).toEqual({ revokedRoles: ['clerk', 'stock_app'] });
+    expect(journal.value).toEqual({ revokedRoles: ['clerk'] });
+  });
+
+  it('does not give LOGIN back, in a later restore, to a role an administrator took it from after a partial restore', async () => {
+    await enforcer.revoke(context());
+    roles.get('clerk')!.failWith = serverError('42501', 'permission denied to alter role "clerk"');
+    await enforcer.restore(context({ generation: 2 })); // stock_app gets LOGIN back, clerk does not
+    roles.get('stock_app')!.canLogin = false; // an administrator locks stock_app out (a leaver, say)
+    delete roles.get('clerk')!.failWith;
+
+    await enforcer.revoke(context({ generation: 3 }));
+    const restored = await enforcer.restore(context({ generation: 4 }));
+
+    expect(restored).toMatchObject({ outcome: 'applied', principalsChanged: 1 });
+    expect(roles.get('clerk')?.canLogin).toBe(true);
+    expect(roles.get('stock_app')?.canLogin).toBe(false);
+  });
+
+  it('after a lost connection mid-restore, keeps owing only what it had not given back yet', async () => {
+    await enforcer.revoke(context());
+    roles.get('stock_app')!.failWith = serverError('57P01', 'terminating connection due to administrator command');
+
+    expect(await enforcer.restore(context({ generation: 2 }))).toMatchObject({ outcome: 'failed-retriable' });
+
+    expect(roles.get('clerk')?.canLogin).toBe(true);
+    expect(journal.value).toEqual({ revokedRoles: ['stock_app'] });
   });
 
   it('reports a lost connection as retriable', async () => {

@@ -138,13 +138,22 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
 
     const changed: string[] = [];
     const refused: string[] = [];
+    const refusedRoles: string[] = [];
+    // Roles given back (or found able to log in, or dropped) are no longer owed. After a partial restore the
+    // journal keeps only the rest: a later revoke merges the journal into its own, and a later restore would
+    // otherwise give LOGIN back to a role an administrator has taken it from since, on purpose.
+    const stillOwed = () => states.filter((state) => !state.canLogin && !changed.includes(state.name)).map((state) => state.name);
     for (const { name } of states.filter((state) => !state.canLogin)) {
       try {
         await repository.setLogin(name, true);
         changed.push(name);
       } catch (error) {
-        if (!isPermanent(error)) throw error;
+        if (!isPermanent(error)) {
+          if (changed.length > 0) await context.journal.write<PostgresRoleJournal>({ revokedRoles: stillOwed() });
+          throw error;
+        }
         refused.push(`${name}: ${describeError(error)}`);
+        refusedRoles.push(name);
       }
     }
 
@@ -153,7 +162,8 @@ export class PostgresRoleEnforcer implements AccessEnforcer<PostgresSystemConfig
     ];
     if (dropped.length > 0) detail.push(`dropped meanwhile: ${names(dropped)}`);
     if (refused.length > 0) {
-      // The journal stays: a later restore (a newer decision, or a restart) gives back what is still owed.
+      // The journal keeps what is still owed: a later restore (a newer decision, or a restart) gives it back.
+      await context.journal.write<PostgresRoleJournal>({ revokedRoles: refusedRoles });
       detail.push(`could not give LOGIN back to ${names(refused)}`);
       return { outcome: 'failed-permanent', detail: detail.join('; '), principalsChanged: changed.length };
     }
