@@ -322,6 +322,12 @@ describe('identity: single sign-on, API keys, login failures, HTTP hardening', (
       }
       const denied = await service.http().post('/api/v1/api-keys').set('X-API-Key', key).send({ name: 'minted-by-a-key', roles: ['admin'] }).expect(403);
       expect(denied.body.message).toMatch(/API keys cannot/);
+      // Nor add trust in an adapter's key (whose holder's "enforced" the service would then believe); revoking trust stays open.
+      const spki = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+      const trust = await service.http().put('/api/v1/adapters/key-made-adapter/keys/k1').set('X-API-Key', key).send({ publicKey: spki }).expect(403);
+      expect(trust.body.message).toMatch(/API keys cannot register adapter keys/);
+      await service.http().put('/api/v1/adapters/key-made-adapter/keys/k1').auth(admin, { type: 'bearer' }).send({ publicKey: spki }).expect(200);
+      await service.http().delete('/api/v1/adapters/key-made-adapter/keys/k1').set('X-API-Key', key).send({ reason: 'playbook: adapter host compromised' }).expect(200);
       // Another admin: every call of the creation route counts against its caller's sensitive-route budget.
       const other = service.token('ada-validation', 'admin');
       await service.http().post('/api/v1/api-keys').auth(other, { type: 'bearer' }).send({ name: 'automation-admin', roles: ['auditor'] }).expect(409);

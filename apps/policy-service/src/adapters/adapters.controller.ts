@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, Ip, Param, Put } from '@nestjs/common';
+import { Body, Controller, Delete, ForbiddenException, Get, Ip, Param, Put } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { AdapterHeartbeatV1Schema, Topics, type AdapterHeartbeatV1 } from '@portcullis/contracts';
@@ -41,7 +41,11 @@ export class AdaptersController {
     return this.keys.list(params.adapterId);
   }
 
-  /** Registers the public key an adapter signs its reports with (idempotent for the same key). */
+  /**
+   * Registers the public key an adapter signs its reports with (idempotent for the same key). People only:
+   * a key registered here makes the service believe what its holder acknowledges ("enforced"), so an
+   * automation's API key must not be able to add one (revoking trust stays open to automation).
+   */
   @Put(':adapterId/keys/:keyId')
   @Roles('admin')
   registerKey(
@@ -50,6 +54,7 @@ export class AdaptersController {
     @CurrentPrincipal() principal: Principal,
     @Ip() sourceAddress: string,
   ) {
+    if (principal.via === 'api-key') throw new ForbiddenException('API keys cannot register adapter keys (trust is added by people); use a personal token');
     return this.keys.register(params.adapterId, params.keyId, body.publicKey, `user:${principal.sub}`, sourceAddress);
   }
 
