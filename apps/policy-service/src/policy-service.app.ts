@@ -147,6 +147,8 @@ function refuseUnstorableText(key: string, value: unknown): unknown {
   if ((typeof value === 'string' && hasLoneSurrogate(value)) || hasLoneSurrogate(key)) {
     throw new SyntaxError('strings must be Unicode text (a lone UTF-16 surrogate is not)');
   }
+  // No field of any request is called that; as an own property it could become an object's prototype downstream.
+  if (key === '__proto__') throw new SyntaxError('"__proto__" is not a field of any request');
   return value;
 }
 

@@ -140,6 +140,9 @@ describe('policy service API', () => {
       const response = await service.http().post('/api/v1/groups/api-back-office/revoke').auth(lead, { type: 'bearer' })
         .set('content-type', 'application/json').send('{"reason":"lone \\ud800 surrogate"}').expect(400);
       expect(response.body.message).toContain('a lone UTF-16 surrogate');
+      const proto = await service.http().post('/api/v1/groups/api-back-office/revoke').auth(lead, { type: 'bearer' })
+        .set('content-type', 'application/json').send('{"reason":"contain","__proto__":{"incidentRef":"INC-1"}}').expect(400);
+      expect(proto.body.message).toContain('"__proto__" is not a field');
       expect(await auditCount()).toBe(before);
     });
 
