@@ -2,7 +2,7 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
 import { ROLES, type Role } from '../auth/roles';
 import { IsDateTime } from '../common/date-time';
-import { PRINTABLE } from '../common/decision-fields';
+import { NOT_BLANK, PRINTABLE } from '../common/decision-fields';
 
 export class CreateApiKeyRequest {
   @ApiProperty({ example: 'soar-containment-playbook', description: 'unique among keys in use; 1-100 of A-Z a-z 0-9 space . _ : -' })
@@ -36,5 +36,6 @@ export class RevokeApiKeyRequest {
   @IsString()
   @Length(1, 2000)
   @Matches(PRINTABLE, { message: 'reason must not contain control characters' })
+  @Matches(NOT_BLANK, { message: 'reason must not be blank' })
   reason?: string;
 }

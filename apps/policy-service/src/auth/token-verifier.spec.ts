@@ -143,6 +143,9 @@ describe('TokenVerifier', () => {
     ['a right-to-left override', 'ali\u202ece'],
     ['an isolate', 'bob\u2066x\u2069'],
     ['a line separator', 'carol\u2028'],
+    ['an invisible direction mark', 'alice\u200e'],
+    ['a zero-width space', 'al\u200bice'],
+    ['a byte order mark', '\ufeffalice'],
   ])('refuses a subject with %s, from either kind of token', async (_what, subject) => {
     expect(await reason(verifier().verify(idp(rsa.privateKey, 'RS256', 'r1', {}, { subject })))).toBe('token has no usable subject');
     expect(await reason(verifier().verify(local({}, { subject })))).toBe('token has no usable subject');

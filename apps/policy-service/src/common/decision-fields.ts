@@ -20,7 +20,7 @@ export function ReasonField(example: string, options: { minLength?: number } = {
 }
 
 /** At least one character that is not white space. */
-const NOT_BLANK = /\S/;
+export const NOT_BLANK = /\S/;
 /** One line of text: no control characters at all (C0, DEL, C1). */
 const ONE_LINE = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 

@@ -88,6 +88,7 @@ describe('request validation: values the service cannot read or store as given',
     expect(await problems(CreateGroupRequest, { id: 'g', name: 'Ctl\u0007\u001b[2J', systemIds: [] })).toEqual(['name must be one line without control characters']);
     expect(await problems(CreateGroupRequest, { id: 'g', name: 'Back office — ledger', systemIds: [] })).toEqual([]);
     expect(await problems(RevokeApiKeyRequest, { reason: 'esc\u001b[31m' })).toEqual(['reason must not contain control characters']);
+    expect(await problems(RevokeApiKeyRequest, { reason: '   ' })).toEqual(['reason must not be blank']);
     expect(await problems(RevokeGroupRequest, { reason: 'a\u0085b' })).toEqual(['reason must not contain control characters']);
     expect(await problems(RevokeGroupRequest, { reason: '   ' })).toEqual(['reason must not be blank']);
     // Tabs and line breaks stay allowed in reasons, and so does any script.

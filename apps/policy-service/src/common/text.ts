@@ -17,8 +17,8 @@ export function hasLoneSurrogate(text: string): boolean {
 
 /**
  * Characters an identity (a token's subject) must not contain: C0 and C1 control characters, DEL, line and
- * paragraph separators, and the bidirectional embedding, override and isolate controls, which make one
- * subject display as another in the history.
+ * paragraph separators, the bidirectional marks, embeddings, overrides and isolates, and the invisible
+ * zero-width characters — all of which make one subject display as another (or as nothing) in the history.
  */
-// eslint-disable-next-line no-control-regex
-export const UNSAFE_IN_IDENTITY = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+// eslint-disable-next-line no-control-regex, no-misleading-character-class
+export const UNSAFE_IN_IDENTITY = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;

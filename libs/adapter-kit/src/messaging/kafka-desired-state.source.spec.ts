@@ -5,7 +5,8 @@ import type { DesiredStateRecord } from './desired-state.source';
 import { KafkaDesiredStateSource } from './kafka-desired-state.source';
 
 /** Just enough of kafkajs for the source: a consumer whose `eachBatch` the spec calls, and topic offsets. */
-function fakeKafka(offsets: { partition: number; low: string; high: string }[]) {
+function fakeKafka(initial: { partition: number; low: string; high: string }[]) {
+  let offsets = initial;
   const listeners = new Map<string, (event: unknown) => void>();
   let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
   const consumer = {
@@ -28,6 +29,8 @@ function fakeKafka(offsets: { partition: number; low: string; high: string }[]) 
   return {
     kafka,
     resolved,
+    /** The partitions' bounds from now on (records written, say). */
+    setOffsets: (next: { partition: number; low: string; high: string }[]) => (offsets = next),
     join: (partitions: number[]) => listeners.get('join')!({ payload: { memberAssignment: { [Topics.systemAccess]: partitions }, memberId: 'm' } }),
     batch: (partition: number, messages: { key: string | null; offset: string }[]) =>
       eachBatch!({
@@ -43,7 +46,7 @@ function fakeKafka(offsets: { partition: number; low: string; high: string }[]) 
 const logger = new JsonLogger({ level: 'error', write: () => undefined });
 
 describe('KafkaDesiredStateSource', () => {
-  it('handles a record without a key only after every record before it in the batch, and not if one of them failed', async () => {
+  it('handles a record without a key after every record before it, and every record after it after it; none after a failure', async () => {
     const kafka = fakeKafka([{ partition: 0, low: '0', high: '100' }]);
     const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
     const order: string[] = [];
@@ -57,18 +60,22 @@ describe('KafkaDesiredStateSource', () => {
     });
     const handling = kafka.batch(0, [
       { key: 'stock-db', offset: '15' },
+      { key: 'ledger-db', offset: '16' },
       { key: null, offset: '20' },
-      { key: 'ledger-db', offset: '21' },
+      { key: 'stock-db', offset: '21' },
+      { key: 'ledger-db', offset: '22' },
     ]);
     await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(order).toEqual(['start 15', 'start 21', 'end 21']); // the keyless record waits; other keys do not
+    expect(order).toEqual(['start 15', 'start 16', 'end 16']); // the keyless record and everything after it wait
     releaseSlow();
     await handling;
-    expect(order.slice(3)).toEqual(['end 15', 'start 20', 'end 20']);
+    expect(order.slice(3)).toEqual(['end 15', 'start 20', 'end 20', 'start 21', 'end 21', 'start 22', 'end 22']);
 
-    // An earlier record that failed: the keyless one is not handled (the batch comes again from the failure).
+    // An earlier record that failed: the keyless one is not handled, nor what follows it (the batch comes again).
     order.length = 0;
-    await expect(kafka.batch(0, [{ key: 'stock-db', offset: '30' }, { key: null, offset: '31' }])).rejects.toThrow('could not store');
+    await expect(kafka.batch(0, [{ key: 'stock-db', offset: '30' }, { key: null, offset: '31' }, { key: 'ledger-db', offset: '32' }])).rejects.toThrow(
+      'could not store',
+    );
     expect(order).toEqual(['start 30']);
     await source.stop();
   });
@@ -101,27 +108,28 @@ describe('KafkaDesiredStateSource', () => {
     const caughtUp = jest.fn();
     await source.start(async () => undefined, () => true, caughtUp);
     kafka.join([]); // another instance holds the route: nothing to catch up with, nothing signalled
+    await new Promise((resolve) => setImmediate(resolve));
     expect(caughtUp).not.toHaveBeenCalled();
     kafka.join([1]);
+    await new Promise((resolve) => setImmediate(resolve));
     expect(caughtUp).toHaveBeenCalledTimes(1);
     await source.stop();
   });
 
-  it('signals caught-up when its partition yields nothing at all after joining (every record compacted away)', async () => {
-    jest.useFakeTimers();
-    try {
-      const kafka = fakeKafka([{ partition: 0, low: '0', high: '40' }]);
-      const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
-      const caughtUp = jest.fn();
-      await source.start(async () => undefined, () => true, caughtUp);
-      kafka.join([0]);
-      jest.advanceTimersByTime(9_000);
-      expect(caughtUp).not.toHaveBeenCalled();
-      jest.advanceTimersByTime(1_500);
-      expect(caughtUp).toHaveBeenCalledTimes(1);
-      await source.stop();
-    } finally {
-      jest.useRealTimers();
-    }
+  it('takes the history as it is when the partition is assigned, not when the instance started', async () => {
+    const kafka = fakeKafka([{ partition: 0, low: '0', high: '5' }]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const caughtUp = jest.fn();
+    const seen: DesiredStateRecord[] = [];
+    await source.start(async (record) => void seen.push(record), () => true, caughtUp);
+    kafka.join([]); // idle: another instance holds the route while records are written
+    kafka.setOffsets([{ partition: 0, low: '0', high: '20' }]);
+    kafka.join([0]); // the route comes to this instance: offsets below 20 are history now
+    await kafka.batch(0, [{ key: 'a', offset: '7' }, { key: 'a', offset: '8' }]);
+    expect(caughtUp).not.toHaveBeenCalled();
+    await kafka.batch(0, [{ key: 'a', offset: '19' }]);
+    expect(caughtUp).toHaveBeenCalledTimes(1);
+    expect(seen.map((record) => `${record.offset}:${record.catchUp}`)).toEqual(['7:true', '8:true', '19:true']);
+    await source.stop();
   });
 });

@@ -6,11 +6,8 @@ import { describeError } from '../logging/describe-error';
 import type { DesiredStateHandler, DesiredStateSource } from './desired-state.source';
 
 const HEARTBEAT_WHILE_HANDLING_MS = 1_000;
-/**
- * A partition that has records below its end but yields no batch this long after the assignment holds nothing
- * readable (every record compacted away): caught up. A fetch returns within `maxWaitTimeInMs` (1 s).
- */
-const NOTHING_TO_READ_AFTER_MS = 10_000;
+
+type PartitionBounds = ReadonlyMap<number, { low: bigint; high: bigint }>;
 
 /**
  * Consumes `Topics.systemAccess` in the group `portcullis-adapter.<adapterId>`, and of it only the partition
@@ -20,14 +17,17 @@ const NOTHING_TO_READ_AFTER_MS = 10_000;
  *
  * It never commits an offset, so every start (and every rebalance) replays the partition from its
  * beginning: an adapter that was down or lost its state catches up with the current decisions, not only
- * new ones. Repeats are cheap: the runtime ignores generations it already holds. Records below where the
- * partition ended at start are marked `catchUp`; once every one of them has been handled, `caughtUp` is
- * called (once).
+ * new ones. Repeats are cheap: the runtime ignores generations it already holds.
+ *
+ * Catch-up: records below where the partition ended when it was assigned to this instance (read again at
+ * every assignment: an instance may wait idle for hours before it gets the route) are marked `catchUp`.
+ * Once every one of them has been handled, `caughtUp` is called, once — at once if the partition was empty.
+ * On a compacted topic a partition with records below its end always has a readable one: the newest
+ * record is in the active segment, which compaction never cleans.
  */
 export class KafkaDesiredStateSource implements DesiredStateSource {
   private consumer?: Consumer;
   private connected = false;
-  private nothingToReadTimer?: NodeJS.Timeout;
   /** When this instance started: the group gives the route to the instance running longest. */
   private readonly startedAt = Date.now();
 
@@ -47,10 +47,19 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     const signalCaughtUp = () => {
       if (signalled) return;
       signalled = true;
-      clearTimeout(this.nothingToReadTimer);
       caughtUp();
     };
-    let batchesSinceJoin = 0;
+    // Where the partitions began and ended at the last assignment (at start until the first one).
+    let bounds: Promise<PartitionBounds> = this.partitionBounds();
+    await bounds; // fail the start, not the first batch, if the broker cannot say
+    const boundsNow = async (): Promise<PartitionBounds> => {
+      try {
+        return await bounds;
+      } catch {
+        bounds = this.partitionBounds(); // the fetch at the assignment failed: once more, now
+        return bounds;
+      }
+    };
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
       partitionAssigners: [singleRouteAssigner(this.adapterId, this.startedAt)],
@@ -65,19 +74,18 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       this.connected = true;
       const partitions = event.payload.memberAssignment[Topics.systemAccess] ?? [];
-      batchesSinceJoin = 0;
-      if (partitions.length > 0 && !signalled) {
-        if (partitions.every((partition) => (catchUpEnds.get(partition)?.high ?? 0n) <= (catchUpEnds.get(partition)?.low ?? 0n))) {
-          signalCaughtUp(); // nothing was there at start
-        } else {
-          clearTimeout(this.nothingToReadTimer);
-          this.nothingToReadTimer = setTimeout(() => {
-            if (batchesSinceJoin === 0) signalCaughtUp();
-          }, NOTHING_TO_READ_AFTER_MS);
-          this.nothingToReadTimer.unref();
+      if (partitions.length > 0) {
+        // What the partition holds now is the history this instance has to read before it enforces any of it.
+        bounds = this.partitionBounds();
+        if (!signalled) {
+          void bounds.then(
+            (found) => {
+              if (partitions.every((partition) => (found.get(partition)?.high ?? 0n) <= (found.get(partition)?.low ?? 0n))) signalCaughtUp();
+            },
+            () => undefined, // fetched again by the first batch
+          );
         }
-      }
-      if (partitions.length === 0) {
+      } else {
         this.logger.error(
           `another instance of adapter "${this.adapterId}" holds its partition of ${Topics.systemAccess}: this instance ` +
             'receives no decisions until that one leaves. Run one instance per adapter id (each with its own state)',
@@ -94,7 +102,6 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       this.connected = false;
     });
     await consumer.connect();
-    const catchUpEnds = await this.startOffsets();
     await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
@@ -104,14 +111,18 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       // order; different systems' at the same time, so that their durable saves share one group commit
       // (see LogStructuredStateStore) instead of one after the other.
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        batchesSinceJoin += 1;
-        const catchUpEnd = catchUpEnds.get(batch.partition)?.high ?? 0n;
-        const bySystem = new Map<string | null, Promise<void>>();
-        const handled: { offset: string; done: Promise<void> }[] = [];
+        const catchUpEnd = (await boundsNow()).get(batch.partition)?.high ?? 0n;
+        const bySystem = new Map<string | null, Promise<unknown>>();
+        // A record without a key is judged for the system it claims, and remembered as judged there: it waits
+        // for every record before it and every record after it waits for it, so that this cannot pass over a
+        // record of that system in flight (or make one after it count as judged before it was). Such records
+        // are refused ones (an alert each): rare.
+        let barrier: Promise<unknown> = Promise.resolve();
+        const handled: { offset: string; done: Promise<unknown> }[] = [];
         for (const message of batch.messages) {
           if (!isRunning() || isStale()) break;
           const key = message.key?.toString('utf8') ?? null;
-          let done: Promise<void> = Promise.resolve();
+          let done: Promise<unknown> = Promise.resolve();
           if (key === null || serves(key)) {
             const record = {
               key,
@@ -120,13 +131,11 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
               offset: message.offset,
               catchUp: BigInt(message.offset) < catchUpEnd,
             };
-            // After a failed record of the system, its later records are not handled (they reject too). A record
-            // without a key is judged for the system it claims: it waits for every record before it (and is not
-            // handled if one failed), so that remembering it as judged cannot pass over an earlier record of that
-            // system still in flight or still to come again.
-            const before = key === null ? Promise.all([...bySystem.values()]) : (bySystem.get(key) ?? Promise.resolve());
+            // After a failed record, the records that wait for it are not handled (they reject too).
+            const before = key === null ? Promise.all([...bySystem.values(), barrier]) : Promise.all([bySystem.get(key), barrier]);
             done = before.then(() => handler(record));
             bySystem.set(key, done);
+            if (key === null) barrier = done;
           }
           handled.push({ offset: message.offset, done });
         }
@@ -148,8 +157,8 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     });
   }
 
-  /** Where each partition began and ended when this run started: what lies before `high` is catch-up. */
-  private async startOffsets(): Promise<Map<number, { low: bigint; high: bigint }>> {
+  /** Where each partition begins and ends now. */
+  private async partitionBounds(): Promise<PartitionBounds> {
     const admin = this.kafka.admin();
     try {
       await admin.connect();
@@ -162,7 +171,6 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
 
   async stop(): Promise<void> {
     this.connected = false;
-    clearTimeout(this.nothingToReadTimer);
     await this.consumer?.disconnect();
   }
 

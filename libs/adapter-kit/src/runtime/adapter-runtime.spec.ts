@@ -166,8 +166,23 @@ describe('AdapterRuntime', () => {
     await harness.source.deliverRaw(STOCK, bytes, { offset: 40 }); // the source delivers the record again
 
     await eventually(() => expectConverged(adapter, STOCK, 1));
-    expect(harness.publisher.trail(STOCK)).toEqual(['delivered@1', 'enforced@1']);
+    // `delivered` ("decision stored") only if it went out after a save succeeded; either way `enforced` last.
+    expect(harness.publisher.trail(STOCK).filter((entry) => entry !== 'delivered@1')).toEqual(['enforced@1']);
     expect(harness.stateFile(STOCK)).toMatchObject({ desired: { generation: 1 }, lastRecord: { offset: '40' } });
+  });
+
+  it('does not acknowledge a decision as delivered ("decision stored") while its save fails', async () => {
+    const adapter = await harness.start();
+    const save = jest.spyOn(LogStructuredStateStore.prototype, 'save').mockRejectedValue(new Error('disk full'));
+    try {
+      await expect(harness.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }))).rejects.toThrow('disk full');
+      await new Promise((resolve) => setTimeout(resolve, 150)); // passes and retries run meanwhile
+      expect(harness.publisher.trail(STOCK)).not.toContain('delivered@1');
+    } finally {
+      save.mockRestore();
+    }
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.publisher.trail(STOCK).at(-1)).toBe('enforced@1');
   });
 
   it('enforces a decision whose storing failed when another save stored it meanwhile, although the record, delivered again, is then history', async () => {
@@ -922,6 +937,34 @@ describe('AdapterRuntime catching up with the topic on start', () => {
     expect(adapter.system(STOCK)?.converged).toBe(false);
     harness.source.endCatchUp();
     await eventually(() => expectConverged(adapter, STOCK, 1));
+  });
+
+  it('keeps retrying a stored revoke that failed on start while the history brings newer decisions', async () => {
+    const crashed = new AdapterHarness(new FakeAccessEnforcer());
+    await crashed.start();
+    const interrupted = (crashed.enforcer as FakeAccessEnforcer).hold(STOCK);
+    await crashed.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await interrupted.reached;
+    cpSync(crashed.stateDir, harness.stateDir, { recursive: true });
+    rmSync(path.join(harness.stateDir, 'state.lock'));
+    try {
+      // The target is down at first: the stored revoke fails twice, then goes through.
+      fake.respondWith(STOCK, { outcome: 'failed-retriable', detail: 'target unreachable' }, { outcome: 'failed-retriable', detail: 'target unreachable' });
+      const adapter = await harness.start();
+      await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' })), { catchUp: true });
+      await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'revoked' })), { catchUp: true });
+      await eventually(() => expect(adapter.system(STOCK)?.applied).toMatchObject({ generation: 1, state: 'revoked' }));
+      expect(actions()).toEqual(['revoke@1', 'revoke@1', 'revoke@1']);
+      // At most the first failure, reported before the history arrived; generation 1 is not acknowledged as enforced.
+      expect(harness.publisher.trail(STOCK).every((entry) => entry === 'failed(willRetry=true)@1')).toBe(true);
+
+      harness.source.endCatchUp();
+      await eventually(() => expectConverged(adapter, STOCK, 3));
+      expect(actions()).toEqual(['revoke@1', 'revoke@1', 'revoke@1', 'revoke@3']);
+    } finally {
+      interrupted.release();
+      await crashed.stopAll();
+    }
   });
 
   it('on start, enforces a stored revoke at once, but holds a stored restore until the history is read', async () => {

@@ -123,6 +123,8 @@ export class SystemReconciler<TSystem> {
   private caughtUp = false;
   /** Whether the desired decision was read from the topic's history (catch-up) rather than as a new record. */
   private desiredFromCatchUp = false;
+  /** A revoke stored before this start and not yet applied: enforced until catch-up ends, whatever the history brings. */
+  private readonly revokeOwedAtStart?: DesiredAccess;
 
   private readonly journal: EnforcementJournal = {
     read: <T>() => structuredClone(this.state.journal) as T | undefined,
@@ -140,6 +142,8 @@ export class SystemReconciler<TSystem> {
     this.state = structuredClone(options.state);
     this.savedDesiredGeneration = this.state.desired?.generation ?? 0;
     this.savedLastRecord = this.state.lastRecord;
+    const stored = this.state.desired;
+    if (stored?.state === 'revoked' && (this.state.applied?.generation ?? 0) < stored.generation) this.revokeOwedAtStart = stored;
   }
 
   /** Whether the record was judged already (it is at or before the last judged record on disk). */
@@ -194,6 +198,16 @@ export class SystemReconciler<TSystem> {
   private withheldUntilCaughtUp(): boolean {
     const desired = this.state.desired;
     return !this.caughtUp && desired !== undefined && (this.desiredFromCatchUp || desired.state === 'active');
+  }
+
+  /**
+   * The decision passes enforce: the desired one, except while it is withheld — then a revoke stored before
+   * the start and not yet applied (retried as usual, however much history is read meanwhile), or nothing.
+   */
+  private enforcementTarget(): DesiredAccess | undefined {
+    if (!this.withheldUntilCaughtUp()) return this.state.desired;
+    const owed = this.revokeOwedAtStart;
+    return owed && this.appliedGeneration() < owed.generation ? owed : undefined;
   }
 
   /**
@@ -399,10 +413,11 @@ export class SystemReconciler<TSystem> {
     if (!desired) return undefined;
     let failed = false;
     let backingOffMs: number | undefined;
-    if (this.enforcementOwed(desired) && !this.withheldUntilCaughtUp()) {
+    const target = this.enforcementTarget();
+    if (target && this.enforcementOwed(target)) {
       const waitMs = this.retryNotBefore - Date.now();
       if (waitMs > 0) backingOffMs = waitMs;
-      else failed = (await this.enforce(desired)) === 'retry';
+      else failed = (await this.enforce(target)) === 'retry';
     }
     failed = !(await this.deliver()) || failed;
     failed = !(await this.reportOwedFailure()) || failed;
@@ -451,7 +466,7 @@ export class SystemReconciler<TSystem> {
     const afterDrift = this.state.drift?.generation === desired.generation;
     logger.info(`enforcing: ${action}`, { attempt: this.failures + 1, afterDrift });
     const result = await this.callEnforcer(action, desired, logger);
-    const superseded = this.state.desired?.generation !== desired.generation;
+    const superseded = this.enforcementTarget()?.generation !== desired.generation;
 
     if (result.outcome === 'applied' || result.outcome === 'already-in-state') {
       this.state.applied = {
@@ -565,6 +580,8 @@ export class SystemReconciler<TSystem> {
     const desired = this.state.desired;
     if (!desired || this.state.deliveredAckGeneration >= desired.generation) return true;
     if (this.withheldUntilCaughtUp()) return true; // it may be history: acknowledged once catch-up has ended
+    // "decision stored" only once it is: its save may have failed (the pass runs anyway, see accept).
+    if (this.savedDesiredGeneration < desired.generation) return true;
     if (this.state.enforcedAckGeneration >= desired.generation || this.appliedGeneration() >= desired.generation) return true;
     if (this.acknowledgingEnforcementOf === desired.generation) return true;
     if (Date.now() - Date.parse(desired.receivedAt) < this.options.deliveredAckDelayMs) return true;

@@ -35,8 +35,12 @@ export function parsePublicKey(pemOrPath: string): KeyObject {
   return assertSupported(createPublicKey(pemOrFile(pemOrPath)), 'a verification key');
 }
 
-const PUBLIC_KEY_BLOCK = /^-----BEGIN PUBLIC KEY-----\s+([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----$/;
-const BASE64_TEXT = /^[A-Za-z0-9+/=\s]+$/;
+const BEGIN_PUBLIC_KEY = '-----BEGIN PUBLIC KEY-----';
+const END_PUBLIC_KEY = '-----END PUBLIC KEY-----';
+/** Strict base64 (padding only at the end), checked after white space is removed. No backtracking. */
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+/** Far more than any SPKI PEM (an Ed25519 one is 113 characters): longer text is refused unread. */
+const MAX_PUBLIC_KEY_TEXT = 10_000;
 
 /**
  * An Ed25519 public key from text that arrives as input (an API request): exactly one SPKI PEM block
@@ -45,14 +49,19 @@ const BASE64_TEXT = /^[A-Za-z0-9+/=\s]+$/;
  * the block. Errors say what is wrong without quoting the input or the crypto library.
  */
 export function parsePublicKeyText(text: string): KeyObject {
+  const refused = () => new Error('expected exactly one "-----BEGIN PUBLIC KEY-----" block (SPKI PEM) or its base64 body, and nothing else');
+  if (text.length > MAX_PUBLIC_KEY_TEXT) throw refused();
   const trimmed = text.trim();
-  const body = trimmed.startsWith('-----BEGIN') ? PUBLIC_KEY_BLOCK.exec(trimmed)?.[1] : trimmed;
-  if (body === undefined || !BASE64_TEXT.test(body)) {
-    throw new Error('expected exactly one "-----BEGIN PUBLIC KEY-----" block (SPKI PEM) or its base64 body, and nothing else');
+  let body = trimmed;
+  if (trimmed.startsWith('-----')) {
+    if (!trimmed.startsWith(BEGIN_PUBLIC_KEY) || !trimmed.endsWith(END_PUBLIC_KEY)) throw refused();
+    body = trimmed.slice(BEGIN_PUBLIC_KEY.length, trimmed.length - END_PUBLIC_KEY.length);
   }
+  const base64 = body.replace(/\s+/g, '');
+  if (!BASE64.test(base64)) throw refused(); // also a second block, or anything between the markers
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: Buffer.from(body.replace(/\s+/g, ''), 'base64'), format: 'der', type: 'spki' });
+    key = createPublicKey({ key: Buffer.from(base64, 'base64'), format: 'der', type: 'spki' });
   } catch {
     throw new Error('the text is not a DER-encoded SPKI public key');
   }

@@ -98,6 +98,9 @@ describe('parsePublicKeyText (keys that arrive as input)', () => {
       [`${pair.publicKeyPem}\u001b[31mjunk`, 'expected exactly one'],
       [`comment\n${pair.publicKeyPem}`, 'expected exactly one'],
       [rsa, 'must be an Ed25519 key, not rsa'],
+      [`${body}=AAAA`, 'expected exactly one'], // junk after the padding, which Node's base64 would take
+      [`-----BEGIN PUBLIC KEY-----${' '.repeat(9_000)}!`, 'expected exactly one'], // cubic for a backtracking pattern
+      [`-----BEGIN PUBLIC KEY-----\n${body}\n-----END PUBLIC KEY-----${' '.repeat(10_000)}x`, 'expected exactly one'],
       ['c2VjcmV0IHRleHQ=', 'not a DER-encoded SPKI public key'],
     ];
     for (const [text, expected] of cases) {
