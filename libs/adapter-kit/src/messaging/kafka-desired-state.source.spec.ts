@@ -7,6 +7,7 @@ import { KafkaDesiredStateSource } from './kafka-desired-state.source';
 /** Just enough of kafkajs for the source: a consumer whose `eachBatch` the spec calls, and topic offsets. */
 function fakeKafka(initial: { partition: number; low: string; high: string }[]) {
   let offsets = initial;
+  let failFetches = 0;
   const listeners = new Map<string, (event: unknown) => void>();
   let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
   const consumer = {
@@ -22,13 +23,21 @@ function fakeKafka(initial: { partition: number; low: string; high: string }[]) 
   const admin = {
     connect: async () => undefined,
     disconnect: async () => undefined,
-    fetchTopicOffsets: async () => offsets.map((entry) => ({ ...entry, offset: entry.high })),
+    fetchTopicOffsets: async () => {
+      if (failFetches > 0) {
+        failFetches -= 1;
+        throw new Error('This server is not the leader for that topic-partition');
+      }
+      return offsets.map((entry) => ({ ...entry, offset: entry.high }));
+    },
   };
   const kafka = { consumer: () => consumer, admin: () => admin } as unknown as Kafka;
   const resolved: string[] = [];
   return {
     kafka,
     resolved,
+    /** The next `count` offset fetches fail. */
+    failNextFetches: (count: number) => (failFetches = count),
     /** The partitions' bounds from now on (records written, say). */
     setOffsets: (next: { partition: number; low: string; high: string }[]) => (offsets = next),
     join: (partitions: number[]) => listeners.get('join')!({ payload: { memberAssignment: { [Topics.systemAccess]: partitions }, memberId: 'm' } }),
@@ -112,6 +121,21 @@ describe('KafkaDesiredStateSource', () => {
     expect(caughtUp).not.toHaveBeenCalled();
     kafka.join([1]);
     await new Promise((resolve) => setImmediate(resolve));
+    expect(caughtUp).toHaveBeenCalledTimes(1);
+    await source.stop();
+  });
+
+  it('fetches the history\'s end again for the first batch when the fetch at the assignment failed', async () => {
+    const kafka = fakeKafka([{ partition: 0, low: '0', high: '3' }]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const caughtUp = jest.fn();
+    const seen: DesiredStateRecord[] = [];
+    await source.start(async (record) => void seen.push(record), () => true, caughtUp);
+    kafka.failNextFetches(1);
+    kafka.join([0]);
+    await new Promise((resolve) => setImmediate(resolve));
+    await kafka.batch(0, [{ key: 'a', offset: '1' }, { key: 'a', offset: '2' }]);
+    expect(seen.map((record) => `${record.offset}:${record.catchUp}`)).toEqual(['1:true', '2:true']);
     expect(caughtUp).toHaveBeenCalledTimes(1);
     await source.stop();
   });

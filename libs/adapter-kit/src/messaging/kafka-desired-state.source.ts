@@ -77,6 +77,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       if (partitions.length > 0) {
         // What the partition holds now is the history this instance has to read before it enforces any of it.
         bounds = this.partitionBounds();
+        bounds.catch(() => undefined); // a failed fetch is fetched again by the next batch, not an unhandled rejection
         if (!signalled) {
           void bounds.then(
             (found) => {
