@@ -9,6 +9,11 @@ export interface DesiredStateRecord {
    * (old, possibly expired decisions a fresh adapter reads on its way to the current one) from new records.
    */
   catchUp?: boolean;
+  /**
+   * Where the record's partition ended when it was assigned (the next offset to be written then). A system
+   * whose last judged record lies at or beyond it has judged records of another incarnation of the topic.
+   */
+  partitionEnd?: string;
 }
 
 /** Handles one record; a rejection asks the source to deliver the record again later. */

@@ -131,6 +131,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
               partition: batch.partition,
               offset: message.offset,
               catchUp: BigInt(message.offset) < catchUpEnd,
+              partitionEnd: String(catchUpEnd),
             };
             // After a failed record, the records that wait for it are not handled (they reject too).
             const before = key === null ? Promise.all([...bySystem.values(), barrier]) : Promise.all([bySystem.get(key), barrier]);

@@ -268,6 +268,38 @@ describe('AdapterRuntime', () => {
     expect(restarted.system(STOCK)?.desired).toMatchObject({ generation: 2, state: 'revoked' });
   });
 
+  it('judges afresh a partition that now ends before the last record it judged (the topic recreated or truncated)', async () => {
+    await harness.start();
+    const sign = (event: SystemAccessChangedV1) => encodeSignedMessage(SystemAccessChangedV1Schema, event, testPolicySigningKey);
+    const revoke = sign(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'revoked' }));
+    await harness.source.deliverRaw(STOCK, revoke, { offset: 100 });
+    await eventually(() => expect(harness.publisher.trail(STOCK)).toContain('enforced@2'));
+    await harness.stopAll();
+
+    // The topic, recreated, holds the decisions again at low offsets; the policy service then decides anew.
+    const restarted = await harness.start();
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'active' })), { offset: 0, catchUp: true, partitionEnd: 2 });
+    await harness.source.deliverRaw(STOCK, revoke, { offset: 1, catchUp: true, partitionEnd: 2 });
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'active' })), { offset: 2, partitionEnd: 2 });
+
+    await eventually(() => expectConverged(restarted, STOCK, 3));
+    expect(fake.calls.map((call) => `${call.action}@${call.generation}`)).toEqual(['revoke@2', 'restore@3']);
+    expect(harness.publisher.alerts).toEqual([]); // the older generations are history here, not rollbacks
+    const errors = harness.logLines.filter((line) => line.level === 'error').map((line) => String(line.msg));
+    expect(errors).toEqual([expect.stringContaining('the topic was recreated or truncated')]);
+    expect(harness.stateFile(STOCK).lastRecord).toMatchObject({ offset: '2' });
+  });
+
+  it('takes a position judged in this run beyond where the partition ended at assignment as it is (no reset)', async () => {
+    const adapter = await harness.start();
+    const sign = (event: SystemAccessChangedV1) => encodeSignedMessage(SystemAccessChangedV1Schema, event, testPolicySigningKey);
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' })), { offset: 10, partitionEnd: 5 });
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' })), { offset: 10, partitionEnd: 5 });
+    await eventually(() => expectConverged(adapter, STOCK, 1));
+    expect(harness.logLines.filter((line) => line.level === 'error')).toEqual([]);
+    expect(fake.calls).toHaveLength(1);
+  });
+
   it('passes over expired decisions in the topic history when it starts fresh, and refuses an expired new one', async () => {
     const adapter = await harness.start();
     const expired = systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked', expiresAt: new Date(Date.now() - 1000) });

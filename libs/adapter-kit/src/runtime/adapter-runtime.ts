@@ -190,6 +190,7 @@ export class AdapterRuntime<TSystem> implements StartableAdapter {
     const systemId = record.key ?? claimed.systemId;
     const reconciler = systemId === undefined ? undefined : this.reconcilers.get(systemId);
     if (!reconciler) return; // a record without a key that names no system this adapter serves
+    if (record.partitionEnd !== undefined) reconciler.noticePartitionEnd(record.partition, record.partitionEnd);
     if (reconciler.hasJudged(record.partition, record.offset)) return; // history: judged before this start
     const refuse = (reason: SecurityAlertReason, severity: SecurityAlertSeverity, detail: string) =>
       this.refuse(reconciler, { reason, severity, detail }, { ...claimed, partition: record.partition, offset: record.offset });

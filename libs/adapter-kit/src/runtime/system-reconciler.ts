@@ -123,6 +123,8 @@ export class SystemReconciler<TSystem> {
   private caughtUp = false;
   /** Whether the desired decision was read from the topic's history (catch-up) rather than as a new record. */
   private desiredFromCatchUp = false;
+  /** Whether the last judged record was judged by this run (so it exists in the topic as it is now). */
+  private positionFromThisRun = false;
   /** A revoke stored before this start and not yet applied: enforced until catch-up ends, whatever the history brings. */
   private readonly revokeOwedAtStart?: DesiredAccess;
 
@@ -151,6 +153,27 @@ export class SystemReconciler<TSystem> {
     return !after({ partition, offset }, this.savedLastRecord);
   }
 
+  /**
+   * The partition ended at `end` when it was assigned: if this system's last judged record, judged before
+   * this start, lies at or beyond it, the topic has lost records since — recreated, mirrored without its offsets, or truncated (an unclean
+   * leader election) — and offsets are being written again that this system took for history. It forgets its
+   * position and judges the partition afresh, like a fresh adapter: records are told apart by generation
+   * (nothing older than the decision held can take effect), not by offset. Logged as an error.
+   */
+  noticePartitionEnd(partition: number, end: string): void {
+    const last = this.savedLastRecord;
+    // A position judged by this run is of the topic as it is (and may well lie beyond where it ended when assigned).
+    if (this.positionFromThisRun || last === undefined || last.partition !== partition || BigInt(last.offset) < BigInt(end)) return;
+    this.options.logger.error(
+      `partition ${partition} of the decisions topic ends at offset ${end}, at or before the last record this system judged ` +
+        `(${last.offset}): the topic was recreated or truncated. Judging its records afresh; generations still refuse anything ` +
+        'older than the decision held',
+      { partition, partitionEnd: end, lastJudgedOffset: last.offset, heldGeneration: this.state.desired?.generation },
+    );
+    this.savedLastRecord = undefined;
+    if (this.state.lastRecord && !after(this.state.lastRecord, last)) this.state.lastRecord = undefined;
+  }
+
   /** Whether any record was ever judged for this system (false for a fresh adapter, or state from before signing). */
   hasJudgedAny(): boolean {
     return this.state.lastRecord !== undefined;
@@ -160,6 +183,7 @@ export class SystemReconciler<TSystem> {
   async noteJudged(position: RecordPosition): Promise<void> {
     if (!after(position, this.state.lastRecord)) return;
     this.state.lastRecord = position;
+    this.positionFromThisRun = true;
     await this.persist();
   }
 
@@ -281,12 +305,14 @@ export class SystemReconciler<TSystem> {
       held!.expiresAt = event.data.expiresAt;
       held!.exemptPrincipals = event.data.exemptPrincipals;
       this.state.lastRecord = record;
+      this.positionFromThisRun = true;
       await this.persist();
       this.options.logger.debug('decision renewed', { commandId: event.commandId, generation: event.generation, expiresAt: event.data.expiresAt });
       return { outcome: 'renewed' };
     }
     this.state.desired = desiredAccessOf(event);
     this.state.lastRecord = record;
+    this.positionFromThisRun = true;
     this.desiredFromCatchUp = position.catchUp;
     this.failures = 0;
     this.retryNotBefore = 0;

@@ -53,7 +53,7 @@ export class FakeDesiredStateSource implements DesiredStateSource {
   async deliverRaw(
     key: string | null,
     value: Buffer | string | null,
-    options: { catchUp?: boolean; offset?: number } = {},
+    options: { catchUp?: boolean; offset?: number; partitionEnd?: number } = {},
   ): Promise<void> {
     if (!this.handler) throw new Error('FakeDesiredStateSource is not started');
     const record: DesiredStateRecord = {
@@ -62,6 +62,7 @@ export class FakeDesiredStateSource implements DesiredStateSource {
       partition: 0,
       offset: String(options.offset ?? this.offset++),
       catchUp: options.catchUp,
+      partitionEnd: options.partitionEnd === undefined ? undefined : String(options.partitionEnd),
     };
     await this.handler(record);
   }
