@@ -140,6 +140,28 @@ describe('KafkaDesiredStateSource', () => {
     await source.stop();
   });
 
+  it('signals caught-up for an empty partition even when the fetch of its bounds at the assignment failed', async () => {
+    const kafka = fakeKafka([{ partition: 0, low: '4', high: '4' }]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const caughtUp = jest.fn();
+    await source.start(async () => undefined, () => true, caughtUp);
+    kafka.failNextFetches(1);
+    kafka.join([0]); // no batch will ever come: nothing else would learn that the partition is empty
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(caughtUp).toHaveBeenCalledTimes(1);
+    await source.stop();
+  });
+
+  it('does not take a partition missing from the bounds as ending at 0 (the whole history new): the batch comes again', async () => {
+    const kafka = fakeKafka([{ partition: 0, low: '0', high: '9' }]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const seen: DesiredStateRecord[] = [];
+    await source.start(async (record) => void seen.push(record));
+    await expect(kafka.batch(3, [{ key: 'a', offset: '1' }])).rejects.toThrow('no bounds for partition 3');
+    expect(seen).toEqual([]);
+    await source.stop();
+  });
+
   it('takes the history as it is when the partition is assigned, not when the instance started', async () => {
     const kafka = fakeKafka([{ partition: 0, low: '0', high: '5' }]);
     const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);

@@ -28,6 +28,7 @@ type PartitionBounds = ReadonlyMap<number, { low: bigint; high: bigint }>;
 export class KafkaDesiredStateSource implements DesiredStateSource {
   private consumer?: Consumer;
   private connected = false;
+  private stopped = false;
   /** When this instance started: the group gives the route to the instance running longest. */
   private readonly startedAt = Date.now();
 
@@ -51,14 +52,31 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     };
     // Where the partitions began and ended at the last assignment (at start until the first one).
     let bounds: Promise<PartitionBounds> = this.partitionBounds();
-    await bounds; // fail the start, not the first batch, if the broker cannot say
+    let lastKnown = await bounds; // fail the start, not the first batch, if the broker cannot say
     const boundsNow = async (): Promise<PartitionBounds> => {
       try {
-        return await bounds;
+        lastKnown = await bounds;
       } catch {
-        bounds = this.partitionBounds(); // the fetch at the assignment failed: once more, now
-        return bounds;
+        // Catch-up ended: the last known bounds do (they only mark history). Before that, fetch once more, now.
+        if (signalled) return lastKnown;
+        bounds = this.partitionBounds();
+        lastKnown = await bounds;
       }
+      return lastKnown;
+    };
+    /** Until it is known: an empty partition gives no batch to learn it from, so the check is retried. */
+    const signalIfEmpty = (partitions: number[], attempt = 0): void => {
+      void bounds.then(
+        (found) => {
+          if (partitions.every((partition) => (found.get(partition)?.high ?? 1n) <= (found.get(partition)?.low ?? 0n))) signalCaughtUp();
+        },
+        () => {
+          if (signalled || this.stopped) return;
+          bounds = this.partitionBounds();
+          bounds.catch(() => undefined);
+          setTimeout(() => signalIfEmpty(partitions, attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
+        },
+      );
     };
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
@@ -77,15 +95,8 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       if (partitions.length > 0) {
         // What the partition holds now is the history this instance has to read before it enforces any of it.
         bounds = this.partitionBounds();
-        bounds.catch(() => undefined); // a failed fetch is fetched again by the next batch, not an unhandled rejection
-        if (!signalled) {
-          void bounds.then(
-            (found) => {
-              if (partitions.every((partition) => (found.get(partition)?.high ?? 0n) <= (found.get(partition)?.low ?? 0n))) signalCaughtUp();
-            },
-            () => undefined, // fetched again by the first batch
-          );
-        }
+        bounds.catch(() => undefined); // a failed fetch is fetched again (next batch, or signalIfEmpty), not an unhandled rejection
+        if (!signalled) signalIfEmpty(partitions);
       } else {
         this.logger.error(
           `another instance of adapter "${this.adapterId}" holds its partition of ${Topics.systemAccess}: this instance ` +
@@ -112,7 +123,16 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       // order; different systems' at the same time, so that their durable saves share one group commit
       // (see LogStructuredStateStore) instead of one after the other.
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        const catchUpEnd = (await boundsNow()).get(batch.partition)?.high ?? 0n;
+        const waiting = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_HANDLING_MS);
+        const partitionBounds = await boundsNow().finally(() => clearInterval(waiting));
+        const end = partitionBounds.get(batch.partition)?.high;
+        // Bounds without this partition are no bounds for it (0 would make the whole history new): fetch again.
+        if (end === undefined) {
+          bounds = this.partitionBounds();
+          bounds.catch(() => undefined);
+          throw new Error(`no bounds for partition ${batch.partition} of ${Topics.systemAccess} yet`);
+        }
+        const catchUpEnd = end;
         const bySystem = new Map<string | null, Promise<unknown>>();
         // A record without a key is judged for the system it claims, and remembered as judged there: it waits
         // for every record before it and every record after it waits for it, so that this cannot pass over a
@@ -173,6 +193,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
 
   async stop(): Promise<void> {
     this.connected = false;
+    this.stopped = true;
     await this.consumer?.disconnect();
   }
 

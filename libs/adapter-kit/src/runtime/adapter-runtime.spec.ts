@@ -971,6 +971,24 @@ describe('AdapterRuntime catching up with the topic on start', () => {
     await eventually(() => expectConverged(adapter, STOCK, 1));
   });
 
+  it('after a restart in the middle of catch-up, does not enforce a revoke it had only read from the history', async () => {
+    await harness.start();
+    const revoke = sign(systemAccessChanged({ systemId: STOCK, generation: 1, state: 'revoked' }));
+    await harness.source.deliverRaw(STOCK, revoke, { offset: 0, catchUp: true });
+    expect(harness.stateFile(STOCK).desired).toMatchObject({ generation: 1, readDuringCatchUp: true });
+    await harness.stopAll(); // before catch-up ended: a deploy, a crash
+
+    const restarted = await harness.start();
+    await settle();
+    expect(actions()).toEqual([]); // not "a stored revoke owed": it may be followed by a restore in the history
+    await harness.source.deliverRaw(STOCK, revoke, { offset: 0, catchUp: true });
+    await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' })), { offset: 1, catchUp: true });
+    harness.source.endCatchUp();
+    await eventually(() => expectConverged(restarted, STOCK, 2));
+    expect(actions()).toEqual(['restore@2']);
+    expect(harness.stateFile(STOCK).desired).not.toHaveProperty('readDuringCatchUp');
+  });
+
   it('keeps retrying a stored revoke that failed on start while the history brings newer decisions', async () => {
     const crashed = new AdapterHarness(new FakeAccessEnforcer());
     await crashed.start();

@@ -121,10 +121,10 @@ export class SystemReconciler<TSystem> {
   private stopped = false;
   /** Whether the source has handed over every record that was on the topic at start (see `caughtUpWithTopic`). */
   private caughtUp = false;
-  /** Whether the desired decision was read from the topic's history (catch-up) rather than as a new record. */
-  private desiredFromCatchUp = false;
   /** Whether the last judged record was judged by this run (so it exists in the topic as it is now). */
   private positionFromThisRun = false;
+  /** How often the position was forgotten (`noticePartitionEnd`): a save of a snapshot from before must not bring it back. */
+  private positionResets = 0;
   /** A revoke stored before this start and not yet applied: enforced until catch-up ends, whatever the history brings. */
   private readonly revokeOwedAtStart?: DesiredAccess;
 
@@ -145,7 +145,10 @@ export class SystemReconciler<TSystem> {
     this.savedDesiredGeneration = this.state.desired?.generation ?? 0;
     this.savedLastRecord = this.state.lastRecord;
     const stored = this.state.desired;
-    if (stored?.state === 'revoked' && (this.state.applied?.generation ?? 0) < stored.generation) this.revokeOwedAtStart = stored;
+    // Not a revoke read from the history before a restart: that one may be followed there by a restore.
+    if (stored?.state === 'revoked' && !stored.readDuringCatchUp && (this.state.applied?.generation ?? 0) < stored.generation) {
+      this.revokeOwedAtStart = stored;
+    }
   }
 
   /** Whether the record was judged already (it is at or before the last judged record on disk). */
@@ -171,6 +174,7 @@ export class SystemReconciler<TSystem> {
       { partition, partitionEnd: end, lastJudgedOffset: last.offset, heldGeneration: this.state.desired?.generation },
     );
     this.savedLastRecord = undefined;
+    this.positionResets += 1;
     if (this.state.lastRecord && !after(this.state.lastRecord, last)) this.state.lastRecord = undefined;
   }
 
@@ -212,6 +216,11 @@ export class SystemReconciler<TSystem> {
   caughtUpWithTopic(): void {
     if (this.caughtUp) return;
     this.caughtUp = true;
+    if (this.state.desired?.readDuringCatchUp) {
+      // The latest decision now. If this save fails, a restart only waits for its catch-up once more.
+      delete this.state.desired.readDuringCatchUp;
+      this.persist().catch((error: unknown) => this.options.logger.warn('could not save the end of catch-up', { error: describeError(error) }));
+    }
     if (this.state.desired && !this.converged()) {
       this.schedule();
       this.armDeliveredAcknowledgement();
@@ -221,7 +230,7 @@ export class SystemReconciler<TSystem> {
   /** Whether enforcing the desired decision must wait for the catch-up to end (see `caughtUpWithTopic`). */
   private withheldUntilCaughtUp(): boolean {
     const desired = this.state.desired;
-    return !this.caughtUp && desired !== undefined && (this.desiredFromCatchUp || desired.state === 'active');
+    return !this.caughtUp && desired !== undefined && (desired.readDuringCatchUp === true || desired.state === 'active');
   }
 
   /**
@@ -313,7 +322,7 @@ export class SystemReconciler<TSystem> {
     this.state.desired = desiredAccessOf(event);
     this.state.lastRecord = record;
     this.positionFromThisRun = true;
-    this.desiredFromCatchUp = position.catchUp;
+    if (position.catchUp && !this.caughtUp) this.state.desired.readDuringCatchUp = true;
     this.failures = 0;
     this.retryNotBefore = 0;
     // Re-enforcing an older generation is moot now; a drift not yet reported still is (see reportDrift).
@@ -806,9 +815,13 @@ export class SystemReconciler<TSystem> {
       const save = this.saving.then(async () => {
         this.nextSave = undefined; // changes from now on need a later save
         const snapshot = structuredClone(this.state);
+        const resets = this.positionResets;
         await this.options.store.save(snapshot);
         this.savedDesiredGeneration = Math.max(this.savedDesiredGeneration, snapshot.desired?.generation ?? 0);
-        if (snapshot.lastRecord && after(snapshot.lastRecord, this.savedLastRecord)) this.savedLastRecord = snapshot.lastRecord;
+        // A snapshot taken before the position was forgotten holds the other incarnation's position: not brought back.
+        if (resets === this.positionResets && snapshot.lastRecord && after(snapshot.lastRecord, this.savedLastRecord)) {
+          this.savedLastRecord = snapshot.lastRecord;
+        }
       });
       this.nextSave = save;
       this.saving = save.catch(() => undefined);

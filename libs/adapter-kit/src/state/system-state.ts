@@ -16,6 +16,11 @@ export const DesiredAccessSchema = z.object({
   messageId: z.uuid().optional(),
   /** Until when the message is valid; a renewal of the same decision moves it on. */
   expiresAt: z.iso.datetime({ offset: true }).optional(),
+  /**
+   * Read from the topic's history during a catch-up that has not ended yet: possibly not the latest decision,
+   * so not enforced until a catch-up ends (also after a restart in between). Cleared when catch-up ends.
+   */
+  readDuringCatchUp: z.literal(true).optional(),
 });
 export type DesiredAccess = z.infer<typeof DesiredAccessSchema>;
 
