@@ -31,11 +31,20 @@ function fakeKafka(initial: { partition: number; low: string; high: string }[]) 
       return offsets.map((entry) => ({ ...entry, offset: entry.high }));
     },
   };
-  const kafka = { consumer: () => consumer, admin: () => admin } as unknown as Kafka;
+  let consumersMade = 0;
+  const kafka = {
+    consumer: () => {
+      consumersMade += 1;
+      return consumer;
+    },
+    admin: () => admin,
+  } as unknown as Kafka;
   const resolved: string[] = [];
   return {
     kafka,
     resolved,
+    consumersMade: () => consumersMade,
+    crash: (restart: boolean) => listeners.get('crash')!({ payload: { error: new Error('Failed to find group coordinator'), restart } }),
     /** The next `count` offset fetches fail. */
     failNextFetches: (count: number) => (failFetches = count),
     /** The partitions' bounds from now on (records written, say). */
@@ -139,6 +148,26 @@ describe('KafkaDesiredStateSource', () => {
     expect(caughtUp).toHaveBeenCalledTimes(1);
     await source.stop();
   });
+
+  it('starts a new consumer when kafkajs gives up on its own for good, and leaves a restart it makes itself to it', async () => {
+    const kafka = fakeKafka([{ partition: 0, low: '0', high: '3' }]);
+    const source = new KafkaDesiredStateSource(kafka.kafka, 'pg-main', logger);
+    const seen: DesiredStateRecord[] = [];
+    await source.start(async (record) => void seen.push(record));
+    expect(kafka.consumersMade()).toBe(1);
+    kafka.crash(true); // kafkajs restarts this one itself
+    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    expect(kafka.consumersMade()).toBe(1);
+    kafka.crash(false); // e.g. "Failed to find group coordinator" while the broker restarts: no restart by kafkajs
+    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    expect(kafka.consumersMade()).toBe(2);
+    await kafka.batch(0, [{ key: 'a', offset: '1' }]); // the new consumer consumes
+    expect(seen.map((record) => record.offset)).toEqual(['1']);
+    await source.stop();
+    kafka.crash(false); // after stop: nothing more
+    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    expect(kafka.consumersMade()).toBe(2);
+  }, 20_000);
 
   it('signals caught-up for an empty partition even when the fetch of its bounds at the assignment failed', async () => {
     const kafka = fakeKafka([{ partition: 0, low: '4', high: '4' }]);

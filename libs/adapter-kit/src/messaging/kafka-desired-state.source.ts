@@ -64,119 +64,156 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       }
       return lastKnown;
     };
-    /** Until it is known: an empty partition gives no batch to learn it from, so the check is retried. */
-    const signalIfEmpty = (partitions: number[], attempt = 0): void => {
+    let assignment = 0;
+    /**
+     * Until it is known: an empty partition gives no batch to learn it from, so the check is retried (one loop,
+     * for the latest assignment; it ends with the signal, a stop, or a newer assignment).
+     */
+    const signalIfEmpty = (partitions: number[], of: number, attempt = 0): void => {
+      const current = () => !signalled && !this.stopped && of === assignment;
+      const retry = () => {
+        bounds = this.partitionBounds();
+        bounds.catch(() => undefined);
+        setTimeout(() => current() && signalIfEmpty(partitions, of, attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
+      };
       void bounds.then(
         (found) => {
-          if (partitions.every((partition) => (found.get(partition)?.high ?? 1n) <= (found.get(partition)?.low ?? 0n))) signalCaughtUp();
+          if (!current()) return;
+          if (partitions.some((partition) => !found.has(partition))) return retry(); // not in the metadata yet
+          if (partitions.every((partition) => found.get(partition)!.high <= found.get(partition)!.low)) signalCaughtUp();
         },
-        () => {
-          if (signalled || this.stopped) return;
-          bounds = this.partitionBounds();
-          bounds.catch(() => undefined);
-          setTimeout(() => signalIfEmpty(partitions, attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
-        },
+        () => current() && retry(),
       );
     };
-    const consumer = this.kafka.consumer({
-      groupId: this.groupId,
-      partitionAssigners: [singleRouteAssigner(this.adapterId, this.startedAt)],
-      allowAutoTopicCreation: false,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1_000,
-      // Bounds how long stop() waits for the fetch in flight; new records still arrive without delay.
-      maxWaitTimeInMs: 1_000,
-      retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      this.connected = true;
-      const partitions = event.payload.memberAssignment[Topics.systemAccess] ?? [];
-      if (partitions.length > 0) {
-        // What the partition holds now is the history this instance has to read before it enforces any of it.
-        bounds = this.partitionBounds();
-        bounds.catch(() => undefined); // a failed fetch is fetched again (next batch, or signalIfEmpty), not an unhandled rejection
-        if (!signalled) signalIfEmpty(partitions);
-      } else {
-        this.logger.error(
-          `another instance of adapter "${this.adapterId}" holds its partition of ${Topics.systemAccess}: this instance ` +
-            'receives no decisions until that one leaves. Run one instance per adapter id (each with its own state)',
-          { memberId: event.payload.memberId },
-        );
-      }
-    });
-    consumer.on(consumer.events.CRASH, (event) => {
-      this.connected = false;
-      const { error, restart } = event.payload;
-      this.logger.warn('desired-state consumer crashed', { error: describeError(error), restart });
-    });
-    consumer.on(consumer.events.DISCONNECT, () => {
-      this.connected = false;
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      partitionsConsumedConcurrently: 4,
-      // Batches, not one call per message: the partition is shared with the other adapters routed to it, and
-      // their systems' records are skipped by key in a plain loop. Records of one system are handled in
-      // order; different systems' at the same time, so that their durable saves share one group commit
-      // (see LogStructuredStateStore) instead of one after the other.
-      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        const waiting = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_HANDLING_MS);
-        const partitionBounds = await boundsNow().finally(() => clearInterval(waiting));
-        const end = partitionBounds.get(batch.partition)?.high;
-        // Bounds without this partition are no bounds for it (0 would make the whole history new): fetch again.
-        if (end === undefined) {
+    /** A new consumer in the group, consuming: at start, and after kafkajs gave up on the one before. */
+    const launch = async (): Promise<void> => {
+      const consumer = this.kafka.consumer({
+        groupId: this.groupId,
+        partitionAssigners: [singleRouteAssigner(this.adapterId, this.startedAt)],
+        allowAutoTopicCreation: false,
+        sessionTimeout: 10_000,
+        heartbeatInterval: 1_000,
+        // Bounds how long stop() waits for the fetch in flight; new records still arrive without delay.
+        maxWaitTimeInMs: 1_000,
+        retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
+      });
+      this.consumer = consumer;
+      consumer.on(consumer.events.GROUP_JOIN, (event) => {
+        this.connected = true;
+        const partitions = event.payload.memberAssignment[Topics.systemAccess] ?? [];
+        assignment += 1; // ends the empty-partition check of an earlier assignment
+        if (partitions.length > 0) {
+          // What the partition holds now is the history this instance has to read before it enforces any of it.
           bounds = this.partitionBounds();
-          bounds.catch(() => undefined);
-          throw new Error(`no bounds for partition ${batch.partition} of ${Topics.systemAccess} yet`);
+          bounds.catch(() => undefined); // a failed fetch is fetched again (next batch, or signalIfEmpty), not an unhandled rejection
+          if (!signalled) signalIfEmpty(partitions, assignment);
+        } else {
+          this.logger.error(
+            `another instance of adapter "${this.adapterId}" holds its partition of ${Topics.systemAccess}: this instance ` +
+              'receives no decisions until that one leaves. Run one instance per adapter id (each with its own state)',
+            { memberId: event.payload.memberId },
+          );
         }
-        const catchUpEnd = end;
-        const bySystem = new Map<string | null, Promise<unknown>>();
-        // A record without a key is judged for the system it claims, and remembered as judged there: it waits
-        // for every record before it and every record after it waits for it, so that this cannot pass over a
-        // record of that system in flight (or make one after it count as judged before it was). Such records
-        // are refused ones (an alert each): rare.
-        let barrier: Promise<unknown> = Promise.resolve();
-        const handled: { offset: string; done: Promise<unknown> }[] = [];
-        for (const message of batch.messages) {
-          if (!isRunning() || isStale()) break;
-          const key = message.key?.toString('utf8') ?? null;
-          let done: Promise<unknown> = Promise.resolve();
-          if (key === null || serves(key)) {
-            const record = {
-              key,
-              value: message.value,
-              partition: batch.partition,
-              offset: message.offset,
-              catchUp: BigInt(message.offset) < catchUpEnd,
-              partitionEnd: String(catchUpEnd),
-            };
-            // After a failed record, the records that wait for it are not handled (they reject too).
-            const before = key === null ? Promise.all([...bySystem.values(), barrier]) : Promise.all([bySystem.get(key), barrier]);
-            done = before.then(() => handler(record));
-            bySystem.set(key, done);
-            if (key === null) barrier = done;
+      });
+      consumer.on(consumer.events.CRASH, (event) => {
+        this.connected = false;
+        const { error, restart } = event.payload;
+        if (restart || this.stopped) {
+          this.logger.warn('desired-state consumer crashed', { error: describeError(error), restart });
+          return;
+        }
+        // kafkajs gives up for good on errors it deems not retriable ("Failed to find group coordinator" while a
+        // broker restarts, say): without a consumer this adapter would never receive another decision.
+        this.logger.error('the desired-state consumer stopped for good; starting a new one', { error: describeError(error) });
+        relaunch(consumer);
+      });
+      consumer.on(consumer.events.DISCONNECT, () => {
+        this.connected = false;
+      });
+      await consumer.connect();
+      await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        partitionsConsumedConcurrently: 4,
+        // Batches, not one call per message: the partition is shared with the other adapters routed to it, and
+        // their systems' records are skipped by key in a plain loop. Records of one system are handled in
+        // order; different systems' at the same time, so that their durable saves share one group commit
+        // (see LogStructuredStateStore) instead of one after the other.
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          const waiting = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_HANDLING_MS);
+          const partitionBounds = await boundsNow().finally(() => clearInterval(waiting));
+          const end = partitionBounds.get(batch.partition)?.high;
+          // Bounds without this partition are no bounds for it (0 would make the whole history new): fetch again.
+          if (end === undefined) {
+            bounds = this.partitionBounds();
+            bounds.catch(() => undefined);
+            throw new Error(`no bounds for partition ${batch.partition} of ${Topics.systemAccess} yet`);
           }
-          handled.push({ offset: message.offset, done });
+          const catchUpEnd = end;
+          const bySystem = new Map<string | null, Promise<unknown>>();
+          // A record without a key is judged for the system it claims, and remembered as judged there: it waits
+          // for every record before it and every record after it waits for it, so that this cannot pass over a
+          // record of that system in flight (or make one after it count as judged before it was). Such records
+          // are refused ones (an alert each): rare.
+          let barrier: Promise<unknown> = Promise.resolve();
+          const handled: { offset: string; done: Promise<unknown> }[] = [];
+          for (const message of batch.messages) {
+            if (!isRunning() || isStale()) break;
+            const key = message.key?.toString('utf8') ?? null;
+            let done: Promise<unknown> = Promise.resolve();
+            if (key === null || serves(key)) {
+              const record = {
+                key,
+                value: message.value,
+                partition: batch.partition,
+                offset: message.offset,
+                catchUp: BigInt(message.offset) < catchUpEnd,
+                partitionEnd: String(catchUpEnd),
+              };
+              // After a failed record, the records that wait for it are not handled (they reject too).
+              const before = key === null ? Promise.all([...bySystem.values(), barrier]) : Promise.all([bySystem.get(key), barrier]);
+              done = before.then(() => handler(record));
+              bySystem.set(key, done);
+              if (key === null) barrier = done;
+            }
+            handled.push({ offset: message.offset, done });
+          }
+          // The batch stops at the first record that failed: it and everything after it come again (records of
+          // other systems handled meanwhile are known by then, and skipped as judged).
+          // Handling waits for fsyncs and sends (and a publish may wait out broker retries): stay in the group
+          // meanwhile (kafkajs throttles heartbeats to its interval).
+          const beating = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_HANDLING_MS);
+          const outcomes = await Promise.allSettled(handled.map((entry) => entry.done)).finally(() => clearInterval(beating));
+          const failed = outcomes.findIndex((outcome) => outcome.status === 'rejected');
+          const resolved = failed === -1 ? handled : handled.slice(0, failed);
+          if (resolved.length > 0) resolveOffset(resolved[resolved.length - 1].offset);
+          if (failed === -1 && handled.length > 0 && BigInt(handled[handled.length - 1].offset) + 1n >= catchUpEnd) signalCaughtUp();
+          // Best effort: a failed heartbeat (the group rebalancing, the broker restarting) must not crash the
+          // consumer — the next fetch rejoins, and records handled meanwhile are judged again harmlessly.
+          await heartbeat().catch(() => undefined);
+          if (failed !== -1) throw (outcomes[failed] as PromiseRejectedResult).reason;
+        },
+      });
+    };
+    let relaunching = false;
+    const relaunch = (gaveUp: Consumer, attempt = 0): void => {
+      if (relaunching && attempt === 0) return;
+      relaunching = true;
+      setTimeout(async () => {
+        if (this.stopped) return;
+        await gaveUp.disconnect().catch(() => undefined);
+        try {
+          await launch();
+          relaunching = false;
+          if (this.stopped) await this.consumer?.disconnect().catch(() => undefined); // stopped meanwhile
+        } catch (error) {
+          await this.consumer?.disconnect().catch(() => undefined);
+          this.logger.error('could not start a new desired-state consumer; trying again', { error: describeError(error), attempt: attempt + 1 });
+          relaunch(gaveUp, attempt + 1);
         }
-        // The batch stops at the first record that failed: it and everything after it come again (records of
-        // other systems handled meanwhile are known by then, and skipped as judged).
-        // Handling waits for fsyncs and sends (and a publish may wait out broker retries): stay in the group
-        // meanwhile (kafkajs throttles heartbeats to its interval).
-        const beating = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_HANDLING_MS);
-        const outcomes = await Promise.allSettled(handled.map((entry) => entry.done)).finally(() => clearInterval(beating));
-        const failed = outcomes.findIndex((outcome) => outcome.status === 'rejected');
-        const resolved = failed === -1 ? handled : handled.slice(0, failed);
-        if (resolved.length > 0) resolveOffset(resolved[resolved.length - 1].offset);
-        if (failed === -1 && handled.length > 0 && BigInt(handled[handled.length - 1].offset) + 1n >= catchUpEnd) signalCaughtUp();
-        // Best effort: a failed heartbeat (the group rebalancing, the broker restarting) must not crash the
-        // consumer — the next fetch rejoins, and records handled meanwhile are judged again harmlessly.
-        await heartbeat().catch(() => undefined);
-        if (failed !== -1) throw (outcomes[failed] as PromiseRejectedResult).reason;
-      },
-    });
+      }, Math.min(30_000, 1_000 * 2 ** attempt)).unref();
+    };
+    await launch();
   }
 
   /** Where each partition begins and ends now. */

@@ -989,6 +989,40 @@ describe('AdapterRuntime catching up with the topic on start', () => {
     expect(harness.stateFile(STOCK).desired).not.toHaveProperty('readDuringCatchUp');
   });
 
+  it('keeps a newer revoke read while a stored revoke is owed counting as owed across another restart', async () => {
+    const first = new AdapterHarness(new FakeAccessEnforcer());
+    const second = new AdapterHarness(new FakeAccessEnforcer());
+    second.source = new FakeDesiredStateSource({ caughtUpAtStart: false });
+    const firstHold = (first.enforcer as FakeAccessEnforcer).hold(STOCK);
+    const secondHold = (second.enforcer as FakeAccessEnforcer).hold(STOCK);
+    try {
+      // Run 1: a revoke arrives live; its enforcement never finishes (the process dies).
+      await first.start();
+      await first.source.deliver(systemAccessChanged({ systemId: STOCK, generation: 5, state: 'revoked' })); // offset 0
+      await firstHold.reached;
+      // Run 2: the stored revoke is owed and being enforced; catch-up reads a newer revoke; the process dies again.
+      cpSync(first.stateDir, second.stateDir, { recursive: true });
+      rmSync(path.join(second.stateDir, 'state.lock'));
+      await second.start();
+      await secondHold.reached;
+      await second.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 6, state: 'revoked' })), { offset: 1, catchUp: true });
+      expect(second.stateFile(STOCK).desired).toMatchObject({ generation: 6 });
+      expect(second.stateFile(STOCK).desired).not.toHaveProperty('readDuringCatchUp');
+      cpSync(second.stateDir, harness.stateDir, { recursive: true });
+      rmSync(path.join(harness.stateDir, 'state.lock'));
+
+      // Run 3: the revoke is enforced at once, without waiting for the catch-up to end.
+      const third = await harness.start();
+      await eventually(() => expectConverged(third, STOCK, 6));
+      expect(actions()).toEqual(['revoke@6']);
+    } finally {
+      firstHold.release();
+      secondHold.release();
+      await first.stopAll();
+      await second.stopAll();
+    }
+  });
+
   it('keeps retrying a stored revoke that failed on start while the history brings newer decisions', async () => {
     const crashed = new AdapterHarness(new FakeAccessEnforcer());
     await crashed.start();
@@ -1001,16 +1035,16 @@ describe('AdapterRuntime catching up with the topic on start', () => {
       // The target is down at first: the stored revoke fails twice, then goes through.
       fake.respondWith(STOCK, { outcome: 'failed-retriable', detail: 'target unreachable' }, { outcome: 'failed-retriable', detail: 'target unreachable' });
       const adapter = await harness.start();
-      await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' })), { catchUp: true });
-      await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 3, state: 'revoked' })), { catchUp: true });
+      await harness.source.deliverRaw(STOCK, sign(systemAccessChanged({ systemId: STOCK, generation: 2, state: 'active' })), { offset: 1, catchUp: true });
+      // The history's restore waits for the end of the catch-up; the stored revoke is retried until it holds.
       await eventually(() => expect(adapter.system(STOCK)?.applied).toMatchObject({ generation: 1, state: 'revoked' }));
       expect(actions()).toEqual(['revoke@1', 'revoke@1', 'revoke@1']);
       // At most the first failure, reported before the history arrived; generation 1 is not acknowledged as enforced.
       expect(harness.publisher.trail(STOCK).every((entry) => entry === 'failed(willRetry=true)@1')).toBe(true);
 
       harness.source.endCatchUp();
-      await eventually(() => expectConverged(adapter, STOCK, 3));
-      expect(actions()).toEqual(['revoke@1', 'revoke@1', 'revoke@1', 'revoke@3']);
+      await eventually(() => expectConverged(adapter, STOCK, 2));
+      expect(actions()).toEqual(['revoke@1', 'revoke@1', 'revoke@1', 'restore@2']);
     } finally {
       interrupted.release();
       await crashed.stopAll();

@@ -322,7 +322,10 @@ export class SystemReconciler<TSystem> {
     this.state.desired = desiredAccessOf(event);
     this.state.lastRecord = record;
     this.positionFromThisRun = true;
-    if (position.catchUp && !this.caughtUp) this.state.desired.readDuringCatchUp = true;
+    // History until catch-up ends — except a revoke while a revoke from before the start is still owed: then the
+    // system is meant to be closed anyway, and after a restart this revoke must still count as owed.
+    const revokeOwed = this.revokeOwedAtStart !== undefined && this.appliedGeneration() < this.revokeOwedAtStart.generation;
+    if (position.catchUp && !this.caughtUp && !(revokeOwed && event.data.desiredState === 'revoked')) this.state.desired.readDuringCatchUp = true;
     this.failures = 0;
     this.retryNotBefore = 0;
     // Re-enforcing an older generation is moot now; a drift not yet reported still is (see reportDrift).
