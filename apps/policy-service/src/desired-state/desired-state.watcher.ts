@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Topics, verifyMessage } from '@portcullis/contracts';
-import { partitionForRoute } from '@portcullis/kafka';
+import { partitionForRoute, replaceWhenAbandoned } from '@portcullis/kafka';
 import type { Consumer, Kafka } from 'kafkajs';
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -133,6 +133,7 @@ export class DecisionStreamJudge {
 export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger(DesiredStateWatcher.name);
   private consumer?: Consumer;
+  private stopped = false;
   private readonly judge: DecisionStreamJudge;
   /** The topic's partition count (never changes for a routed topic): a route is a partition of it. */
   private partitionCount = 0;
@@ -173,6 +174,11 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
     } finally {
       await admin.disconnect();
     }
+    await this.startConsumer();
+  }
+
+  /** The watch's consumer, consuming; again after kafkajs gave up on the one before (judged records are skipped). */
+  private async startConsumer(): Promise<void> {
     const consumer = this.kafka.consumer({
       groupId: watchGroupId(this.config.consumerGroupId),
       allowAutoTopicCreation: false,
@@ -180,6 +186,12 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
       retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
     });
     this.consumer = consumer;
+    // Without it the watch would stop for the life of the process, silently.
+    replaceWhenAbandoned(consumer, () => this.startConsumer(), {
+      isStopped: () => this.stopped,
+      onAbandoned: (error) => this.log.error(`kafkajs gave up on the decisions watch's consumer (${error.message}); starting a new one`),
+      onReplaceFailed: (error, attempt) => this.log.error(`could not start a new decisions watch consumer (attempt ${attempt}): ${(error as Error).message}`),
+    });
     await consumer.connect();
     await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
     await consumer.run({
@@ -208,6 +220,7 @@ export class DesiredStateWatcher implements OnApplicationBootstrap, OnApplicatio
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.stopped = true;
     await this.consumer?.disconnect();
   }
 

@@ -1,5 +1,5 @@
 import { Topics } from '@portcullis/contracts';
-import { singleRouteAssigner } from '@portcullis/kafka';
+import { replaceWhenAbandoned, singleRouteAssigner } from '@portcullis/kafka';
 import type { Consumer, Kafka } from 'kafkajs';
 import type { AdapterLogger } from '../logging/adapter-logger';
 import { describeError } from '../logging/describe-error';
@@ -118,14 +118,16 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
       consumer.on(consumer.events.CRASH, (event) => {
         this.connected = false;
         const { error, restart } = event.payload;
-        if (restart || this.stopped) {
-          this.logger.warn('desired-state consumer crashed', { error: describeError(error), restart });
-          return;
-        }
-        // kafkajs gives up for good on errors it deems not retriable ("Failed to find group coordinator" while a
-        // broker restarts, say): without a consumer this adapter would never receive another decision.
-        this.logger.error('the desired-state consumer stopped for good; starting a new one', { error: describeError(error) });
-        relaunch(consumer);
+        if (restart) this.logger.warn('desired-state consumer crashed', { error: describeError(error), restart });
+      });
+      // Without a consumer this adapter would never receive another decision (its heartbeats would go on).
+      replaceWhenAbandoned(consumer, launch, {
+        isStopped: () => this.stopped,
+        onAbandoned: (error) => this.logger.error('kafkajs gave up on the desired-state consumer; starting a new one', { error: describeError(error) }),
+        onReplaceFailed: (error, attempt) => {
+          void this.consumer?.disconnect().catch(() => undefined);
+          this.logger.error('could not start a new desired-state consumer; trying again', { error: describeError(error), attempt });
+        },
       });
       consumer.on(consumer.events.DISCONNECT, () => {
         this.connected = false;
@@ -194,24 +196,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
           if (failed !== -1) throw (outcomes[failed] as PromiseRejectedResult).reason;
         },
       });
-    };
-    let relaunching = false;
-    const relaunch = (gaveUp: Consumer, attempt = 0): void => {
-      if (relaunching && attempt === 0) return;
-      relaunching = true;
-      setTimeout(async () => {
-        if (this.stopped) return;
-        await gaveUp.disconnect().catch(() => undefined);
-        try {
-          await launch();
-          relaunching = false;
-          if (this.stopped) await this.consumer?.disconnect().catch(() => undefined); // stopped meanwhile
-        } catch (error) {
-          await this.consumer?.disconnect().catch(() => undefined);
-          this.logger.error('could not start a new desired-state consumer; trying again', { error: describeError(error), attempt: attempt + 1 });
-          relaunch(gaveUp, attempt + 1);
-        }
-      }, Math.min(30_000, 1_000 * 2 ** attempt)).unref();
+      if (this.stopped) await consumer.disconnect().catch(() => undefined); // stopped while this one started
     };
     await launch();
   }

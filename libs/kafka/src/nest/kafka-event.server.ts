@@ -4,6 +4,7 @@ import { decodeMessage, Topics } from '@portcullis/contracts';
 import type { Batch, Consumer, Kafka, KafkaMessage } from 'kafkajs';
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { z } from 'zod';
+import { replaceWhenAbandoned } from '../abandoned-consumer';
 import { ReliableProducer } from '../reliable-producer';
 import { BATCH_EXTRA, CONTRACT_EXTRA } from './kafka-event.decorator';
 
@@ -58,6 +59,7 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
   /** The commit in flight: one at a time, so an older offset never lands after a newer one. */
   private committing?: Promise<void>;
   private commitTimer?: NodeJS.Timeout;
+  private closed = false;
 
   constructor(private readonly options: KafkaEventServerOptions) {
     super();
@@ -65,59 +67,70 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
 
   async listen(callback: (error?: unknown) => void): Promise<void> {
     try {
-      const topics = [...this.messageHandlers.keys()];
       this.deadLetters = new ReliableProducer(this.options.kafka);
-      this.consumer = this.options.kafka.consumer({
-        groupId: this.options.groupId,
-        allowAutoTopicCreation: false,
-        sessionTimeout: 30_000,
-        heartbeatInterval: 3_000,
-        // An idle fetch returns after this long; it bounds how long a shutdown waits for the consumer.
-        maxWaitTimeInMs: 1_000,
-        retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
-      });
-      // Offsets handled before a rebalance are committed only for the partitions this member still owns:
-      // the new owner of the others commits its own (and replays from the last commit; handlers are idempotent).
-      this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
-        this.assigned = new Set(
-          Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => `${topic}/${partition}`)),
-        );
-        for (const key of this.handled.keys()) if (!this.assigned.has(key)) this.handled.delete(key);
-      });
-      await this.consumer.connect();
-      await this.consumer.subscribe({ topics, fromBeginning: this.options.fromBeginning ?? true });
-      await this.consumer.run({
-        // kafkajs' autoCommit sends an OffsetCommit after every batch and waits for it before the next one
-        // (on Kafka 4 at least group.coordinator.append.linger.ms = 5 ms). Handlers are idempotent
-        // (message ids), so offsets of handled messages are committed in the background instead.
-        autoCommit: false,
-        partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 6,
-        eachBatchAutoResolve: false,
-        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-          const handler = this.getHandlerByPattern(batch.topic);
-          const batched = handler?.extras?.[BATCH_EXTRA] === true;
-          const size = batched ? (this.options.maxBatchSize ?? 500) : 1;
-          for (let start = 0; start < batch.messages.length; start += size) {
-            if (!isRunning() || isStale()) return;
-            const slice = batch.messages.slice(start, start + size);
-            await this.handleMessages(batch, slice);
-            const last = slice[slice.length - 1].offset;
-            resolveOffset(last);
-            this.handled.set(`${batch.topic}/${batch.partition}`, {
-              topic: batch.topic,
-              partition: batch.partition,
-              offset: (BigInt(last) + 1n).toString(),
-            });
-            await heartbeat().catch(() => undefined); // best effort: the next fetch rejoins if the group moved on
-          }
-        },
-      });
+      await this.startConsumer();
       this.commitTimer = setInterval(() => void this.commitHandled(), 1_000);
       this.commitTimer.unref();
       callback();
     } catch (error) {
       callback(error);
     }
+  }
+
+  /** A consumer of the handlers' topics, consuming; again after kafkajs gave up on the one before. */
+  private async startConsumer(): Promise<void> {
+    const topics = [...this.messageHandlers.keys()];
+    this.consumer = this.options.kafka.consumer({
+      groupId: this.options.groupId,
+      allowAutoTopicCreation: false,
+      sessionTimeout: 30_000,
+      heartbeatInterval: 3_000,
+      // An idle fetch returns after this long; it bounds how long a shutdown waits for the consumer.
+      maxWaitTimeInMs: 1_000,
+      retry: { initialRetryTime: 300, retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
+    });
+    // Offsets handled before a rebalance are committed only for the partitions this member still owns:
+    // the new owner of the others commits its own (and replays from the last commit; handlers are idempotent).
+    this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
+      this.assigned = new Set(
+        Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => `${topic}/${partition}`)),
+      );
+      for (const key of this.handled.keys()) if (!this.assigned.has(key)) this.handled.delete(key);
+    });
+    // Without a consumer no acknowledgement or heartbeat would be recorded again, for the life of the process.
+    replaceWhenAbandoned(this.consumer, () => this.startConsumer(), {
+      isStopped: () => this.closed,
+      onAbandoned: (error) => this.log.error(`kafkajs gave up on the consumer of ${topics.join(', ')} (${describe(error)}); starting a new one`),
+      onReplaceFailed: (error, attempt) => this.log.error(`could not start a new consumer (attempt ${attempt}): ${describe(error)}; trying again`),
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics, fromBeginning: this.options.fromBeginning ?? true });
+    await this.consumer.run({
+      // kafkajs' autoCommit sends an OffsetCommit after every batch and waits for it before the next one
+      // (on Kafka 4 at least group.coordinator.append.linger.ms = 5 ms). Handlers are idempotent
+      // (message ids), so offsets of handled messages are committed in the background instead.
+      autoCommit: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 6,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        const handler = this.getHandlerByPattern(batch.topic);
+        const batched = handler?.extras?.[BATCH_EXTRA] === true;
+        const size = batched ? (this.options.maxBatchSize ?? 500) : 1;
+        for (let start = 0; start < batch.messages.length; start += size) {
+          if (!isRunning() || isStale()) return;
+          const slice = batch.messages.slice(start, start + size);
+          await this.handleMessages(batch, slice);
+          const last = slice[slice.length - 1].offset;
+          resolveOffset(last);
+          this.handled.set(`${batch.topic}/${batch.partition}`, {
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: (BigInt(last) + 1n).toString(),
+          });
+          await heartbeat().catch(() => undefined); // best effort: the next fetch rejoins if the group moved on
+        }
+      },
+    });
   }
 
   /**
@@ -218,6 +231,7 @@ export class KafkaEventServer extends Server implements CustomTransportStrategy 
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.commitTimer);
     await this.committing; // the commit in flight, then one more for what was handled meanwhile
     await this.commitHandled();
