@@ -53,6 +53,11 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     // Where the partitions began and ended at the last assignment (at start until the first one).
     let bounds: Promise<PartitionBounds> = this.partitionBounds();
     let lastKnown = await bounds; // fail the start, not the first batch, if the broker cannot say
+    /** Fetches the bounds again; a failed fetch is fetched again later (next batch, or signalIfEmpty), not an unhandled rejection. */
+    const refetchBounds = (): void => {
+      bounds = this.partitionBounds();
+      bounds.catch(() => undefined);
+    };
     const boundsNow = async (): Promise<PartitionBounds> => {
       try {
         lastKnown = await bounds;
@@ -72,8 +77,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
     const signalIfEmpty = (partitions: number[], of: number, attempt = 0): void => {
       const current = () => !signalled && !this.stopped && of === assignment;
       const retry = () => {
-        bounds = this.partitionBounds();
-        bounds.catch(() => undefined);
+        refetchBounds();
         setTimeout(() => current() && signalIfEmpty(partitions, of, attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
       };
       void bounds.then(
@@ -104,8 +108,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
         assignment += 1; // ends the empty-partition check of an earlier assignment
         if (partitions.length > 0) {
           // What the partition holds now is the history this instance has to read before it enforces any of it.
-          bounds = this.partitionBounds();
-          bounds.catch(() => undefined); // a failed fetch is fetched again (next batch, or signalIfEmpty), not an unhandled rejection
+          refetchBounds();
           if (!signalled) signalIfEmpty(partitions, assignment);
         } else {
           this.logger.error(
@@ -147,8 +150,7 @@ export class KafkaDesiredStateSource implements DesiredStateSource {
           const end = partitionBounds.get(batch.partition)?.high;
           // Bounds without this partition are no bounds for it (0 would make the whole history new): fetch again.
           if (end === undefined) {
-            bounds = this.partitionBounds();
-            bounds.catch(() => undefined);
+            refetchBounds();
             throw new Error(`no bounds for partition ${batch.partition} of ${Topics.systemAccess} yet`);
           }
           const catchUpEnd = end;
