@@ -2,6 +2,7 @@ import { eventually } from '@test/support/eventually';
 import { startPolicyService, type RunningPolicyService } from '@test/support/policy-service.harness';
 import { readTestEnv } from '@test/support/test-env';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { GroupDecisionsService } from '../src/commands/group-decisions.service';
 
 interface AuditItem {
   id: number;
@@ -266,7 +267,10 @@ describe('restore with four eyes, single-admin restore and break-glass exemption
       const requested = (await restore(backOffice).expect(202)).body.commandId;
       const outboxBefore = (await outbox()).length;
       // Make the race certain: hold the group's systems (as a decision on an overlapping group would) until
-      // both approvals are inside their transactions, waiting on a lock; then let them go.
+      // both approvals have reached the service, the first one's transaction waiting on that lock (the service
+      // records concurrent decisions together: the second waits for the next transaction, or for its turn
+      // in the same one); then let them go.
+      const approvals = jest.spyOn(service.app.get(GroupDecisionsService), 'approve');
       const blocker = await service.db.connect();
       let answers;
       try {
@@ -277,11 +281,13 @@ describe('restore with four eyes, single-admin restore and break-glass exemption
           const { rows } = await service.db.query(
             `SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          expect(rows[0].waiting).toBe(2);
+          expect(rows[0].waiting).toBe(1);
+          expect(approvals).toHaveBeenCalledTimes(2);
         });
         await blocker.query('COMMIT');
         answers = await racing;
       } finally {
+        approvals.mockRestore();
         await blocker.query('ROLLBACK').catch(() => undefined);
         blocker.release();
       }

@@ -22,6 +22,11 @@ export interface AuditEntryInput {
    * change (e.g. `{ before: { state: 'active' }, after: { state: 'revoked' } }`); other keys add context.
    */
   details?: Record<string, unknown>;
+  /**
+   * How the caller authenticated, when the entry is appended outside its request (decisions of several
+   * requests recorded in one transaction); null: not through the API. Absent: the request being handled.
+   */
+  credential?: RequestCredential | null;
 }
 
 export interface AuditQuery {
@@ -90,7 +95,7 @@ export class AuditLog {
         reason: nullableText(entry.reason),
         incidentRef: nullableText(entry.incidentRef),
         sourceAddress: nullableText(entry.sourceAddress),
-        details: storedJson(withCredential(entry, credential)),
+        details: storedJson(withCredential(entry, entry.credential === undefined ? credential : (entry.credential ?? undefined))),
       };
       return toPendingRow(content, chainEntryTemplate(content));
     });

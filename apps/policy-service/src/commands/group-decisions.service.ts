@@ -1,8 +1,9 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
 import { DataSource, type EntityManager } from 'typeorm';
 import { AuditLog, type AuditEntryInput } from '../audit/audit-log.service';
+import { currentRequestCredential, type RequestCredential } from '../audit/request-credential';
 import type { Role } from '../auth/roles';
 import { POLICY_SERVICE_CONFIG, type PolicyServiceConfig } from '../config/policy-service.config';
 import type { AccessState } from '@portcullis/contracts';
@@ -101,6 +102,11 @@ interface Application {
  */
 @Injectable()
 export class GroupDecisionsService {
+  private readonly log = new Logger(GroupDecisionsService.name);
+  /** Decisions handed in while a transaction records others: the next transaction records them together. */
+  private readonly waiting: Queued[] = [];
+  private deciding = false;
+
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly auditLog: AuditLog,
@@ -110,7 +116,8 @@ export class GroupDecisionsService {
   ) {}
 
   async decide(decision: GroupDecision): Promise<GroupDecisionOutcome> {
-    const recorded = await this.dataSource.transaction((manager) => this.record(manager, decision));
+    const answer = await this.submit({ kind: 'decide', decision });
+    const recorded = answer.recorded!;
     // The view of what was just committed, from the transaction's own rows (a repeat names an older command: read).
     const command = recorded.written
       ? commandView(recorded.written.command, recorded.written.targets, new Date())
@@ -126,14 +133,14 @@ export class GroupDecisionsService {
    * superseded (the last two are recorded as such first) — and (403) for the requester themselves.
    */
   async approve(input: RequestDecision): Promise<CommandView> {
-    const written = await this.answer('approve', input);
-    return commandView(written.command, written.targets, new Date());
+    const { written } = await this.submit({ kind: 'approve', input });
+    return commandView(written!.command, written!.targets, new Date());
   }
 
   /** Closes a restore request without applying it. The requester may withdraw their own request this way. */
   async reject(input: RequestDecision): Promise<CommandView> {
-    const written = await this.answer('reject', input);
-    return commandView(written.command, written.targets, new Date());
+    const { written } = await this.submit({ kind: 'reject', input });
+    return commandView(written!.command, written!.targets, new Date());
   }
 
   /**
@@ -209,37 +216,205 @@ export class GroupDecisionsService {
     });
   }
 
+  // ---- group commit ----------------------------------------------------------------------------------
+
   /**
-   * Records one decision and its audit entries.
+   * Hands a decision to the next transaction. Decisions made while a transaction records others are
+   * recorded together by the next one (group commit, as acknowledgements are): one transaction, one
+   * commit and one turn of the audit chain's lock for many, instead of one each. Each decision is judged
+   * exactly as it would be alone, one after the other in the order they arrived, on the rows the
+   * transaction locked; a refusal (404, 403, 409) refuses that decision only.
    */
-  private async record(manager: EntityManager, decision: GroupDecision): Promise<Recorded> {
-    const audit = (entries: AuditEntryInput[]) => this.auditLog.append(manager, entries);
+  private submit(request: DecisionRequest): Promise<DecisionAnswer> {
+    return new Promise<DecisionAnswer>((resolve, reject) => {
+      // The caller's credential travels with its decision: the transaction runs for many callers.
+      this.waiting.push({ request, credential: currentRequestCredential() ?? null, resolve, reject });
+      if (!this.deciding) void this.decideWaiting();
+    });
+  }
+
+  private async decideWaiting(): Promise<void> {
+    this.deciding = true;
+    try {
+      // Let the decisions handed in during this turn of the event loop join.
+      await new Promise((resolve) => setImmediate(resolve));
+      while (this.waiting.length > 0) {
+        const batch = this.waiting.splice(0, MAX_DECISIONS_PER_TRANSACTION);
+        let settled: Settled;
+        try {
+          settled = await this.dataSource.transaction((manager) => this.decideTogether(manager, batch));
+        } catch (error) {
+          if (batch.length === 1) {
+            batch[0].reject(error);
+            continue;
+          }
+          // One decision that cannot be recorded (an unexpected database error) must not fail the others.
+          this.log.warn(`recording ${batch.length} decisions together failed (${(error as Error).message}); recording each alone`);
+          for (const item of batch) {
+            await this.dataSource.transaction((manager) => this.decideTogether(manager, [item])).then(
+              (alone) => settle(alone),
+              (failure: unknown) => item.reject(failure),
+            );
+          }
+          continue;
+        }
+        // Decisions that would change what an earlier one in the batch changed go first into the next.
+        this.waiting.unshift(...settled.deferred);
+        settle(settled);
+      }
+    } finally {
+      this.deciding = false;
+    }
+  }
+
+  /**
+   * Records decisions in ONE transaction, in the lock order every transaction uses: the groups they
+   * concern (by id), then the restore requests of those groups and the commands answered (by id), then
+   * the systems of the groups a decision may apply to (by id). Each decision is then judged in memory, in
+   * arrival order, seeing the ones before it; everything is written set-based and the audit entries of all
+   * are appended once, in the same order.
+   *
+   * A decision about a group another decision of the batch already decided, or about systems another one
+   * changed, is deferred to the next transaction (a system cannot change twice in one set of writes): the
+   * outcome is the same as if all had run one after the other in the order they were recorded.
+   */
+  private async decideTogether(manager: EntityManager, batch: readonly Queued[]): Promise<Settled> {
+    const now = new Date();
+    const named = {
+      groupIds: [...new Set(batch.flatMap((item) => (item.request.kind === 'decide' ? [item.request.decision.groupId] : [])))],
+      commandIds: [...new Set(batch.flatMap((item) => (item.request.kind === 'decide' ? [] : [item.request.input.commandId.toLowerCase()])))],
+    };
+    const groups = await manager
+      .getRepository(GroupEntity)
+      .createQueryBuilder('grp')
+      .where('grp.id = ANY(:groupIds) OR grp.id IN (SELECT c.group_id FROM commands c WHERE c.id = ANY(CAST(:commandIds AS uuid[])))', named)
+      .orderBy('grp.id', 'ASC')
+      .setLock('pessimistic_write')
+      .getMany();
+    const groupsById = new Map(groups.map((group) => [group.id, group]));
+    // The restore requests of those groups (a decision closes or checks them) and the commands answered.
+    const commands = groups.length
+      ? await manager
+          .getRepository(CommandEntity)
+          .createQueryBuilder('command')
+          .where(
+            "(command.groupId = ANY(:lockedGroupIds) AND command.approvalStatus = 'awaiting-approval') OR command.id = ANY(CAST(:commandIds AS uuid[]))",
+            { lockedGroupIds: groups.map((group) => group.id), commandIds: named.commandIds },
+          )
+          .orderBy('command.id', 'ASC')
+          .setLock('pessimistic_write')
+          .getMany()
+      : [];
+    const commandsById = new Map(commands.map((command) => [command.id, command]));
+    // Only the groups a decision may apply to now need their systems locked and read.
+    const applying = groups.filter((group) =>
+      batch.some(({ request }) => {
+        if (request.kind !== 'decide') {
+          return request.kind === 'approve' && commandsById.get(request.input.commandId.toLowerCase())?.groupId === group.id;
+        }
+        const { decision } = request;
+        if (decision.groupId !== group.id) return false;
+        if (decision.action === 'revoke') return group.state !== 'revoked';
+        return group.state === 'revoked' && restoreRoute(group.restoreApproval, decision.roles ?? ['security-lead']) === 'apply-now';
+      }),
+    );
+    const context = await this.loadDecisionContext(manager, applying.map((group) => group.id), now);
+
+    const decidedGroups = new Set<string>();
+    const changedSystems = new Set<string>();
+    const judged: { item: Queued; effects: Effects }[] = [];
+    const deferred: Queued[] = [];
+    for (const item of batch) {
+      const groupId =
+        item.request.kind === 'decide' ? item.request.decision.groupId : commandsById.get(item.request.input.commandId.toLowerCase())?.groupId;
+      if (groupId !== undefined && (decidedGroups.has(groupId) || (context.systemsOfGroup.get(groupId) ?? []).some((s) => changedSystems.has(s.id)))) {
+        deferred.push(item);
+        continue;
+      }
+      const judge = (): Effects => {
+        const state: JudgeState = { now, groupsById, commandsById, context };
+        return item.request.kind === 'decide' ? this.judgeGroupDecision(item.request.decision, state) : this.judgeRequestAnswer(item.request.kind, item.request.input, state);
+      };
+      let effects: Effects;
+      try {
+        effects = judge();
+      } catch (error) {
+        // A refusal made before anything was decided: nothing of this decision is written.
+        effects = { closes: [], requests: [], entries: [], outcome: { error: error as Error } };
+      }
+      if (effects.closes.length || effects.requests.length || effects.plan || effects.entries.length) {
+        if (groupId !== undefined) decidedGroups.add(groupId);
+        for (const change of effects.plan?.changes ?? []) changedSystems.add(change.id);
+      }
+      judged.push({ item, effects });
+    }
+
+    const all = judged.map(({ effects }) => effects);
+    const closes = all.flatMap((effects) => effects.closes);
+    if (closes.length) {
+      await manager.query(
+        `UPDATE commands c SET approval_status = u.status, decided_at = $2, decided_by = u.decided_by, decision_comment = u.comment
+         FROM unnest($1::uuid[], $3::text[], $4::text[], $5::text[]) AS u(id, status, decided_by, comment) WHERE c.id = u.id`,
+        [closes.map((close) => close.id), now, closes.map((close) => close.status), closes.map((close) => close.decidedBy), closes.map((close) => close.comment)],
+      );
+    }
+    const requests = all.flatMap((effects) => effects.requests);
+    if (requests.length) await manager.insert(CommandEntity, requests);
+    const plans = all.flatMap((effects) => (effects.plan ? [effects.plan] : []));
+    const writtenAt = await this.writeApplications(manager, plans);
+    // Each entry says how its own caller authenticated: the transaction runs for many callers.
+    await this.auditLog.append(
+      manager,
+      judged.flatMap(({ item, effects }) => effects.entries.map((entry) => ({ ...entry, credential: item.credential }))),
+    );
+    return {
+      deferred,
+      answers: judged.map(({ item, effects }) => {
+        const { outcome } = effects;
+        if ('error' in outcome) return { item, error: outcome.error };
+        if ('recorded' in outcome) {
+          const { written } = outcome.recorded;
+          const targets = written && effects.plan ? effects.plan.targets.map((target) => writtenTarget(target, writtenAt)) : (written?.targets ?? []);
+          return { item, answer: { recorded: { ...outcome.recorded, ...(written ? { written: { command: written.command, targets } } : {}) } } };
+        }
+        const targets = effects.plan ? effects.plan.targets.map((target) => writtenTarget(target, writtenAt)) : [];
+        return { item, answer: { written: { command: outcome.written.command, targets } } };
+      }),
+    };
+  }
+
+  /** A revoke or restore of a group, judged on the locked rows: what it writes, and its answer. */
+  private judgeGroupDecision(decision: GroupDecision, state: JudgeState): Effects {
+    const { now } = state;
     const actor = `user:${decision.requestedBy}`;
     const sourceAddress = decision.sourceAddress ?? null;
-    const now = new Date();
-    // Concurrent decisions on groups that share systems are serialised on those systems and each sees the
-    // other's committed result; decisions and approvals on one group are serialised on the group row.
-    const group = await manager.findOne(GroupEntity, { where: { id: decision.groupId }, lock: { mode: 'pessimistic_write' } });
+    const effects = newEffects();
+    const group = state.groupsById.get(decision.groupId);
     if (!group) throw new NotFoundError('group', decision.groupId);
+    const open = openRequestOf(group, state.commandsById);
+    const closeOpen = (by: string): AuditEntryInput[] => {
+      if (!open) return [];
+      const { status, cause } = closingOf(open, now, { actor, sourceAddress, by });
+      effects.closes.push({ id: open.id, status, decidedBy: null, comment: null });
+      return [closedRequestEntry(open, status, cause)];
+    };
 
     const targetState = decision.action === 'revoke' ? 'revoked' : 'active';
     if (group.state === targetState) {
       // A revoke, even one that changes nothing, says the group must stay revoked: an open restore request
       // made before it is void.
-      const closed =
-        decision.action === 'revoke'
-          ? await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: 'a repeated revoke' })
-          : [];
-      await audit([...closed, repeatedDecisionEntry(group, decision.action, { ...decision, actor, sourceAddress })]);
-      return { accepted: false, awaitingApproval: false, commandId: group.lastCommandId };
+      const closed = decision.action === 'revoke' ? closeOpen('a repeated revoke') : [];
+      effects.entries.push(...closed, repeatedDecisionEntry(group, decision.action, { ...decision, actor, sourceAddress }));
+      effects.outcome = { recorded: { accepted: false, awaitingApproval: false, commandId: group.lastCommandId } };
+      return effects;
     }
 
     const command = this.newCommand(decision, now);
-
     if (decision.action === 'revoke') {
-      const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `revoke ${command.id}` });
-      const targets = await this.apply(manager, group, { command, write: 'insert' }, now, { actor, sourceAddress, precedingEntries: closed, details: {} });
-      return { accepted: true, awaitingApproval: false, commandId: command.id, written: { command, targets } };
+      const closed = closeOpen(`revoke ${command.id}`);
+      this.applyDecision(effects, group, { command, write: 'insert' }, state, { actor, sourceAddress, precedingEntries: closed, details: {} });
+      effects.outcome = { recorded: { accepted: true, awaitingApproval: false, commandId: command.id, written: { command, targets: [] } } };
+      return effects;
     }
 
     const route = restoreRoute(group.restoreApproval, decision.roles ?? ['security-lead']);
@@ -251,9 +426,9 @@ export class GroupDecisionsService {
       );
     }
     if (route === 'apply-now') {
-      const closed = await this.closeOpenRequest(manager, group, now, { actor, sourceAddress, by: `single-admin restore ${command.id}` });
+      const closed = closeOpen(`single-admin restore ${command.id}`);
       const singleAdmin: CommandEntity = { ...command, approvalMode: 'single-admin' };
-      const targets = await this.apply(manager, group, { command: singleAdmin, write: 'insert' }, now, {
+      this.applyDecision(effects, group, { command: singleAdmin, write: 'insert' }, state, {
         actor,
         sourceAddress,
         precedingEntries: closed,
@@ -262,15 +437,12 @@ export class GroupDecisionsService {
           note: 'single-person restore by an admin: the group allows it (restoreApproval = single-admin)',
         },
       });
-      return { accepted: true, awaitingApproval: false, commandId: command.id, written: { command: singleAdmin, targets } };
+      effects.outcome = { recorded: { accepted: true, awaitingApproval: false, commandId: command.id, written: { command: singleAdmin, targets: [] } } };
+      return effects;
     }
 
     // Four eyes: record the request only. Nothing changes on any system until another security lead approves.
     const entries: AuditEntryInput[] = [];
-    const open = await manager.findOne(CommandEntity, {
-      where: { groupId: group.id, approvalStatus: 'awaiting-approval' },
-      lock: { mode: 'pessimistic_write' },
-    });
     if (open) {
       if (effectiveRequestStatus(requestFacts(open), now) !== 'expired') {
         throw new RequestConflictError(
@@ -279,7 +451,8 @@ export class GroupDecisionsService {
             `expires ${open.approvalExpiresAt!.toISOString()}): approve or reject it first`,
         );
       }
-      entries.push(await this.close(manager, open, 'expired', now, { actor: 'system', sourceAddress: null, by: `a new restore request by ${actor}` }));
+      effects.closes.push({ id: open.id, status: 'expired', decidedBy: null, comment: null });
+      entries.push(closedRequestEntry(open, 'expired', { actor: 'system', sourceAddress: null, by: `a new restore request by ${actor}` }));
     }
     const expiresAt = new Date(now.getTime() + this.config.restoreRequestTtlSeconds * 1000);
     const request: CommandEntity = {
@@ -291,7 +464,7 @@ export class GroupDecisionsService {
       approvalExpiresAt: expiresAt,
       approvalBasisCommandId: group.lastCommandId,
     };
-    await manager.insert(CommandEntity, request);
+    effects.requests.push(request);
     entries.push({
       actor,
       sourceAddress,
@@ -308,129 +481,129 @@ export class GroupDecisionsService {
         basisCommandId: group.lastCommandId,
       },
     });
-    await audit(entries);
+    effects.entries.push(...entries);
     // A request has no targets until it is approved.
-    return { accepted: true, awaitingApproval: true, commandId: command.id, written: { command: request, targets: [] } };
+    effects.outcome = { recorded: { accepted: true, awaitingApproval: true, commandId: command.id, written: { command: request, targets: [] } } };
+    return effects;
   }
 
-  private async answer(kind: 'approve' | 'reject', input: RequestDecision): Promise<WrittenCommand> {
-    // A refusal that records something (expired, superseded) is committed first, then reported.
-    const outcome = await this.dataSource.transaction(async (manager): Promise<Error | WrittenCommand> => {
-      const now = new Date();
-      const actor = `user:${input.decidedBy}`;
-      const sourceAddress = input.sourceAddress ?? null;
-      // Same lock order as decisions: the group (found through the command), then the request. Two
-      // approvers racing are serialised here; the second one finds the request approved already.
-      const group = await manager
-        .createQueryBuilder(GroupEntity, 'group')
-        .where('group.id = (SELECT c.group_id FROM commands c WHERE c.id = :id)', { id: input.commandId })
-        .setLock('pessimistic_write')
-        .getOne();
-      const request = group && (await manager.findOne(CommandEntity, { where: { id: input.commandId }, lock: { mode: 'pessimistic_write' } }));
-      if (!group || !request) throw new NotFoundError('command', input.commandId);
-      if (request.action !== 'restore' || !request.approvalStatus) {
-        throw new RequestConflictError(
-          'not_a_restore_request',
-          `command ${request.id} is a ${request.action}${request.action === 'restore' ? ' that needed no approval' : ''}; ` +
-            'only restore requests are approved or rejected',
-        );
-      }
-      const facts = requestFacts(request);
-      const verdict = judgeDecision(kind, facts, input.decidedBy, group, now);
-      if (!verdict.ok) {
-        switch (verdict.refusal) {
-          case 'closed':
-            // Same code whether the request was closed just now or earlier: clients see one answer per state.
-            throw new RequestConflictError(
-              verdict.status === 'expired' || verdict.status === 'superseded' ? `request_${verdict.status}` : 'request_closed',
-              `restore request ${request.id} is ${verdict.status} already` +
-                (request.decidedBy ? ` (by ${request.decidedBy} at ${request.decidedAt?.toISOString()})` : '') +
-                (verdict.status === 'superseded' ? ': the group was decided again since it was made' : '') +
-                '; nothing was changed',
-            );
-          case 'own-request':
-            throw new ForbiddenActionError(
-              'own_request',
-              `four eyes: ${input.decidedBy} requested this restore and cannot approve it; another security lead must`,
-            );
-          case 'expired':
-            await this.auditLog.append(
-              manager,
-              await this.close(manager, request, 'expired', now, { actor: 'system', sourceAddress: null, by: `the ${kind} by ${actor}` }),
-            );
-            return new RequestConflictError(
+  /**
+   * A security lead's answer to a restore request, judged on the locked rows. A refusal that records
+   * something (the request found expired or superseded) writes that, and answers with the refusal.
+   */
+  private judgeRequestAnswer(kind: 'approve' | 'reject', input: RequestDecision, state: JudgeState): Effects {
+    const { now } = state;
+    const actor = `user:${input.decidedBy}`;
+    const sourceAddress = input.sourceAddress ?? null;
+    const effects = newEffects();
+    const request = state.commandsById.get(input.commandId.toLowerCase());
+    const group = request && state.groupsById.get(request.groupId);
+    if (!request || !group) throw new NotFoundError('command', input.commandId);
+    if (request.action !== 'restore' || !request.approvalStatus) {
+      throw new RequestConflictError(
+        'not_a_restore_request',
+        `command ${request.id} is a ${request.action}${request.action === 'restore' ? ' that needed no approval' : ''}; ` +
+          'only restore requests are approved or rejected',
+      );
+    }
+    const facts = requestFacts(request);
+    const verdict = judgeDecision(kind, facts, input.decidedBy, group, now);
+    if (!verdict.ok) {
+      switch (verdict.refusal) {
+        case 'closed':
+          // Same code whether the request was closed just now or earlier: clients see one answer per state.
+          throw new RequestConflictError(
+            verdict.status === 'expired' || verdict.status === 'superseded' ? `request_${verdict.status}` : 'request_closed',
+            `restore request ${request.id} is ${verdict.status} already` +
+              (request.decidedBy ? ` (by ${request.decidedBy} at ${request.decidedAt?.toISOString()})` : '') +
+              (verdict.status === 'superseded' ? ': the group was decided again since it was made' : '') +
+              '; nothing was changed',
+          );
+        case 'own-request':
+          throw new ForbiddenActionError(
+            'own_request',
+            `four eyes: ${input.decidedBy} requested this restore and cannot approve it; another security lead must`,
+          );
+        case 'expired':
+          effects.closes.push({ id: request.id, status: 'expired', decidedBy: null, comment: null });
+          effects.entries.push(closedRequestEntry(request, 'expired', { actor: 'system', sourceAddress: null, by: `the ${kind} by ${actor}` }));
+          effects.outcome = {
+            error: new RequestConflictError(
               'request_expired',
               `restore request ${request.id} expired at ${facts.approvalExpiresAt.toISOString()} without approval; request the restore again`,
-            );
-          case 'superseded':
-            await this.auditLog.append(
-              manager,
-              await this.close(manager, request, 'superseded', now, {
-                actor: 'system',
-                sourceAddress: null,
-                by: `the ${kind} by ${actor}`,
-                why: verdict.why,
-              }),
-            );
-            return new RequestConflictError(
-              'request_superseded',
-              `restore request ${request.id} is superseded: ${verdict.why}; nothing was changed`,
-            );
-        }
+            ),
+          };
+          return effects;
+        case 'superseded':
+          effects.closes.push({ id: request.id, status: 'superseded', decidedBy: null, comment: null });
+          effects.entries.push(
+            closedRequestEntry(request, 'superseded', { actor: 'system', sourceAddress: null, by: `the ${kind} by ${actor}`, why: verdict.why }),
+          );
+          effects.outcome = {
+            error: new RequestConflictError('request_superseded', `restore request ${request.id} is superseded: ${verdict.why}; nothing was changed`),
+          };
+          return effects;
       }
+    }
 
-      const decidedFields = { decidedBy: input.decidedBy, decidedAt: now, decisionComment: input.comment ?? null };
-      if (kind === 'reject') {
-        await manager.update(CommandEntity, { id: request.id }, { approvalStatus: 'rejected', ...decidedFields });
-        await this.auditLog.append(manager, {
+    const decidedFields = { decidedBy: input.decidedBy, decidedAt: now, decisionComment: input.comment ?? null };
+    if (kind === 'reject') {
+      effects.closes.push({ id: request.id, status: 'rejected', decidedBy: input.decidedBy, comment: input.comment ?? null });
+      effects.entries.push({
+              actor,
+              sourceAddress,
+              action: 'restore.rejected',
+              groupId: group.id,
+              commandId: request.id,
+              reason: input.comment ?? null,
+              incidentRef: request.incidentRef,
+              details: {
+                before: { approval: 'awaiting-approval' },
+                after: { approval: 'rejected' },
+                requestedBy: request.requestedBy,
+                requestReason: request.reason,
+                withdrawnByRequester: input.decidedBy === request.requestedBy,
+              },
+      });
+      effects.outcome = { written: { command: { ...request, approvalStatus: 'rejected', ...decidedFields }, targets: [] } };
+      return effects;
+    }
+
+    // Approved: from here on it is the restore decision, made now.
+    const acknowledgeBy = new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000);
+    const command: CommandEntity = { ...request, approvalStatus: 'approved', acknowledgeBy, ...decidedFields };
+    this.applyDecision(effects, group, { command, write: 'approve' }, state, {
+      actor,
+      sourceAddress,
+      precedingEntries: [
+        {
           actor,
           sourceAddress,
-          action: 'restore.rejected',
+          action: 'restore.approved',
           groupId: group.id,
           commandId: request.id,
-          reason: input.comment ?? null,
+          reason: request.reason,
           incidentRef: request.incidentRef,
           details: {
             before: { approval: 'awaiting-approval' },
-            after: { approval: 'rejected' },
+            after: { approval: 'approved' },
             requestedBy: request.requestedBy,
-            requestReason: request.reason,
-            withdrawnByRequester: input.decidedBy === request.requestedBy,
+            requestedAt: request.requestedAt.toISOString(),
+            comment: input.comment ?? null,
           },
-        });
-        return { command: { ...request, approvalStatus: 'rejected', ...decidedFields }, targets: [] };
-      }
-
-      // Approved: from here on it is the restore decision, made now.
-      const acknowledgeBy = new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000);
-      const command: CommandEntity = { ...request, approvalStatus: 'approved', acknowledgeBy, ...decidedFields };
-      const targets = await this.apply(manager, group, { command, write: 'approve' }, now, {
-        actor,
-        sourceAddress,
-        precedingEntries: [
-          {
-            actor,
-            sourceAddress,
-            action: 'restore.approved',
-            groupId: group.id,
-            commandId: request.id,
-            reason: request.reason,
-            incidentRef: request.incidentRef,
-            details: {
-              before: { approval: 'awaiting-approval' },
-              after: { approval: 'approved' },
-              requestedBy: request.requestedBy,
-              requestedAt: request.requestedAt.toISOString(),
-              comment: input.comment ?? null,
-            },
-          },
-        ],
-        details: { approval: 'four-eyes', requestedBy: request.requestedBy, approvedBy: input.decidedBy },
-      });
-      return { command, targets };
+        },
+      ],
+      details: { approval: 'four-eyes', requestedBy: request.requestedBy, approvedBy: input.decidedBy },
     });
-    if (outcome instanceof Error) throw outcome;
-    return outcome;
+    effects.outcome = { written: { command, targets: [] } };
+    return effects;
+  }
+
+  /** The group's decision planned onto its systems (see `planApplication`), with its audit entries. */
+  private applyDecision(effects: Effects, group: GroupEntity, decided: DecidedCommand, state: JudgeState, how: Application): void {
+    const plan = this.planApplication(group, decided, state.now, how, state.context);
+    effects.plan = plan;
+    effects.entries.push(...plan.entries);
   }
 
   /** A new command for a decision, requested now. */
@@ -445,24 +618,6 @@ export class GroupDecisionsService {
       requestedAt: now,
       acknowledgeBy: new Date(now.getTime() + this.config.acknowledgementDeadlineSeconds * 1000),
     };
-  }
-
-  /**
-   * The group's decision applied to each of its systems: its command, group state, systems' desired state and
-   * generation, command targets, outbox messages, then the audit entries (last).
-   */
-  private async apply(
-    manager: EntityManager,
-    group: GroupEntity,
-    decided: DecidedCommand,
-    now: Date,
-    how: Application,
-  ): Promise<CommandTargetEntity[]> {
-    const context = await this.loadDecisionContext(manager, [group.id], now);
-    const plan = this.planApplication(group, decided, now, how, context);
-    const writtenAt = await this.writeApplications(manager, [plan]);
-    await this.auditLog.append(manager, plan.entries);
-    return plan.targets.map((target) => writtenTarget(target, writtenAt));
   }
 
   /**
@@ -666,37 +821,6 @@ export class GroupDecisionsService {
     return writtenAt;
   }
 
-  /**
-   * Closes the group's open restore request, if any, because a newer decision about the group makes it
-   * moot (superseded), or because its time ran out before (expired). Returns the audit entries to append.
-   */
-  private async closeOpenRequest(
-    manager: EntityManager,
-    group: GroupEntity,
-    now: Date,
-    cause: { actor: string; sourceAddress: string | null; by: string },
-  ): Promise<AuditEntryInput[]> {
-    const open = await manager.findOne(CommandEntity, {
-      where: { groupId: group.id, approvalStatus: 'awaiting-approval' },
-      lock: { mode: 'pessimistic_write' },
-    });
-    if (!open) return [];
-    const { status, cause: closedBy } = closingOf(open, now, cause);
-    return [await this.close(manager, open, status, now, closedBy)];
-  }
-
-  /** Marks a request expired or superseded and returns its audit entry (`restore.expired` / `restore.superseded`). */
-  private async close(
-    manager: EntityManager,
-    request: CommandEntity,
-    status: 'expired' | 'superseded',
-    now: Date,
-    cause: { actor: string; sourceAddress: string | null; by: string; why?: string },
-  ): Promise<AuditEntryInput> {
-    await manager.update(CommandEntity, { id: request.id }, { approvalStatus: status, decidedAt: now });
-    return closedRequestEntry(request, status, cause);
-  }
-
   private systemAccessChanged(
     command: CommandEntity,
     system: SystemEntity,
@@ -745,6 +869,80 @@ interface DecisionPlan {
   targets: NewTarget[];
   messages: OutboxMessage[];
   entries: AuditEntryInput[];
+}
+
+// ---- group commit: what a decision is, and what judging it produced ---------------------------------
+
+/** At most this many decisions share a transaction (more wait for the next one). */
+const MAX_DECISIONS_PER_TRANSACTION = 64;
+
+/** A decision handed to `submit`. */
+type DecisionRequest = { kind: 'decide'; decision: GroupDecision } | { kind: 'approve' | 'reject'; input: RequestDecision };
+
+/** The answer to a decision once its transaction committed: `recorded` for `decide`, `written` for answers to requests. */
+interface DecisionAnswer {
+  recorded?: Recorded;
+  written?: WrittenCommand;
+}
+
+interface Queued {
+  request: DecisionRequest;
+  /** How the caller authenticated, for its audit entries (null: not through the API). */
+  credential: RequestCredential | null;
+  resolve: (answer: DecisionAnswer) => void;
+  reject: (error: unknown) => void;
+}
+
+/** A restore request closed (expired, superseded) or rejected by a decision. */
+interface CommandClose {
+  id: string;
+  status: 'expired' | 'superseded' | 'rejected';
+  decidedBy: string | null;
+  comment: string | null;
+}
+
+/** What judging one decision produced: what it writes, and the answer its caller gets after the commit. */
+interface Effects {
+  closes: CommandClose[];
+  /** Four-eyes restore requests, inserted. */
+  requests: CommandEntity[];
+  plan?: DecisionPlan;
+  entries: AuditEntryInput[];
+  outcome: { recorded: Recorded } | { written: WrittenCommand } | { error: Error };
+}
+
+/** The rows a batch's transaction locked and read, shared by the decisions judged in it. */
+interface JudgeState {
+  now: Date;
+  groupsById: ReadonlyMap<string, GroupEntity>;
+  /** The locked groups' open restore requests and the commands answered, by id (lower case). */
+  commandsById: ReadonlyMap<string, CommandEntity>;
+  context: DecisionContext;
+}
+
+/** A batch's transaction committed: each decision's answer or refusal, and those left to the next transaction. */
+interface Settled {
+  deferred: Queued[];
+  answers: ({ item: Queued; answer: DecisionAnswer } | { item: Queued; error: Error })[];
+}
+
+function settle(settled: Settled): void {
+  for (const answered of settled.answers) {
+    if ('error' in answered) answered.item.reject(answered.error);
+    else answered.item.resolve(answered.answer);
+  }
+}
+
+function newEffects(): Effects {
+  return { closes: [], requests: [], entries: [], outcome: { error: new Error('decision not judged') } };
+}
+
+/** The group's open restore request among the locked commands, if any. */
+function openRequestOf(group: GroupEntity, commandsById: ReadonlyMap<string, CommandEntity>): CommandEntity | undefined {
+  for (const command of commandsById.values()) {
+    if (command.groupId === group.id && command.approvalStatus === 'awaiting-approval') return command;
+  }
+  return undefined;
 }
 
 /** The audit entry of a decision that found the group in the requested state already. */
