@@ -365,6 +365,19 @@ describe('restore with four eyes, single-admin restore and break-glass exemption
     const removeExemption = (systemId: string, principal: string, body: object = { reason: 'No longer needed' }, token = ada) =>
       http().delete(`/api/v1/systems/${systemId}/exemptions/${encodeURIComponent(principal)}`).auth(token, { type: 'bearer' }).send(body);
 
+    it('a system holds at most as many valid exemptions as a decision can carry (1000): one more is refused', async () => {
+      const crowded = `ap-crowded-${suffix}`;
+      const principals = Array.from({ length: 1000 }, (_, n) => `svc_${n}`);
+      await http().post('/api/v1/systems').auth(ada, { type: 'bearer' })
+        .send({ id: crowded, name: crowded, kind: 'postgres', adapterId, exemptPrincipals: principals }).expect(201);
+      const refused = await addExemption(crowded, { principal: 'one_more', reason: 'On-call DBA' }).expect(409);
+      expect(refused.body.message).toContain('1000 valid exemptions');
+      // Changing one of them is not one more.
+      await addExemption(crowded, { principal: 'svc_7', reason: 'Still needed', expiresAt: new Date(Date.now() + 3600_000).toISOString() }).expect(200);
+      await http().post('/api/v1/groups').auth(ada, { type: 'bearer' }).send({ id: `ap-crowded-g-${suffix}`, name: 'crowded', systemIds: [crowded] }).expect(201);
+      await revoke(`ap-crowded-g-${suffix}`).expect(202);
+    });
+
     it('principals given at registration are exemptions, visible with reason and author', async () => {
       expect(await exemptions(stock)).toEqual([
         { principal: 'breakglass', reason: 'registered with the system', createdBy: 'user:ada', createdAt: expect.any(String), expiresAt: null, expired: false },

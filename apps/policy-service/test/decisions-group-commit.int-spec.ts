@@ -17,7 +17,11 @@ interface AuditItem {
 
 /** The service's private steps, spied on: what a decision hands in, and the transaction that records several. */
 interface Internals {
+  /** How long a decision transaction runs before another may start for the decisions waiting. */
+  slowTransactionMs: number;
+  maxWaitingDecisions: number;
   submit(request: unknown): Promise<unknown>;
+  planApplication(group: { id: string }, ...rest: unknown[]): unknown;
   decideTogether(manager: unknown, batch: readonly { request: { kind: string; decision?: { reason: string } } }[]): Promise<unknown>;
 }
 
@@ -100,6 +104,17 @@ describe('decisions: group commit of concurrent decisions', () => {
       .send({ name: `soar-${suffix}`, roles: ['security-lead'] }).expect(201);
     apiKey = created.body.key;
     apiKeyId = created.body.id;
+  });
+
+  // These specs hold locks on purpose to let decisions gather: no second transaction starts meanwhile
+  // (the last spec tests that one does, at the service's own threshold).
+  let slowTransactionMs: number;
+  beforeEach(() => {
+    slowTransactionMs = internals.slowTransactionMs;
+    internals.slowTransactionMs = 60_000;
+  });
+  afterEach(() => {
+    internals.slowTransactionMs = slowTransactionMs;
   });
 
   afterAll(async () => {
@@ -248,5 +263,91 @@ describe('decisions: group commit of concurrent decisions', () => {
     expect(batches).toEqual([1, 3, 1, 1, 1]);
     expect(await systemRows([sys('g1'), sys('g2'), sys('x1')])).toEqual([`${sys('g1')}@1:revoked`, `${sys('g2')}@1:revoked`, `${sys('x1')}@0:active`]);
     expect(await audit(`groupId=${grp('bad')}&action=group.revoked`)).toEqual([]);
+  });
+
+  it('a decision whose plan fails part-way fails the merged transaction: each is recorded alone, none on a half-changed context', async () => {
+    // The bad group's plan changes the shared system in memory, then fails (injected: it stands for any
+    // unexpected error, e.g. a decision the contract refuses); the next decision must not see that change.
+    await createGroup('half', [sys('half-shared'), sys('half-z')]);
+    await createGroup('after', [sys('half-shared')]);
+    await createGroup('hold-2', [sys('hold-2')]);
+    const realPlan = internals.planApplication.bind(internals);
+    const plans = jest.spyOn(internals, 'planApplication').mockImplementation((group, ...rest) => {
+      const plan = realPlan(group, ...rest);
+      if (group.id === grp('half')) throw new Error('the contract refuses this decision');
+      return plan;
+    });
+    const together = jest.spyOn(internals, 'decideTogether');
+    const submitted = jest.spyOn(internals, 'submit');
+    const held = await holdSystems([sys('hold-2')]);
+    let answers;
+    try {
+      const hold = revoke(grp('hold-2')).then((r) => r);
+      await eventually(async () => expect(await lockWaiters()).toBe(1));
+      const half = revoke(grp('half')).then((r) => r);
+      await eventually(async () => expect(submitted).toHaveBeenCalledTimes(2));
+      const after = revoke(grp('after')).then((r) => r);
+      await eventually(async () => expect(submitted).toHaveBeenCalledTimes(3));
+      await held.release();
+      answers = await Promise.all([hold, half, after]);
+    } finally {
+      await held.release();
+      submitted.mockRestore();
+      plans.mockRestore();
+    }
+    const batches = together.mock.calls.map((call) => call[1].length);
+    together.mockRestore();
+
+    expect(answers.map((answer) => answer.status)).toEqual([202, 500, 202]);
+    expect(batches).toEqual([1, 2, 1, 1]);
+    // The later revoke changed the shared system itself: it was not taken as revoked by the failed plan.
+    expect(answers[2].body.command.systems).toEqual([expect.objectContaining({ systemId: sys('half-shared'), changed: true })]);
+    expect(await systemRows([sys('half-shared'), sys('half-z')])).toEqual([`${sys('half-shared')}@1:revoked`, `${sys('half-z')}@0:active`]);
+  });
+
+  it('refuses a decision with 503 while too many wait, recording nothing for it', async () => {
+    await createGroup('q-hold', [sys('q-hold')]);
+    await createGroup('q-waits', [sys('q-waits')]);
+    await createGroup('q-refused', [sys('q-refused')]);
+    const maxWaiting = internals.maxWaitingDecisions;
+    internals.maxWaitingDecisions = 1;
+    const submitted = jest.spyOn(internals, 'submit');
+    const held = await holdSystems([sys('q-hold')]);
+    try {
+      const hold = revoke(grp('q-hold')).then((r) => r);
+      await eventually(async () => expect(await lockWaiters()).toBe(1));
+      const waits = revoke(grp('q-waits')).then((r) => r);
+      await eventually(async () => expect(submitted).toHaveBeenCalledTimes(2));
+      const refused = await revoke(grp('q-refused'));
+      expect(refused.status).toBe(503);
+      expect(refused.body).toMatchObject({ error: 'busy' });
+      await held.release();
+      expect([(await hold).status, (await waits).status]).toEqual([202, 202]);
+      expect(await systemRows([sys('q-refused')])).toEqual([`${sys('q-refused')}@0:active`]);
+      expect(await audit(`groupId=${grp('q-refused')}&action=group.revoked`)).toEqual([]);
+    } finally {
+      internals.maxWaitingDecisions = maxWaiting;
+      submitted.mockRestore();
+      await held.release();
+    }
+  });
+
+  it('a decision is not held up for long by another group waiting on a lock: another transaction takes it', async () => {
+    internals.slowTransactionMs = slowTransactionMs;
+    await createGroup('stuck', [sys('stuck')]);
+    await createGroup('free', [sys('free')]);
+    const held = await holdSystems([sys('stuck')]);
+    try {
+      const stuck = revoke(grp('stuck')).then((r) => r);
+      await eventually(async () => expect(await lockWaiters()).toBe(1));
+      // Answered while the other decision still waits.
+      const free = await revoke(grp('free'));
+      expect(free.status).toBe(202);
+      expect(await lockWaiters()).toBe(1);
+      await held.release();
+      expect((await stuck).status).toBe(202);
+    } finally {
+      await held.release();
+    }
   });
 });

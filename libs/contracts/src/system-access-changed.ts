@@ -4,6 +4,9 @@ import { AccessStateSchema, PrincipalNameSchema, SlugSchema } from './identifier
 
 export const SYSTEM_ACCESS_CHANGED = 'system-access.changed' as const;
 
+/** At most this many break-glass principals per system: a decision carries all of them. */
+export const MAX_EXEMPT_PRINCIPALS = 1000;
+
 /**
  * The policy service's decision about one system: its desired access state at a generation.
  * Published on `Topics.systemAccess`, keyed by system id. This is state, not a delta: the latest
@@ -34,7 +37,7 @@ export const SystemAccessChangedV1Schema = EnvelopeBaseSchema.extend({
     incidentRef: z.string().min(1).max(200).optional(),
     requestedBy: z.string().min(1).max(200),
     /** Break-glass principals that adapters must never touch on this system. */
-    exemptPrincipals: z.array(PrincipalNameSchema).max(1000),
+    exemptPrincipals: z.array(PrincipalNameSchema).max(MAX_EXEMPT_PRINCIPALS),
     /** When the policy service considers an acknowledgement late. */
     acknowledgeBy: z.iso.datetime({ offset: true }),
     /**

@@ -15,7 +15,7 @@ import {
   type CommandAction,
   type TargetStatus,
 } from '../database/entities';
-import { NotFoundError } from '../errors/domain.errors';
+import { DomainError, NotFoundError, ServiceBusyError } from '../errors/domain.errors';
 import { SystemAccessMessageFactory } from '../desired-state/system-access-message.factory';
 import { outboxInsert, type OutboxMessage } from '../outbox/outbox.writer';
 import { VALID_EXEMPTIONS_SQL } from '../systems/exemptions';
@@ -105,7 +105,12 @@ export class GroupDecisionsService {
   private readonly log = new Logger(GroupDecisionsService.name);
   /** Decisions handed in while a transaction records others: the next transaction records them together. */
   private readonly waiting: Queued[] = [];
-  private deciding = false;
+  /** Transactions recording decisions now, and how many of them have run longer than `SLOW_DECISION_TRANSACTION_MS`. */
+  private lanes = 0;
+  private slowLanes = 0;
+  /** `SLOW_DECISION_TRANSACTION_MS` and `MAX_WAITING_DECISIONS`; fields so that specs can change them. */
+  private slowTransactionMs = SLOW_DECISION_TRANSACTION_MS;
+  private maxWaitingDecisions = MAX_WAITING_DECISIONS;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -222,49 +227,83 @@ export class GroupDecisionsService {
    * Hands a decision to the next transaction. Decisions made while a transaction records others are
    * recorded together by the next one (group commit, as acknowledgements are): one transaction, one
    * commit and one turn of the audit chain's lock for many, instead of one each. Each decision is judged
-   * exactly as it would be alone, one after the other in the order they arrived, on the rows the
-   * transaction locked; a refusal (404, 403, 409) refuses that decision only.
+   * exactly as it would be alone, after the ones recorded before it, on the rows the transaction locked;
+   * a refusal (404, 403, 409) refuses that decision only.
+   *
+   * One transaction records at a time, unless it is slow — waiting on a lock another transaction holds
+   * (an acknowledgement batch, a bulk revoke, an operator's session): then another starts for the
+   * decisions waiting, up to `MAX_DECISION_TRANSACTIONS`, so that a decision about one group is never held
+   * up for long by another group's wait. More than `MAX_WAITING_DECISIONS` waiting is refused with a 503.
    */
   private submit(request: DecisionRequest): Promise<DecisionAnswer> {
+    if (this.waiting.length >= this.maxWaitingDecisions) {
+      return Promise.reject(
+        new ServiceBusyError(`${this.waiting.length} decisions are waiting to be recorded; nothing was recorded for this one: retry shortly`),
+      );
+    }
     return new Promise<DecisionAnswer>((resolve, reject) => {
       // The caller's credential travels with its decision: the transaction runs for many callers.
       this.waiting.push({ request, credential: currentRequestCredential() ?? null, resolve, reject });
-      if (!this.deciding) void this.decideWaiting();
+      if (this.lanes === this.slowLanes) this.startLane();
     });
   }
 
-  private async decideWaiting(): Promise<void> {
-    this.deciding = true;
-    try {
-      // Let the decisions handed in during this turn of the event loop join.
-      await new Promise((resolve) => setImmediate(resolve));
-      while (this.waiting.length > 0) {
-        const batch = this.waiting.splice(0, MAX_DECISIONS_PER_TRANSACTION);
-        let settled: Settled;
-        try {
-          settled = await this.dataSource.transaction((manager) => this.decideTogether(manager, batch));
-        } catch (error) {
-          if (batch.length === 1) {
-            batch[0].reject(error);
-            continue;
-          }
-          // One decision that cannot be recorded (an unexpected database error) must not fail the others.
-          this.log.warn(`recording ${batch.length} decisions together failed (${(error as Error).message}); recording each alone`);
-          for (const item of batch) {
-            await this.dataSource.transaction((manager) => this.decideTogether(manager, [item])).then(
-              (alone) => settle(alone),
-              (failure: unknown) => item.reject(failure),
-            );
-          }
-          continue;
-        }
-        // Decisions that would change what an earlier one in the batch changed go first into the next.
-        this.waiting.unshift(...settled.deferred);
-        settle(settled);
+  /** Starts a transaction loop for the waiting decisions, if fewer than the most run already. */
+  private startLane(): void {
+    if (this.lanes >= MAX_DECISION_TRANSACTIONS) return;
+    this.lanes += 1;
+    void this.runLane();
+  }
+
+  /** Records waiting decisions, a batch per transaction, until none waits. Never rejects. */
+  private async runLane(): Promise<void> {
+    // Let the decisions handed in during this turn of the event loop join.
+    await new Promise((resolve) => setImmediate(resolve));
+    for (;;) {
+      // Checked and left in the same turn: a decision handed in later finds no lane and starts one.
+      if (this.waiting.length === 0) {
+        this.lanes -= 1;
+        return;
       }
-    } finally {
-      this.deciding = false;
+      const batch = this.waiting.splice(0, MAX_DECISIONS_PER_TRANSACTION);
+      let slow = false;
+      const watchdog = setTimeout(() => {
+        slow = true;
+        this.slowLanes += 1;
+        if (this.waiting.length > 0 && this.lanes === this.slowLanes) this.startLane();
+      }, this.slowTransactionMs);
+      try {
+        await this.recordBatch(batch);
+      } finally {
+        clearTimeout(watchdog);
+        if (slow) this.slowLanes -= 1;
+      }
     }
+  }
+
+  /** One batch, in one transaction; if that fails, each decision alone. Answers every decision of the batch. */
+  private async recordBatch(batch: readonly Queued[]): Promise<void> {
+    let settled: Settled;
+    try {
+      settled = await this.dataSource.transaction((manager) => this.decideTogether(manager, batch));
+    } catch (error) {
+      if (batch.length === 1) {
+        batch[0].reject(error);
+        return;
+      }
+      // One decision that cannot be recorded (an unexpected database error) must not fail the others.
+      this.log.warn(`recording ${batch.length} decisions together failed (${(error as Error).message}); recording each alone`);
+      for (const item of batch) {
+        await this.dataSource.transaction((manager) => this.decideTogether(manager, [item])).then(
+          (alone) => settle(alone),
+          (failure: unknown) => item.reject(failure),
+        );
+      }
+      return;
+    }
+    // Decisions about what an earlier one in the batch decided go first into the next transaction.
+    this.waiting.unshift(...settled.deferred);
+    settle(settled);
   }
 
   /**
@@ -310,7 +349,9 @@ export class GroupDecisionsService {
     const applying = groups.filter((group) =>
       batch.some(({ request }) => {
         if (request.kind !== 'decide') {
-          return request.kind === 'approve' && commandsById.get(request.input.commandId.toLowerCase())?.groupId === group.id;
+          // An approval applies the restore only if the request is still open (judgeRequestAnswer says the rest).
+          const answered = commandsById.get(request.input.commandId.toLowerCase());
+          return request.kind === 'approve' && answered?.groupId === group.id && answered.approvalStatus === 'awaiting-approval';
         }
         const { decision } = request;
         if (decision.groupId !== group.id) return false;
@@ -339,8 +380,11 @@ export class GroupDecisionsService {
       try {
         effects = judge();
       } catch (error) {
-        // A refusal made before anything was decided: nothing of this decision is written.
-        effects = { closes: [], requests: [], entries: [], outcome: { error: error as Error } };
+        // Anything but a refusal fails the transaction (then each decision is recorded alone): a plan that
+        // failed half-way may have left the shared context changed for the decisions after it.
+        if (!(error instanceof DomainError)) throw error;
+        // A refusal is made before anything is decided: nothing of this decision is written.
+        effects = { closes: [], requests: [], entries: [], outcome: { error } };
       }
       if (effects.closes.length || effects.requests.length || effects.plan || effects.entries.length) {
         if (groupId !== undefined) decidedGroups.add(groupId);
@@ -875,6 +919,12 @@ interface DecisionPlan {
 
 /** At most this many decisions share a transaction (more wait for the next one). */
 const MAX_DECISIONS_PER_TRANSACTION = 64;
+/** At most this many transactions record decisions at once (the pool has 10 connections; reports and the relay need theirs). */
+const MAX_DECISION_TRANSACTIONS = 4;
+/** A decision transaction running this long is taken to wait on a lock: the next one may start meanwhile. */
+const SLOW_DECISION_TRANSACTION_MS = 250;
+/** Decisions waiting beyond this are refused (503) rather than queued without bound. */
+const MAX_WAITING_DECISIONS = 5000;
 
 /** A decision handed to `submit`. */
 type DecisionRequest = { kind: 'decide'; decision: GroupDecision } | { kind: 'approve' | 'reject'; input: RequestDecision };

@@ -34,3 +34,9 @@ export class ConflictError extends DomainError {
   readonly status = HttpStatus.CONFLICT;
   readonly code = 'conflict';
 }
+
+/** The service cannot take the request now (too much waiting); nothing was recorded. Retry shortly. */
+export class ServiceBusyError extends DomainError {
+  readonly status = HttpStatus.SERVICE_UNAVAILABLE;
+  readonly code = 'busy';
+}

@@ -1,3 +1,4 @@
+import { MAX_EXEMPT_PRINCIPALS } from '@portcullis/contracts';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { ArrayMaxSize, ArrayUnique, IsArray, IsOptional, IsString, Length, Matches, MaxLength } from 'class-validator';
 import { SLUG_PATTERN } from '@portcullis/contracts';
@@ -20,7 +21,7 @@ export class RegisterSystemRequest {
   @ApiPropertyOptional({ example: ['breakglass_dba'], description: 'break-glass principals that are never touched' })
   @IsOptional()
   @IsArray()
-  @ArrayMaxSize(1000)
+  @ArrayMaxSize(MAX_EXEMPT_PRINCIPALS)
   @ArrayUnique()
   @IsString({ each: true })
   @Length(1, 256, { each: true })

@@ -1,11 +1,12 @@
 import { BadRequestException, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
+import { MAX_EXEMPT_PRINCIPALS } from '@portcullis/contracts';
 import { AuditLog } from '../audit/audit-log.service';
 import { SystemEntity, SystemExemptionEntity } from '../database/entities';
 import { AlreadyExistsError, ConflictError, NotFoundError } from '../errors/domain.errors';
 import type { AddExemptionRequest, RemoveExemptionRequest } from './exemption.request.dto';
-import { exemptionChangeRefusal, exemptionsBySystem, exemptionView, type ExemptionView } from './exemptions';
+import { exemptionChangeRefusal, exemptionsBySystem, exemptionValidAt, exemptionView, type ExemptionView } from './exemptions';
 import type { RegisterSystemRequest } from './register-system.request.dto';
 import { systemView, type SystemView } from './system.view';
 
@@ -113,6 +114,17 @@ export class SystemsService {
       const current = await manager.findOne(SystemExemptionEntity, { where: { systemId, principal: request.principal } });
       const refusal = exemptionChangeRefusal(system.desiredState, current, { expiresAt }, now);
       if (refusal) throw new ConflictError(`system "${systemId}" is revoked: changing the exemption of "${request.principal}" ${refusal}`);
+      // Every decision about the system carries its valid exemptions, and the contract caps them: one more
+      // would make the system impossible to decide about.
+      const [{ others }]: { others: number }[] = await manager.query(
+        `SELECT count(*)::int AS others FROM system_exemptions e WHERE e.system_id = $1 AND e.principal <> $2 AND ${exemptionValidAt('e', '$3')}`,
+        [systemId, request.principal, now],
+      );
+      if (others >= MAX_EXEMPT_PRINCIPALS) {
+        throw new ConflictError(
+          `system "${systemId}" has ${others} valid exemptions, the most a decision can carry (${MAX_EXEMPT_PRINCIPALS}): remove one first`,
+        );
+      }
       const next = { principal: request.principal, reason: request.reason, createdBy: by.actor, createdAt: now, expiresAt };
       await manager.query(
         `INSERT INTO system_exemptions (system_id, principal, reason, created_by, created_at, expires_at)
