@@ -267,9 +267,9 @@ describe('restore with four eyes, single-admin restore and break-glass exemption
       const requested = (await restore(backOffice).expect(202)).body.commandId;
       const outboxBefore = (await outbox()).length;
       // Make the race certain: hold the group's systems (as a decision on an overlapping group would) until
-      // both approvals have reached the service, the first one's transaction waiting on that lock (the service
-      // records concurrent decisions together: the second waits for the next transaction, or for its turn
-      // in the same one); then let them go.
+      // both approvals have reached the service, the first one's transaction waiting on that lock (the
+      // service records decisions about one group one transaction after the other: the second waits in
+      // line); then let them go.
       const approvals = jest.spyOn(service.app.get(GroupDecisionsService), 'approve');
       const blocker = await service.db.connect();
       let answers;

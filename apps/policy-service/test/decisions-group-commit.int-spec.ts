@@ -19,6 +19,7 @@ interface AuditItem {
 interface Internals {
   /** How long a decision transaction runs before another may start for the decisions waiting. */
   slowTransactionMs: number;
+  batchLockTimeoutMs: number;
   maxWaitingDecisions: number;
   submit(request: unknown): Promise<unknown>;
   planApplication(group: { id: string }, ...rest: unknown[]): unknown;
@@ -321,6 +322,7 @@ describe('decisions: group commit of concurrent decisions', () => {
       const refused = await revoke(grp('q-refused'));
       expect(refused.status).toBe(503);
       expect(refused.body).toMatchObject({ error: 'busy' });
+      expect(refused.headers['retry-after']).toBe('1');
       await held.release();
       expect([(await hold).status, (await waits).status]).toEqual([202, 202]);
       expect(await systemRows([sys('q-refused')])).toEqual([`${sys('q-refused')}@0:active`]);
@@ -348,6 +350,66 @@ describe('decisions: group commit of concurrent decisions', () => {
       expect((await stuck).status).toBe(202);
     } finally {
       await held.release();
+    }
+  });
+
+  it('decisions about one group wait in line, not in transactions: a decision about another group is not held up', async () => {
+    internals.slowTransactionMs = slowTransactionMs;
+    await createGroup('line', [sys('line')]);
+    await createGroup('elsewhere', [sys('elsewhere')]);
+    const submitted = jest.spyOn(internals, 'submit');
+    const held = await holdSystems([sys('line')]);
+    try {
+      // Revokes of the same group (an automation retrying), each more than the slow threshold apart.
+      const line = [revoke(grp('line')).then((r) => r)];
+      await eventually(async () => expect(await lockWaiters()).toBe(1));
+      for (const n of [2, 3, 4, 5]) {
+        line.push(revoke(grp('line'), alice, `retry ${n}`).then((r) => r));
+        await eventually(async () => expect(submitted).toHaveBeenCalledTimes(n));
+        await new Promise((resolve) => setTimeout(resolve, slowTransactionMs + 50));
+      }
+      // Only the first waits in the database; another group's revoke is answered meanwhile.
+      expect(await lockWaiters()).toBe(1);
+      expect((await revoke(grp('elsewhere'))).status).toBe(202);
+      await held.release();
+      expect((await Promise.all(line)).map((answer) => answer.status)).toEqual([202, 200, 200, 200, 200]);
+    } finally {
+      submitted.mockRestore();
+      await held.release();
+    }
+  });
+
+  it('a batch that waits on a lock too long is recorded one by one: the other decisions in it are answered', async () => {
+    await createGroup('b-gate', [sys('b-gate')]);
+    await createGroup('b-stuck', [sys('b-stuck')]);
+    await createGroup('b-free', [sys('b-free')]);
+    const submitted = jest.spyOn(internals, 'submit');
+    const together = jest.spyOn(internals, 'decideTogether');
+    const gate = await holdSystems([sys('b-gate')]);
+    const stuckLock = await holdSystems([sys('b-stuck')]);
+    try {
+      const first = revoke(grp('b-gate')).then((r) => r);
+      await eventually(async () => expect(await lockWaiters()).toBe(1));
+      const stuck = revoke(grp('b-stuck')).then((r) => r);
+      await eventually(async () => expect(submitted).toHaveBeenCalledTimes(2));
+      const free = revoke(grp('b-free')).then((r) => r);
+      await eventually(async () => expect(submitted).toHaveBeenCalledTimes(3));
+      // The two now go into one transaction, which waits for the stuck group's system.
+      internals.slowTransactionMs = slowTransactionMs;
+      await gate.release();
+      expect((await first).status).toBe(202);
+      expect((await free).status).toBe(202);
+      expect(await lockWaiters()).toBe(1);
+      await stuckLock.release();
+      expect((await stuck).status).toBe(202);
+      expect(await systemRows([sys('b-stuck'), sys('b-free')])).toEqual([`${sys('b-free')}@1:revoked`, `${sys('b-stuck')}@1:revoked`]);
+      // The gate alone; the two together (gave up the wait after the lock timeout); then each alone.
+      expect(together.mock.calls.map((call) => call[1].length)).toEqual([1, 2, 1, 1]);
+    } finally {
+      together.mockRestore();
+      submitted.mockRestore();
+      await gate.release();
+      await stuckLock.release();
     }
   });
 });

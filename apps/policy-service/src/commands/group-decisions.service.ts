@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource, QueryFailedError, type EntityManager } from 'typeorm';
 import { AuditLog, type AuditEntryInput } from '../audit/audit-log.service';
 import { currentRequestCredential, type RequestCredential } from '../audit/request-credential';
 import type { Role } from '../auth/roles';
@@ -108,8 +108,11 @@ export class GroupDecisionsService {
   /** Transactions recording decisions now, and how many of them have run longer than `SLOW_DECISION_TRANSACTION_MS`. */
   private lanes = 0;
   private slowLanes = 0;
-  /** `SLOW_DECISION_TRANSACTION_MS` and `MAX_WAITING_DECISIONS`; fields so that specs can change them. */
+  /** The groups the running transactions are deciding about: no other transaction takes a decision about them. */
+  private readonly busyGroups = new Set<string>();
+  /** The constants below, as fields so that specs can change them. */
   private slowTransactionMs = SLOW_DECISION_TRANSACTION_MS;
+  private batchLockTimeoutMs = DECISION_BATCH_LOCK_TIMEOUT_MS;
   private maxWaitingDecisions = MAX_WAITING_DECISIONS;
 
   constructor(
@@ -230,22 +233,33 @@ export class GroupDecisionsService {
    * exactly as it would be alone, after the ones recorded before it, on the rows the transaction locked;
    * a refusal (404, 403, 409) refuses that decision only.
    *
-   * One transaction records at a time, unless it is slow — waiting on a lock another transaction holds
-   * (an acknowledgement batch, a bulk revoke, an operator's session): then another starts for the
-   * decisions waiting, up to `MAX_DECISION_TRANSACTIONS`, so that a decision about one group is never held
-   * up for long by another group's wait. More than `MAX_WAITING_DECISIONS` waiting is refused with a 503.
+   * Decisions about one group are recorded one transaction after the other, in the order they came; a
+   * transaction never takes a group another one is deciding about. One transaction runs at a time unless
+   * it is slow — waiting on a lock another transaction holds (an acknowledgement batch, a bulk revoke, an
+   * operator's session): then another starts for the decisions waiting, up to `MAX_DECISION_TRANSACTIONS`.
+   * A transaction of several decisions gives up a lock wait after `DECISION_BATCH_LOCK_TIMEOUT_MS`; its
+   * decisions are then recorded one by one, so that one group's wait does not hold up decisions about
+   * others for longer than that. More than `MAX_WAITING_DECISIONS` waiting are refused with a 503.
    */
-  private submit(request: DecisionRequest): Promise<DecisionAnswer> {
+  private async submit(request: DecisionRequest): Promise<DecisionAnswer> {
     if (this.waiting.length >= this.maxWaitingDecisions) {
-      return Promise.reject(
-        new ServiceBusyError(`${this.waiting.length} decisions are waiting to be recorded; nothing was recorded for this one: retry shortly`),
-      );
+      throw new ServiceBusyError(`${this.waiting.length} decisions are waiting to be recorded; nothing was recorded for this one: retry shortly`);
     }
+    const receivedAt = new Date();
+    // The credential is the caller's: the transaction runs for many callers, in whichever's context.
+    const credential = currentRequestCredential() ?? null;
+    const groupId = request.kind === 'decide' ? request.decision.groupId : await this.groupOfCommand(request.input.commandId);
     return new Promise<DecisionAnswer>((resolve, reject) => {
-      // The caller's credential travels with its decision: the transaction runs for many callers.
-      this.waiting.push({ request, credential: currentRequestCredential() ?? null, resolve, reject });
+      this.waiting.push({ request, groupId, receivedAt, credential, solo: false, resolve, reject });
       if (this.lanes === this.slowLanes) this.startLane();
     });
+  }
+
+  /** The group a command is about (it never changes), for answers to restore requests; 404 for no such command. */
+  private async groupOfCommand(commandId: string): Promise<string> {
+    const [row]: { group_id: string }[] = await this.dataSource.query('SELECT group_id FROM commands WHERE id = $1', [commandId]);
+    if (!row) throw new NotFoundError('command', commandId);
+    return row.group_id;
   }
 
   /** Starts a transaction loop for the waiting decisions, if fewer than the most run already. */
@@ -255,17 +269,18 @@ export class GroupDecisionsService {
     void this.runLane();
   }
 
-  /** Records waiting decisions, a batch per transaction, until none waits. Never rejects. */
+  /** Records waiting decisions, a batch per transaction, until none it may take waits. Never rejects. */
   private async runLane(): Promise<void> {
     // Let the decisions handed in during this turn of the event loop join.
     await new Promise((resolve) => setImmediate(resolve));
     for (;;) {
-      // Checked and left in the same turn: a decision handed in later finds no lane and starts one.
-      if (this.waiting.length === 0) {
+      // Taken and left in the same turn: a decision handed in later finds no lane and starts one, and the
+      // groups of a batch are free again (in `recordBatch`) before the next is taken.
+      const batch = this.takeBatch();
+      if (batch.length === 0) {
         this.lanes -= 1;
         return;
       }
-      const batch = this.waiting.splice(0, MAX_DECISIONS_PER_TRANSACTION);
       let slow = false;
       const watchdog = setTimeout(() => {
         slow = true;
@@ -281,29 +296,72 @@ export class GroupDecisionsService {
     }
   }
 
-  /** One batch, in one transaction; if that fails, each decision alone. Answers every decision of the batch. */
-  private async recordBatch(batch: readonly Queued[]): Promise<void> {
-    let settled: Settled;
-    try {
-      settled = await this.dataSource.transaction((manager) => this.decideTogether(manager, batch));
-    } catch (error) {
-      if (batch.length === 1) {
-        batch[0].reject(error);
-        return;
+  /**
+   * The next decisions to record together, in the order they came: none about a group another transaction
+   * is deciding about (nor any later one about that group), and a decision to be recorded alone only alone.
+   * Their groups are marked busy until the batch is recorded.
+   */
+  private takeBatch(): Queued[] {
+    const batch: Queued[] = [];
+    const passed = new Set<string>(this.busyGroups);
+    const left: Queued[] = [];
+    let index = 0;
+    for (; index < this.waiting.length && batch.length < MAX_DECISIONS_PER_TRANSACTION; index += 1) {
+      const item = this.waiting[index];
+      if (passed.has(item.groupId) || (item.solo && batch.length > 0)) {
+        passed.add(item.groupId);
+        left.push(item);
+        continue;
       }
-      // One decision that cannot be recorded (an unexpected database error) must not fail the others.
-      this.log.warn(`recording ${batch.length} decisions together failed (${(error as Error).message}); recording each alone`);
-      for (const item of batch) {
-        await this.dataSource.transaction((manager) => this.decideTogether(manager, [item])).then(
-          (alone) => settle(alone),
-          (failure: unknown) => item.reject(failure),
-        );
+      batch.push(item);
+      if (item.solo) {
+        index += 1;
+        break;
       }
-      return;
     }
-    // Decisions about what an earlier one in the batch decided go first into the next transaction.
-    this.waiting.unshift(...settled.deferred);
-    settle(settled);
+    this.waiting.splice(0, index, ...left);
+    for (const item of batch) this.busyGroups.add(item.groupId);
+    return batch;
+  }
+
+  /**
+   * One batch in one transaction, then its answers. If a transaction of several fails — or gives up a lock
+   * wait — before it committed, its decisions go back, first in line, to be recorded one by one: one that
+   * cannot be recorded fails alone. A failure of the commit itself whose outcome is unknown (the connection
+   * was lost) is not retried: the decisions may be recorded.
+   */
+  private async recordBatch(batch: readonly Queued[]): Promise<void> {
+    let outcome: { settled: Settled } | { error: unknown; retry: boolean };
+    let judged = false;
+    try {
+      const settled = await this.dataSource.transaction(async (manager) => {
+        if (batch.length > 1) await manager.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(this.batchLockTimeoutMs))}`);
+        const result = await this.decideTogether(manager, batch);
+        judged = true;
+        return result;
+      });
+      outcome = { settled };
+    } catch (error) {
+      // Refused by the database (it says why: the transaction is rolled back) or failed before COMMIT.
+      const rolledBack = !judged || (error instanceof QueryFailedError && typeof (error.driverError as { code?: unknown })?.code === 'string');
+      outcome = { error, retry: batch.length > 1 && rolledBack };
+    }
+    try {
+      if ('settled' in outcome) {
+        // Decisions about what an earlier one in the batch decided go first into the next transaction.
+        this.waiting.unshift(...outcome.settled.deferred);
+        settle(outcome.settled);
+      } else if (outcome.retry) {
+        const { error } = outcome;
+        const why = error instanceof Error ? error.message : String(error);
+        this.log.warn(`recording ${batch.length} decisions together failed (${why}); recording each alone`);
+        this.waiting.unshift(...batch.map((item) => ({ ...item, solo: true })));
+      } else {
+        for (const item of batch) item.reject(outcome.error);
+      }
+    } finally {
+      for (const item of batch) this.busyGroups.delete(item.groupId);
+    }
   }
 
   /**
@@ -373,7 +431,7 @@ export class GroupDecisionsService {
         continue;
       }
       const judge = (): Effects => {
-        const state: JudgeState = { now, groupsById, commandsById, context };
+        const state: JudgeState = { now, receivedAt: item.receivedAt, groupsById, commandsById, context };
         return item.request.kind === 'decide' ? this.judgeGroupDecision(item.request.decision, state) : this.judgeRequestAnswer(item.request.kind, item.request.input, state);
       };
       let effects: Effects;
@@ -551,7 +609,8 @@ export class GroupDecisionsService {
       );
     }
     const facts = requestFacts(request);
-    const verdict = judgeDecision(kind, facts, input.decidedBy, group, now);
+    // An answer given before the request expired counts, however long it waited for its transaction.
+    const verdict = judgeDecision(kind, facts, input.decidedBy, group, state.receivedAt);
     if (!verdict.ok) {
       switch (verdict.refusal) {
         case 'closed':
@@ -923,6 +982,8 @@ const MAX_DECISIONS_PER_TRANSACTION = 64;
 const MAX_DECISION_TRANSACTIONS = 4;
 /** A decision transaction running this long is taken to wait on a lock: the next one may start meanwhile. */
 const SLOW_DECISION_TRANSACTION_MS = 250;
+/** A transaction of several decisions waits this long for a lock, then its decisions are recorded one by one. */
+const DECISION_BATCH_LOCK_TIMEOUT_MS = 1000;
 /** Decisions waiting beyond this are refused (503) rather than queued without bound. */
 const MAX_WAITING_DECISIONS = 5000;
 
@@ -937,6 +998,12 @@ interface DecisionAnswer {
 
 interface Queued {
   request: DecisionRequest;
+  /** The group it is about (for an answer to a request, the request's). */
+  groupId: string;
+  /** When the service received it: an answer to a restore request is judged against the request's expiry then. */
+  receivedAt: Date;
+  /** To be recorded alone: a transaction that recorded it with others failed. */
+  solo: boolean;
   /** How the caller authenticated, for its audit entries (null: not through the API). */
   credential: RequestCredential | null;
   resolve: (answer: DecisionAnswer) => void;
@@ -964,6 +1031,8 @@ interface Effects {
 /** The rows a batch's transaction locked and read, shared by the decisions judged in it. */
 interface JudgeState {
   now: Date;
+  /** When the decision being judged was received. */
+  receivedAt: Date;
   groupsById: ReadonlyMap<string, GroupEntity>;
   /** The locked groups' open restore requests and the commands answered, by id (lower case). */
   commandsById: ReadonlyMap<string, CommandEntity>;

@@ -39,4 +39,6 @@ export class ConflictError extends DomainError {
 export class ServiceBusyError extends DomainError {
   readonly status = HttpStatus.SERVICE_UNAVAILABLE;
   readonly code = 'busy';
+  /** Sent as `Retry-After`. */
+  readonly retryAfterSeconds = 1;
 }
