@@ -337,13 +337,18 @@ export class GroupDecisionsService {
       const settled = await this.dataSource.transaction(async (manager) => {
         if (batch.length > 1) await manager.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(this.batchLockTimeoutMs))}`);
         const result = await this.decideTogether(manager, batch);
+        // Not at COMMIT: the audit chain's head, taken there, is the same for every transaction (recording the
+        // decisions one by one would only wait for it more often).
+        if (batch.length > 1) await manager.query('SET LOCAL lock_timeout = 0');
         judged = true;
         return result;
       });
       outcome = { settled };
     } catch (error) {
-      // Refused by the database (it says why: the transaction is rolled back) or failed before COMMIT.
-      const rolledBack = !judged || (error instanceof QueryFailedError && typeof (error.driverError as { code?: unknown })?.code === 'string');
+      // Failed before COMMIT, or refused by the database at COMMIT (it says why, with an SQLSTATE: rolled back).
+      // A socket error (ECONNRESET, ...) at COMMIT leaves the outcome unknown.
+      const sqlState = error instanceof QueryFailedError ? (error.driverError as { code?: unknown } | undefined)?.code : undefined;
+      const rolledBack = !judged || (typeof sqlState === 'string' && /^[0-9A-Z]{5}$/.test(sqlState));
       outcome = { error, retry: batch.length > 1 && rolledBack };
     }
     try {
@@ -978,8 +983,12 @@ interface DecisionPlan {
 
 /** At most this many decisions share a transaction (more wait for the next one). */
 const MAX_DECISIONS_PER_TRANSACTION = 64;
-/** At most this many transactions record decisions at once (the pool has 10 connections; reports and the relay need theirs). */
-const MAX_DECISION_TRANSACTIONS = 4;
+/**
+ * At most this many transactions record decisions at once (the pool has 10 connections; reports, the relay
+ * and reads need theirs). Each decides about other groups, but several may wait on one lock held elsewhere
+ * on systems their groups share; then a decision about yet another group waits for one of them.
+ */
+const MAX_DECISION_TRANSACTIONS = 6;
 /** A decision transaction running this long is taken to wait on a lock: the next one may start meanwhile. */
 const SLOW_DECISION_TRANSACTION_MS = 250;
 /** A transaction of several decisions waits this long for a lock, then its decisions are recorded one by one. */
