@@ -328,6 +328,16 @@ describe('identity: single sign-on, API keys, login failures, HTTP hardening', (
       expect(trust.body.message).toMatch(/API keys cannot register adapter keys/);
       await service.http().put('/api/v1/adapters/key-made-adapter/keys/k1').auth(admin, { type: 'bearer' }).send({ publicKey: spki }).expect(200);
       await service.http().delete('/api/v1/adapters/key-made-adapter/keys/k1').set('X-API-Key', key).send({ reason: 'playbook: adapter host compromised' }).expect(200);
+      // Nor exempt anyone (an exemption keeps access through every revocation); removing one stays open.
+      const system = { id: `key-made-system-${randomBytes(3).toString('hex')}`, name: 'by a key', kind: 'postgres', adapterId: 'key-made-adapter' };
+      const exempted = await service.http().post('/api/v1/systems').set('X-API-Key', key).send({ ...system, exemptPrincipals: ['mallory'] }).expect(403);
+      expect(exempted.body).toMatchObject({ error: 'needs_a_person' });
+      await service.http().post('/api/v1/systems').set('X-API-Key', key).send(system).expect(201);
+      await service.http().post(`/api/v1/systems/${system.id}/exemptions`).set('X-API-Key', key).send({ principal: 'mallory', reason: 'Keep my access' }).expect(403);
+      await service.http().post(`/api/v1/systems/${system.id}/exemptions`).auth(admin, { type: 'bearer' }).send({ principal: 'oncall', reason: 'On-call DBA' }).expect(201);
+      await service.http().delete(`/api/v1/systems/${system.id}/exemptions/oncall`).set('X-API-Key', key).send({ reason: 'playbook: contain' }).expect(200);
+      const exemptions = await service.db.query('SELECT principal FROM system_exemptions WHERE system_id = $1', [system.id]);
+      expect(exemptions.rows).toEqual([]);
       // Another admin: every call of the creation route counts against its caller's sensitive-route budget.
       const other = service.token('ada-validation', 'admin');
       await service.http().post('/api/v1/api-keys').auth(other, { type: 'bearer' }).send({ name: 'automation-admin', roles: ['auditor'] }).expect(409);
