@@ -80,7 +80,7 @@ export async function startPolicyService(
     ensureTopics: false,
     topicPartitions: 3,
     auth: { jwtSecret: randomBytes(32).toString('hex'), issuer: 'portcullis-test', audience: 'portcullis' },
-    identity: { clockToleranceSeconds: 30, oidc: null, apiKeyLastUsedIntervalSeconds: 60 },
+    identity: { clockToleranceSeconds: 30, maxTokenLifetimeSeconds: 86400, oidc: null, apiKeyLastUsedIntervalSeconds: 60 },
     // Generous: specs that do not test limits must never meet them (identity.int-spec.ts tests them).
     rateLimits: { authFailureLimit: 1000, authFailureWindowSeconds: 60, authFailureAuditWindowSeconds: 60, sensitiveLimit: 1000, sensitiveWindowSeconds: 60 },
     trustProxy: false,

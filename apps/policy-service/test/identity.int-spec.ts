@@ -65,6 +65,7 @@ describe('identity: single sign-on, API keys, login failures, HTTP hardening', (
     service = await startPolicyService(env, {
       identity: {
         clockToleranceSeconds: 5,
+        maxTokenLifetimeSeconds: 86400,
         apiKeyLastUsedIntervalSeconds: 60,
         oidc: {
           jwksUrl: `http://127.0.0.1:${port}/jwks.json`,

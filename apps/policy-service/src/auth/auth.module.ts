@@ -65,6 +65,7 @@ class JwksWarmUp implements OnApplicationBootstrap {
               ? { keys, issuer: oidc.issuer, audience: oidc.audience, algorithms: oidc.algorithms, rolesClaim: oidc.rolesClaim, subjectClaim: oidc.subjectClaim }
               : null,
           clockToleranceSeconds: config.identity.clockToleranceSeconds,
+          maxLifetimeSeconds: config.identity.maxTokenLifetimeSeconds,
         });
       },
     },

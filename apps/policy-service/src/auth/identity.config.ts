@@ -33,6 +33,8 @@ export interface OidcConfig {
 export interface IdentityConfig {
   /** `JWT_CLOCK_TOLERANCE_SECONDS` (default 30): leeway on `exp` and `nbf` of every token. */
   clockToleranceSeconds: number;
+  /** `JWT_MAX_LIFETIME_SECONDS` (default 86400, one day): a token valid for longer than this from now is refused. */
+  maxTokenLifetimeSeconds: number;
   /** Single sign-on; null when `OIDC_JWKS_URL` is not set (local HS256 tokens only). */
   oidc: OidcConfig | null;
   /** `API_KEY_LAST_USED_INTERVAL_SECONDS` (default 60): an API key's `last_used_at` is written at most this often. */
@@ -164,6 +166,7 @@ export function loadIdentitySettings(env: Env, problems: string[]): IdentitySett
   return {
     identity: {
       clockToleranceSeconds: integer(env, 'JWT_CLOCK_TOLERANCE_SECONDS', 30, 0, 300, problems),
+      maxTokenLifetimeSeconds: integer(env, 'JWT_MAX_LIFETIME_SECONDS', 86400, 60, 31_536_000, problems),
       oidc: oidcConfig(env, problems),
       apiKeyLastUsedIntervalSeconds: integer(env, 'API_KEY_LAST_USED_INTERVAL_SECONDS', 60, 1, 86400, problems),
     },

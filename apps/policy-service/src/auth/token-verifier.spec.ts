@@ -27,6 +27,7 @@ const verifier = (overrides: { local?: boolean; sso?: boolean; rolesClaim?: stri
             subjectClaim: overrides.subjectClaim ?? 'sub',
           },
     clockToleranceSeconds: 5,
+    maxLifetimeSeconds: 3600,
   });
 
 /** An identity provider's token; `expiresIn: null` leaves `exp` to the claims (or out). */
@@ -73,11 +74,18 @@ describe('TokenVerifier', () => {
     await expect(verifier().verify(local())).resolves.toEqual({ sub: 'audrey', roles: ['auditor'], via: 'local-token' });
   });
 
+  it('accepts a token valid for exactly the longest lifetime allowed', async () => {
+    await expect(verifier().verify(local({}, { expiresIn: 3600 }))).resolves.toMatchObject({ sub: 'audrey' });
+    await expect(verifier().verify(idp(rsa.privateKey, 'RS256', 'r1', {}, { expiresIn: 3600 }))).resolves.toMatchObject({ via: 'sso-token' });
+  });
+
   it.each([
     ['a wrong issuer', () => idp(rsa.privateKey, 'RS256', 'r1', {}, { issuer: 'https://evil.example' }), 'wrong issuer'],
     ['a wrong audience', () => idp(rsa.privateKey, 'RS256', 'r1', {}, { audience: 'another-app' }), 'wrong audience'],
     ['an expired token', () => idp(rsa.privateKey, 'RS256', 'r1', { exp: Math.floor(Date.now() / 1000) - 60 }, { expiresIn: null }), 'token expired'],
     ['no expiry', () => idp(rsa.privateKey, 'RS256', 'r1', {}, { expiresIn: null }), 'token has no expiry (exp)'],
+    ['a provider token valid for ever', () => idp(rsa.privateKey, 'RS256', 'r1', { exp: 1e308 }, { expiresIn: null }), 'token valid for longer than the allowed 3600 s (JWT_MAX_LIFETIME_SECONDS)'],
+    ['a local token valid beyond the limit', () => local({}, { expiresIn: 3600 + 60 }), 'token valid for longer than the allowed 3600 s (JWT_MAX_LIFETIME_SECONDS)'],
     ['an unknown kid', () => idp(rsa.privateKey, 'RS256', 'nope'), 'unknown signing key id "nope"'],
     ['the key of another kid', () => idp(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'RS256', 'r1'), 'invalid signature'],
     ['ES256 naming an RSA key', () => idp(ec.privateKey, 'ES256', 'r1'), 'algorithm not allowed'],

@@ -23,6 +23,8 @@ export interface TokenVerifierOptions {
     subjectClaim: string;
   } | null;
   clockToleranceSeconds: number;
+  /** The longest a token may still be valid for (`exp` − now), whoever issued it: a leaked token is bounded. */
+  maxLifetimeSeconds: number;
 }
 
 const MAX_SUBJECT_LENGTH = 200;
@@ -121,6 +123,15 @@ export class TokenVerifier {
     // jsonwebtoken accepts a token without `exp` as valid forever; a bearer token that never expires is refused.
     if (typeof claims.exp !== 'number') {
       throw new AuthenticationFailure('token has no expiry (exp)', { credential: 'jwt', unverifiedSubject: expected.unverifiedSubject });
+    }
+    // Nor one that is valid for years (exp: 1e308): a stolen token would be a standing credential.
+    const remaining = claims.exp - Date.now() / 1000;
+    if (remaining > this.options.maxLifetimeSeconds + this.options.clockToleranceSeconds) {
+      throw new AuthenticationFailure(`token valid for longer than the allowed ${this.options.maxLifetimeSeconds} s (JWT_MAX_LIFETIME_SECONDS)`, {
+        credential: 'jwt',
+        unverifiedSubject: expected.unverifiedSubject,
+        publicMessage: 'token lifetime too long',
+      });
     }
     return claims;
   }

@@ -82,7 +82,7 @@ describe('loadPolicyServiceConfig', () => {
 
     it('has safe defaults: local tokens only, limits on, no proxy trusted', () => {
       const config = loadPolicyServiceConfig(valid);
-      expect(config.identity).toEqual({ clockToleranceSeconds: 30, oidc: null, apiKeyLastUsedIntervalSeconds: 60 });
+      expect(config.identity).toEqual({ clockToleranceSeconds: 30, maxTokenLifetimeSeconds: 86400, oidc: null, apiKeyLastUsedIntervalSeconds: 60 });
       expect(config.rateLimits).toEqual({
         authFailureLimit: 10,
         authFailureWindowSeconds: 60,
@@ -152,6 +152,7 @@ describe('loadPolicyServiceConfig', () => {
         SENSITIVE_RATE_LIMIT_WINDOW_SECONDS: '10',
         API_KEY_LAST_USED_INTERVAL_SECONDS: '5',
         JWT_CLOCK_TOLERANCE_SECONDS: '0',
+        JWT_MAX_LIFETIME_SECONDS: '3600',
         HTTP_TRUST_PROXY: 'loopback, 10.0.0.0/8',
       });
       expect(config.rateLimits).toEqual({
@@ -161,7 +162,7 @@ describe('loadPolicyServiceConfig', () => {
         sensitiveLimit: 3,
         sensitiveWindowSeconds: 10,
       });
-      expect(config.identity).toMatchObject({ apiKeyLastUsedIntervalSeconds: 5, clockToleranceSeconds: 0 });
+      expect(config.identity).toMatchObject({ apiKeyLastUsedIntervalSeconds: 5, clockToleranceSeconds: 0, maxTokenLifetimeSeconds: 3600 });
       expect(config.trustProxy).toBe('loopback,10.0.0.0/8');
       expect(loadPolicyServiceConfig({ ...valid, HTTP_TRUST_PROXY: '2' }).trustProxy).toBe(2);
       expect(problems({ ...valid, HTTP_TRUST_PROXY: 'true' })).toMatch(/HTTP_TRUST_PROXY/);
