@@ -1,12 +1,12 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
+import { DecimalInteger } from '../common/decimal-integer';
 import { IsInt, IsOptional, Matches, Max, Min } from 'class-validator';
 
 /** Optionally, a head kept from an earlier export (its trailer's `lastSeq` and `headHash`), which must still be on the chain. */
 export class AuditVerifyRequest {
   @ApiPropertyOptional({ description: "an earlier export's trailer lastSeq (with previousHeadHash)" })
   @IsOptional()
-  @Type(() => Number)
+  @DecimalInteger()
   @IsInt()
   @Min(0)
   // Beyond this a number is not exact (and 1e30 is an "integer" that bigint cannot take).
