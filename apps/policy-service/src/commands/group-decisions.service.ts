@@ -382,14 +382,13 @@ export class GroupDecisionsService {
    */
   private async decideTogether(manager: EntityManager, batch: readonly Queued[]): Promise<Settled> {
     const now = new Date();
-    const named = {
-      groupIds: [...new Set(batch.flatMap((item) => (item.request.kind === 'decide' ? [item.request.decision.groupId] : [])))],
-      commandIds: [...new Set(batch.flatMap((item) => (item.request.kind === 'decide' ? [] : [item.request.input.commandId.toLowerCase()])))],
-    };
+    // Each decision's group is known (an answer's, from its request: a command's group never changes).
+    const groupIds = [...new Set(batch.map((item) => item.groupId))];
+    const commandIds = [...new Set(batch.flatMap((item) => (item.request.kind === 'decide' ? [] : [item.request.input.commandId.toLowerCase()])))];
     const groups = await manager
       .getRepository(GroupEntity)
       .createQueryBuilder('grp')
-      .where('grp.id = ANY(:groupIds) OR grp.id IN (SELECT c.group_id FROM commands c WHERE c.id = ANY(CAST(:commandIds AS uuid[])))', named)
+      .where('grp.id = ANY(:groupIds)', { groupIds })
       .orderBy('grp.id', 'ASC')
       .setLock('pessimistic_write')
       .getMany();
@@ -401,7 +400,7 @@ export class GroupDecisionsService {
           .createQueryBuilder('command')
           .where(
             "(command.groupId = ANY(:lockedGroupIds) AND command.approvalStatus = 'awaiting-approval') OR command.id = ANY(CAST(:commandIds AS uuid[]))",
-            { lockedGroupIds: groups.map((group) => group.id), commandIds: named.commandIds },
+            { lockedGroupIds: groups.map((group) => group.id), commandIds },
           )
           .orderBy('command.id', 'ASC')
           .setLock('pessimistic_write')
@@ -429,19 +428,15 @@ export class GroupDecisionsService {
     const judged: { item: Queued; effects: Effects }[] = [];
     const deferred: Queued[] = [];
     for (const item of batch) {
-      const groupId =
-        item.request.kind === 'decide' ? item.request.decision.groupId : commandsById.get(item.request.input.commandId.toLowerCase())?.groupId;
-      if (groupId !== undefined && (decidedGroups.has(groupId) || (context.systemsOfGroup.get(groupId) ?? []).some((s) => changedSystems.has(s.id)))) {
+      const { groupId, request } = item;
+      if (decidedGroups.has(groupId) || (context.systemsOfGroup.get(groupId) ?? []).some((s) => changedSystems.has(s.id))) {
         deferred.push(item);
         continue;
       }
-      const judge = (): Effects => {
-        const state: JudgeState = { now, receivedAt: item.receivedAt, groupsById, commandsById, context };
-        return item.request.kind === 'decide' ? this.judgeGroupDecision(item.request.decision, state) : this.judgeRequestAnswer(item.request.kind, item.request.input, state);
-      };
+      const state: JudgeState = { now, receivedAt: item.receivedAt, groupsById, commandsById, context };
       let effects: Effects;
       try {
-        effects = judge();
+        effects = request.kind === 'decide' ? this.judgeGroupDecision(request.decision, state) : this.judgeRequestAnswer(request.kind, request.input, state);
       } catch (error) {
         // Anything but a refusal fails the transaction (then each decision is recorded alone): a plan that
         // failed half-way may have left the shared context changed for the decisions after it.
@@ -450,7 +445,7 @@ export class GroupDecisionsService {
         effects = { closes: [], requests: [], entries: [], outcome: { error } };
       }
       if (effects.closes.length || effects.requests.length || effects.plan || effects.entries.length) {
-        if (groupId !== undefined) decidedGroups.add(groupId);
+        decidedGroups.add(groupId);
         for (const change of effects.plan?.changes ?? []) changedSystems.add(change.id);
       }
       judged.push({ item, effects });
