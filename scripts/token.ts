@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { sign } from 'jsonwebtoken';
+import { decode, sign } from 'jsonwebtoken';
 
 const ROLES = ['security-lead', 'auditor', 'admin'];
 
@@ -37,12 +37,15 @@ const secret = process.env.JWT_SECRET ?? stack?.secret;
 if (!secret) fail('no JWT_SECRET set and no local stack running (start it with `npm start`)');
 if (secret.length < 32) fail('JWT_SECRET must be at least 32 characters (the policy service refuses a shorter one)');
 
-process.stdout.write(
-  sign({ roles }, secret, {
-    subject: values.sub,
-    issuer: process.env.JWT_ISSUER ?? stack?.issuer ?? 'portcullis-local',
-    audience: process.env.JWT_AUDIENCE ?? stack?.audience ?? 'portcullis',
-    expiresIn: values.ttl as `${number}h`,
-    algorithm: 'HS256',
-  }) + '\n',
-);
+const token = sign({ roles }, secret, {
+  subject: values.sub,
+  issuer: process.env.JWT_ISSUER ?? stack?.issuer ?? 'portcullis-local',
+  audience: process.env.JWT_AUDIENCE ?? stack?.audience ?? 'portcullis',
+  expiresIn: values.ttl as `${number}h`,
+  algorithm: 'HS256',
+});
+// The policy service refuses a token valid for longer than JWT_MAX_LIFETIME_SECONDS: do not hand one out.
+const { iat, exp } = decode(token) as { iat: number; exp: number };
+const maxLifetime = Number(process.env.JWT_MAX_LIFETIME_SECONDS ?? 86400);
+if (exp - iat > maxLifetime) fail(`--ttl ${values.ttl} is longer than the policy service accepts (JWT_MAX_LIFETIME_SECONDS, ${maxLifetime} s)`);
+process.stdout.write(token + '\n');

@@ -230,6 +230,47 @@ describe('decisions: group commit of concurrent decisions', () => {
     expect(after.every((row) => row.endsWith(':revoked'))).toBe(true);
   });
 
+  it('a decision waiting for the next transaction holds back what comes after it on the same systems: arrival order', async () => {
+    // first = {o1}; both = {o1, o2}; other = {o2}, revoked, restored by one admin. In arrival order: revoke
+    // first, revoke both (waits: first changed o1), restore other (must not give o2 back: both holds it).
+    await createGroup('o-first', [sys('o1')]);
+    await createGroup('o-both', [sys('o1'), sys('o2')]);
+    await createGroup('o-other', [sys('o2')]);
+    await createGroup('o-gate', [sys('o-gate')]);
+    await http().put(`/api/v1/groups/${grp('o-other')}/restore-approval`).auth(ada, { type: 'bearer' })
+      .send({ restoreApproval: 'single-admin', reason: 'restored by the on-call admin' }).expect(200);
+    await revoke(grp('o-other')).expect(202);
+    const submitted = jest.spyOn(internals, 'submit');
+    const together = jest.spyOn(internals, 'decideTogether');
+    const held = await holdSystems([sys('o-gate')]);
+    let answers;
+    try {
+      const gate = revoke(grp('o-gate')).then((r) => r);
+      await eventually(async () => expect(await lockWaiters()).toBe(1));
+      const rest: Promise<{ status: number; body: any }>[] = [];
+      for (const send of [() => revoke(grp('o-first')), () => revoke(grp('o-both')), () => restore(grp('o-other'), ada)]) {
+        const before = submitted.mock.calls.length;
+        rest.push(send().then((r) => r));
+        await eventually(async () => expect(submitted.mock.calls.length).toBe(before + 1));
+      }
+      await held.release();
+      answers = await Promise.all([gate, ...rest]);
+    } finally {
+      await held.release();
+      submitted.mockRestore();
+    }
+    const batches = together.mock.calls.map((call) => call[1].length);
+    together.mockRestore();
+
+    expect(answers.map((answer) => answer.status)).toEqual([202, 202, 202, 202]);
+    // The restore waited with the revoke before it: o2 stayed revoked, held by both, and was never published active.
+    expect(batches).toEqual([1, 3, 2]);
+    expect(answers[3].body.command.systems).toEqual([
+      expect.objectContaining({ systemId: sys('o2'), changed: false, detail: expect.stringContaining(grp('o-both')) }),
+    ]);
+    expect(await systemRows([sys('o2')])).toEqual([`${sys('o2')}@1:revoked`]);
+  });
+
   it('when the merged transaction fails, records each decision alone: the bad one fails, the others land', async () => {
     await createGroup('good-1', [sys('g1')]);
     await createGroup('good-2', [sys('g2')]);

@@ -339,16 +339,18 @@ export class GroupDecisionsService {
         const result = await this.decideTogether(manager, batch);
         // Not at COMMIT: the audit chain's head, taken there, is the same for every transaction (recording the
         // decisions one by one would only wait for it more often).
-        if (batch.length > 1) await manager.query('SET LOCAL lock_timeout = 0');
+        if (batch.length > 1) await manager.query('SET LOCAL lock_timeout = DEFAULT');
         judged = true;
         return result;
       });
       outcome = { settled };
     } catch (error) {
-      // Failed before COMMIT, or refused by the database at COMMIT (it says why, with an SQLSTATE: rolled back).
-      // A socket error (ECONNRESET, ...) at COMMIT leaves the outcome unknown.
+      // Failed before COMMIT, or refused at COMMIT for a reason that rolls it back (a serialization failure or
+      // deadlock, a deferred constraint, a lock not available, an error raised by the audit chain's trigger).
+      // Anything else at COMMIT — a socket error (ECONNRESET, ...), the server shutting down while it waited
+      // for a standby — leaves the outcome unknown: the decisions may be recorded, so they are not retried.
       const sqlState = error instanceof QueryFailedError ? (error.driverError as { code?: unknown } | undefined)?.code : undefined;
-      const rolledBack = !judged || (typeof sqlState === 'string' && /^[0-9A-Z]{5}$/.test(sqlState));
+      const rolledBack = !judged || (typeof sqlState === 'string' && ROLLED_BACK_AT_COMMIT.test(sqlState));
       outcome = { error, retry: batch.length > 1 && rolledBack };
     }
     try {
@@ -429,8 +431,12 @@ export class GroupDecisionsService {
     const deferred: Queued[] = [];
     for (const item of batch) {
       const { groupId, request } = item;
-      if (decidedGroups.has(groupId) || (context.systemsOfGroup.get(groupId) ?? []).some((s) => changedSystems.has(s.id))) {
+      const systems = context.systemsOfGroup.get(groupId) ?? [];
+      if (decidedGroups.has(groupId) || systems.some((s) => changedSystems.has(s.id))) {
         deferred.push(item);
+        // What comes after it and touches the same group or systems waits too: the batch keeps arrival order.
+        decidedGroups.add(groupId);
+        for (const system of systems) changedSystems.add(system.id);
         continue;
       }
       const state: JudgeState = { now, receivedAt: item.receivedAt, groupsById, commandsById, context };
@@ -653,20 +659,20 @@ export class GroupDecisionsService {
     if (kind === 'reject') {
       effects.closes.push({ id: request.id, status: 'rejected', decidedBy: input.decidedBy, comment: input.comment ?? null });
       effects.entries.push({
-              actor,
-              sourceAddress,
-              action: 'restore.rejected',
-              groupId: group.id,
-              commandId: request.id,
-              reason: input.comment ?? null,
-              incidentRef: request.incidentRef,
-              details: {
-                before: { approval: 'awaiting-approval' },
-                after: { approval: 'rejected' },
-                requestedBy: request.requestedBy,
-                requestReason: request.reason,
-                withdrawnByRequester: input.decidedBy === request.requestedBy,
-              },
+        actor,
+        sourceAddress,
+        action: 'restore.rejected',
+        groupId: group.id,
+        commandId: request.id,
+        reason: input.comment ?? null,
+        incidentRef: request.incidentRef,
+        details: {
+          before: { approval: 'awaiting-approval' },
+          after: { approval: 'rejected' },
+          requestedBy: request.requestedBy,
+          requestReason: request.reason,
+          withdrawnByRequester: input.decidedBy === request.requestedBy,
+        },
       });
       effects.outcome = { written: { command: { ...request, approvalStatus: 'rejected', ...decidedFields }, targets: [] } };
       return effects;
@@ -988,6 +994,8 @@ const MAX_DECISION_TRANSACTIONS = 6;
 const SLOW_DECISION_TRANSACTION_MS = 250;
 /** A transaction of several decisions waits this long for a lock, then its decisions are recorded one by one. */
 const DECISION_BATCH_LOCK_TIMEOUT_MS = 1000;
+/** SQLSTATEs of a COMMIT refused and rolled back: classes 40 (rollback), 23 (constraints), 55P03, P0 (raised by a trigger). */
+const ROLLED_BACK_AT_COMMIT = /^(40[0-9A-Z]{3}|23[0-9A-Z]{3}|55P03|P0[0-9A-Z]{3})$/;
 /** Decisions waiting beyond this are refused (503) rather than queued without bound. */
 const MAX_WAITING_DECISIONS = 5000;
 
