@@ -166,13 +166,7 @@ export class GroupDecisionsService {
     return this.dataSource.transaction(async (manager) => {
       const now = new Date();
       // Lock order as for a single decision: the groups (by id), their open restore requests, their systems (by id).
-      const groups = await manager
-        .getRepository(GroupEntity)
-        .createQueryBuilder('grp')
-        .where('grp.id = ANY(:groupIds)', { groupIds })
-        .orderBy('grp.id', 'ASC')
-        .setLock('pessimistic_write')
-        .getMany();
+      const groups = await lockGroups(manager, groupIds);
       const missing = groupIds.find((id) => !groups.some((group) => group.id === id));
       if (missing) throw new NotFoundError('group', missing);
       const openRequests = await manager
@@ -387,13 +381,7 @@ export class GroupDecisionsService {
     // Each decision's group is known (an answer's, from its request: a command's group never changes).
     const groupIds = [...new Set(batch.map((item) => item.groupId))];
     const commandIds = [...new Set(batch.flatMap((item) => (item.request.kind === 'decide' ? [] : [item.request.input.commandId.toLowerCase()])))];
-    const groups = await manager
-      .getRepository(GroupEntity)
-      .createQueryBuilder('grp')
-      .where('grp.id = ANY(:groupIds)', { groupIds })
-      .orderBy('grp.id', 'ASC')
-      .setLock('pessimistic_write')
-      .getMany();
+    const groups = await lockGroups(manager, groupIds);
     const groupsById = new Map(groups.map((group) => [group.id, group]));
     // The restore requests of those groups (a decision closes or checks them) and the commands answered.
     const commands = groups.length
@@ -1074,6 +1062,17 @@ function openRequestOf(group: GroupEntity, commandsById: ReadonlyMap<string, Com
     if (command.groupId === group.id && command.approvalStatus === 'awaiting-approval') return command;
   }
   return undefined;
+}
+
+/** The groups, locked for update in id order: the first lock every decision transaction takes. */
+function lockGroups(manager: EntityManager, groupIds: readonly string[]): Promise<GroupEntity[]> {
+  return manager
+    .getRepository(GroupEntity)
+    .createQueryBuilder('grp')
+    .where('grp.id = ANY(:groupIds)', { groupIds })
+    .orderBy('grp.id', 'ASC')
+    .setLock('pessimistic_write')
+    .getMany();
 }
 
 /** The audit entry of a decision that found the group in the requested state already. */
