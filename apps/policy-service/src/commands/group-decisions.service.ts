@@ -841,7 +841,8 @@ export class GroupDecisionsService {
     const changes = plans.flatMap((plan) => plan.changes.map((change) => ({ ...change, commandId: plan.commandId })));
     if (new Set(changes.map((change) => change.id)).size !== changes.length) {
       // A system changed twice would be superseded by its own second change, which the statement below
-      // cannot see (its parts share one snapshot). Revokes never change a system twice; nothing else writes several plans.
+      // cannot see (its parts share one snapshot). A bulk revoke never changes a system twice, and the group commit
+      // defers a decision about a system changed earlier in its batch (decideTogether): this guards both.
       throw new Error('a system cannot change twice in one set of decisions');
     }
     const targets = plans.flatMap((plan) => plan.targets);
