@@ -9,8 +9,12 @@
  * - the policy service on PORT (default 3000) and one adapter per kind of target;
  * - demo systems and groups registered through the API, so they appear in the audit history.
  *
- * Every start is a fresh demo: the stack's data lives in .portcullis/stack and is wiped at start.
- * Ctrl-C stops everything.
+ * Every start is a fresh demo: the stack's data lives in .portcullis/stack (PORTCULLIS_STACK_DIR) and is
+ * wiped at start. `stack.json` there (mode 0600) says how to reach everything: the API, the JWT settings
+ * that sign demo tokens, Kafka and its users, the demo targets. Ctrl-C stops everything.
+ *
+ * Ports: PORT (API, default 3000), KAFKA_PORT, KAFKA_SASL_PORT, KAFKA_CONTROLLER_PORT (19092-19094).
+ * test/e2e/local-stack.int-spec.ts runs this exactly as the README says, on ports and a directory of its own.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,7 +35,7 @@ import { KAFKA_SASL_MECHANISM, newScramUser, startKafkaBroker, type ScramUser } 
 import { startPostgres } from './lib/postgres-server';
 
 const root = resolve(__dirname, '..');
-const stackDir = join(root, '.portcullis', 'stack');
+const stackDir = process.env.PORTCULLIS_STACK_DIR ? resolve(process.env.PORTCULLIS_STACK_DIR) : join(root, '.portcullis', 'stack');
 const logsDir = join(stackDir, 'logs');
 const port = Number(process.env.PORT ?? 3000);
 const apiUrl = `http://127.0.0.1:${port}/api/v1`;
@@ -267,7 +271,18 @@ async function main(): Promise<void> {
   writeFileSync(
     join(stackDir, 'stack.json'),
     JSON.stringify(
-      { jwt, apiUrl, kafka: broker.brokers, kafkaSasl: { brokers: broker.saslBrokers, mechanism: KAFKA_SASL_MECHANISM, users: kafkaUsers } },
+      {
+        jwt,
+        apiUrl,
+        kafka: broker.brokers,
+        kafkaSasl: { brokers: broker.saslBrokers, mechanism: KAFKA_SASL_MECHANISM, users: kafkaUsers },
+        targets: {
+          'stock-db': stockDb.url,
+          'crm-db': crmDb.url,
+          'staff-directory': directory ? { url: directory.url, baseDn: directory.baseDn } : null,
+          'session-cache': cache ? cache.url : null,
+        },
+      },
       null,
       2,
     ),
