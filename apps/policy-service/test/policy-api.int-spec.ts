@@ -117,6 +117,24 @@ describe('policy service API', () => {
       await service.http().get('/api/v1/systems/no-such-system').auth(auditor, { type: 'bearer' }).expect(404);
     });
 
+    it('answers 405 with Allow for a method a path does not take, 404 for a path that does not exist', async () => {
+      const before = await auditCount();
+      const deleted = await service.http().delete('/api/v1/groups/api-back-office').auth(admin, { type: 'bearer' }).expect(405);
+      expect(deleted.headers.allow).toBe('GET, HEAD, PUT');
+      expect(deleted.body).toEqual({ statusCode: 405, error: 'method_not_allowed', message: 'DELETE is not allowed here; allowed: GET, HEAD, PUT' });
+      for (const method of ['get', 'put', 'delete'] as const) {
+        const response = await service.http()[method]('/api/v1/groups/api-back-office/revoke').auth(lead, { type: 'bearer' }).expect(405);
+        expect(response.headers.allow).toBe('POST');
+      }
+      // Routes of two patterns match /groups/revoke: the bulk revoke (POST) and a group called "revoke".
+      expect((await service.http().patch('/api/v1/groups/revoke').auth(lead, { type: 'bearer' }).expect(405)).headers.allow).toBe('GET, HEAD, POST, PUT');
+      await service.http().get('/api/v1/no-such-resource').auth(auditor, { type: 'bearer' }).expect(404);
+      await service.http().delete('/api/v1/no-such-resource').auth(auditor, { type: 'bearer' }).expect(404);
+      // A handler's own 404 stays one: the method is right, the group is not there.
+      await service.http().get('/api/v1/groups/no-such-group').auth(auditor, { type: 'bearer' }).expect(404);
+      expect(await auditCount()).toBe(before);
+    });
+
     it('refuses a group naming an unknown system, and creates nothing', async () => {
       const response = await service.http().post('/api/v1/groups').auth(admin, { type: 'bearer' })
         .send({ id: 'half-group', name: 'Half', systemIds: ['api-ledger', 'ghost-system'] }).expect(400);

@@ -1,7 +1,9 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger, NotFoundException } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import { QueryFailedError } from 'typeorm';
+import { allowedMethods, type RouteTable } from './allowed-methods';
 import { DomainError, ServiceBusyError } from './domain.errors';
 
 interface ErrorBody {
@@ -13,18 +15,35 @@ interface ErrorBody {
 
 /**
  * Maps every error to a JSON response once. Client mistakes get a 4xx with a clear message; anything
- * unexpected gets a 500 with an error id that is also logged, never internal details.
+ * unexpected gets a 500 with an error id that is also logged, never internal details. A path that exists
+ * with other methods gets 405 and `Allow`, not 404.
  */
 @Catch()
 export class DomainErrorFilter implements ExceptionFilter {
   private readonly log = new Logger('HttpErrors');
 
+  constructor(private readonly adapterHost: HttpAdapterHost) {}
+
   catch(exception: unknown, host: ArgumentsHost): void {
     if (host.getType() !== 'http') throw exception;
-    const response = host.switchToHttp().getResponse<Response>();
-    const body = this.toBody(exception);
+    const http = host.switchToHttp();
+    const response = http.getResponse<Response>();
+    const wrongMethod = exception instanceof NotFoundException ? this.methodNotAllowed(http.getRequest<Request>(), response) : undefined;
+    const body = wrongMethod ?? this.toBody(exception);
     if (exception instanceof ServiceBusyError) response.setHeader('Retry-After', String(exception.retryAfterSeconds));
     response.status(body.statusCode).json(body);
+  }
+
+  /**
+   * A 404 for a path that routes answer with other methods: no route matched (a handler's own 404 comes from
+   * a route with this very method), so the method is what is wrong.
+   */
+  private methodNotAllowed(request: Request, response: Response): ErrorBody | undefined {
+    const table = (this.adapterHost.httpAdapter?.getInstance() as { router?: RouteTable } | undefined)?.router;
+    const allowed = allowedMethods(table, request.path);
+    if (allowed.length === 0 || allowed.includes(request.method)) return undefined;
+    response.setHeader('Allow', allowed.join(', '));
+    return { statusCode: 405, error: 'method_not_allowed', message: `${request.method} is not allowed here; allowed: ${allowed.join(', ')}` };
   }
 
   private toBody(exception: unknown): ErrorBody {
