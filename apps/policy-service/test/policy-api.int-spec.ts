@@ -120,18 +120,20 @@ describe('policy service API', () => {
     it('answers 405 with Allow for a method a path does not take, 404 for a path that does not exist', async () => {
       const before = await auditCount();
       const deleted = await service.http().delete('/api/v1/groups/api-back-office').auth(admin, { type: 'bearer' }).expect(405);
-      expect(deleted.headers.allow).toBe('GET, HEAD, PUT');
-      expect(deleted.body).toEqual({ statusCode: 405, error: 'method_not_allowed', message: 'DELETE is not allowed here; allowed: GET, HEAD, PUT' });
-      for (const method of ['get', 'put', 'delete'] as const) {
+      expect(deleted.headers.allow).toBe('GET, HEAD, PUT, OPTIONS');
+      expect(deleted.body).toEqual({ statusCode: 405, error: 'method_not_allowed', message: 'DELETE is not allowed here; allowed: GET, HEAD, PUT, OPTIONS' });
+      for (const method of ['get', 'head', 'put', 'delete'] as const) {
         const response = await service.http()[method]('/api/v1/groups/api-back-office/revoke').auth(lead, { type: 'bearer' }).expect(405);
-        expect(response.headers.allow).toBe('POST');
+        expect(response.headers.allow).toBe('POST, OPTIONS');
       }
+      // OPTIONS asks which methods a path takes.
+      const options = await service.http().options('/api/v1/groups/api-back-office/revoke').expect(204);
+      expect(options.headers.allow).toBe('POST, OPTIONS');
       // Routes of two patterns match /groups/revoke: the bulk revoke (POST) and a group called "revoke".
-      expect((await service.http().patch('/api/v1/groups/revoke').auth(lead, { type: 'bearer' }).expect(405)).headers.allow).toBe('GET, HEAD, POST, PUT');
-      await service.http().get('/api/v1/no-such-resource').auth(auditor, { type: 'bearer' }).expect(404);
+      expect((await service.http().patch('/api/v1/groups/revoke').auth(lead, { type: 'bearer' }).expect(405)).headers.allow).toBe('GET, HEAD, POST, PUT, OPTIONS');
+      const unknown = await service.http().get('/api/v1/no-such-resource').auth(auditor, { type: 'bearer' }).expect(404);
+      expect(unknown.headers.allow).toBeUndefined();
       await service.http().delete('/api/v1/no-such-resource').auth(auditor, { type: 'bearer' }).expect(404);
-      // A handler's own 404 stays one: the method is right, the group is not there.
-      await service.http().get('/api/v1/groups/no-such-group').auth(auditor, { type: 'bearer' }).expect(404);
       expect(await auditCount()).toBe(before);
     });
 

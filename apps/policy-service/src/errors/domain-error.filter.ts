@@ -28,22 +28,31 @@ export class DomainErrorFilter implements ExceptionFilter {
     if (host.getType() !== 'http') throw exception;
     const http = host.switchToHttp();
     const response = http.getResponse<Response>();
-    const wrongMethod = exception instanceof NotFoundException ? this.methodNotAllowed(http.getRequest<Request>(), response) : undefined;
-    const body = wrongMethod ?? this.toBody(exception);
+    const allowed = exception instanceof NotFoundException ? this.allowedOn(http.getRequest<Request>()) : undefined;
+    if (allowed) {
+      // No route took this method on a path that routes answer with others (a handler's own 404 comes from
+      // a route with this very method): the method is what is wrong. OPTIONS asks for exactly this list.
+      const allow = [...allowed, 'OPTIONS'].join(', ');
+      response.setHeader('Allow', allow);
+      const method = http.getRequest<Request>().method;
+      if (method === 'OPTIONS') {
+        response.status(204).end();
+        return;
+      }
+      const body: ErrorBody = { statusCode: 405, error: 'method_not_allowed', message: `${method} is not allowed here; allowed: ${allow}` };
+      response.status(405).json(body);
+      return;
+    }
+    const body = this.toBody(exception);
     if (exception instanceof ServiceBusyError) response.setHeader('Retry-After', String(exception.retryAfterSeconds));
     response.status(body.statusCode).json(body);
   }
 
-  /**
-   * A 404 for a path that routes answer with other methods: no route matched (a handler's own 404 comes from
-   * a route with this very method), so the method is what is wrong.
-   */
-  private methodNotAllowed(request: Request, response: Response): ErrorBody | undefined {
+  /** The methods routes answer on the request's path, when that is not among them; else undefined. */
+  private allowedOn(request: Request): string[] | undefined {
     const table = (this.adapterHost.httpAdapter?.getInstance() as { router?: RouteTable } | undefined)?.router;
     const allowed = allowedMethods(table, request.path);
-    if (allowed.length === 0 || allowed.includes(request.method)) return undefined;
-    response.setHeader('Allow', allowed.join(', '));
-    return { statusCode: 405, error: 'method_not_allowed', message: `${request.method} is not allowed here; allowed: ${allowed.join(', ')}` };
+    return allowed && !allowed.includes(request.method) ? allowed : undefined;
   }
 
   private toBody(exception: unknown): ErrorBody {
