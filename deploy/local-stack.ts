@@ -9,16 +9,22 @@
  * - the policy service on PORT (default 3000) and one adapter per kind of target;
  * - demo systems and groups registered through the API, so they appear in the audit history.
  *
- * Every start is a fresh demo: the stack's data lives in .portcullis/stack (PORTCULLIS_STACK_DIR) and is
- * wiped at start. `stack.json` there (mode 0600) says how to reach everything: the API, the JWT settings
- * that sign demo tokens, Kafka and its users, the demo targets. Ctrl-C stops everything.
+ * Every start is a fresh demo: the stack's data lives in .portcullis/stack and is wiped at start. Another
+ * directory can be named in PORTCULLIS_STACK_DIR: it must be new, empty, or one an earlier `npm start` made
+ * (it holds STACK_MARKER); anything else is refused, never wiped. `stack.json` there (mode 0600) says how to
+ * reach everything: the API, the JWT settings that sign demo tokens, Kafka and its users, the demo targets.
+ * Ctrl-C stops everything.
  *
- * Ports: PORT (API, default 3000), KAFKA_PORT, KAFKA_SASL_PORT, KAFKA_CONTROLLER_PORT (19092-19094).
+ * The services reach Kafka over TLS (SASL_SSL, a throwaway CA made for the stack: deploy/lib/throwaway-tls.ts),
+ * as they would beyond one machine.
+ *
+ * Ports: PORT (API, default 3000); Kafka: KAFKA_PORT (loopback tooling, 19092), KAFKA_CONTROLLER_PORT (19093),
+ * KAFKA_SASL_PORT (19094), KAFKA_TLS_PORT (19095).
  * test/e2e/local-stack.int-spec.ts runs this exactly as the README says, on ports and a directory of its own.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sign } from 'jsonwebtoken';
 import { Client } from 'pg';
@@ -35,7 +41,11 @@ import { KAFKA_SASL_MECHANISM, newScramUser, startKafkaBroker, type ScramUser } 
 import { startPostgres } from './lib/postgres-server';
 
 const root = resolve(__dirname, '..');
-const stackDir = process.env.PORTCULLIS_STACK_DIR ? resolve(process.env.PORTCULLIS_STACK_DIR) : join(root, '.portcullis', 'stack');
+const defaultStackDir = join(root, '.portcullis', 'stack');
+// Relative to where `npm start` was typed (npm runs scripts from the package root).
+const stackDir = process.env.PORTCULLIS_STACK_DIR ? resolve(process.env.INIT_CWD ?? process.cwd(), process.env.PORTCULLIS_STACK_DIR) : defaultStackDir;
+/** The file that marks a directory as the stack's own: only such a directory is wiped at start. */
+const STACK_MARKER = '.portcullis-stack';
 const logsDir = join(stackDir, 'logs');
 const port = Number(process.env.PORT ?? 3000);
 const apiUrl = `http://127.0.0.1:${port}/api/v1`;
@@ -54,6 +64,26 @@ async function stopAll(): Promise<void> {
   stopping = true;
   log('stopping ...');
   for (const stop of stoppers.reverse()) await stop().catch((error) => console.error(`[stack] stop failed: ${error}`));
+}
+
+/**
+ * Empties the stack directory for a fresh demo. The default one is always the stack's; a directory named
+ * in PORTCULLIS_STACK_DIR is emptied only if an earlier start marked it (or it is empty): a mistyped value
+ * must never wipe a home directory or a repository.
+ */
+function prepareStackDir(): void {
+  if (existsSync(stackDir)) {
+    const entries = readdirSync(stackDir);
+    if (stackDir !== defaultStackDir && entries.length > 0 && !entries.includes(STACK_MARKER)) {
+      throw new Error(
+        `PORTCULLIS_STACK_DIR=${stackDir} is not empty and was not made by npm start (no ${STACK_MARKER} in it): ` +
+          'refusing to wipe it. Name a new or empty directory.',
+      );
+    }
+    for (const entry of entries) rmSync(join(stackDir, entry), { recursive: true, force: true });
+  }
+  mkdirSync(stackDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(stackDir, STACK_MARKER), 'made by npm start (deploy/local-stack.ts): emptied at its next start\n');
 }
 
 function build(): void {
@@ -120,6 +150,8 @@ const DEMO_ADAPTERS = ['pg-demo', 'ldap-demo', 'redis-demo'] as const;
 interface AdapterKafka {
   brokers: string[];
   sasl: { mechanism: typeof KAFKA_SASL_MECHANISM; username: string; password: string };
+  /** The CA that signed the broker's TLS certificate (file path). */
+  ssl: { ca: string };
 }
 
 /**
@@ -190,7 +222,7 @@ function startAdapter(app: string, adapterId: string, systems: Record<string, ob
 async function main(): Promise<void> {
   process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
   process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
-  rmSync(stackDir, { recursive: true, force: true });
+  prepareStackDir();
   mkdirSync(logsDir, { recursive: true });
   if (!process.argv.includes('--no-build')) build();
 
@@ -212,6 +244,8 @@ async function main(): Promise<void> {
       port: Number(process.env.KAFKA_PORT ?? 19092),
       saslPort: Number(process.env.KAFKA_SASL_PORT ?? 19094),
       controllerPort: Number(process.env.KAFKA_CONTROLLER_PORT ?? 19093),
+      tls: true,
+      tlsPort: Number(process.env.KAFKA_TLS_PORT ?? 19095),
       logFile: join(logsDir, 'kafka.log'),
       scramUsers: [kafkaUsers.admin, kafkaUsers.policyService, ...Object.values(kafkaUsers.adapters)],
       superUsers: [kafkaUsers.admin.username],
@@ -276,6 +310,7 @@ async function main(): Promise<void> {
         apiUrl,
         kafka: broker.brokers,
         kafkaSasl: { brokers: broker.saslBrokers, mechanism: KAFKA_SASL_MECHANISM, users: kafkaUsers },
+        kafkaTls: { brokers: broker.tlsBrokers, caFile: broker.tlsCaFile },
         targets: {
           'stock-db': stockDb.url,
           'crm-db': crmDb.url,
@@ -295,7 +330,8 @@ async function main(): Promise<void> {
     PORT: String(port),
     DATABASE_URL: databaseUrl,
     DATABASE_MIGRATION_URL: databaseMigrationUrl,
-    KAFKA_BROKERS: broker.saslBrokers.join(','),
+    KAFKA_BROKERS: broker.tlsBrokers.join(','),
+    KAFKA_SSL_CA: broker.tlsCaFile,
     KAFKA_SASL_MECHANISM: KAFKA_SASL_MECHANISM,
     KAFKA_SASL_USERNAME: kafkaUsers.policyService.username,
     KAFKA_SASL_PASSWORD: kafkaUsers.policyService.password,
@@ -314,8 +350,9 @@ async function main(): Promise<void> {
   await seedDemoRegistry(apiUrl, adminToken, targets, keys.adapterKeys());
 
   const kafka = (adapterId: (typeof DEMO_ADAPTERS)[number]): AdapterKafka => ({
-    brokers: broker.saslBrokers,
+    brokers: broker.tlsBrokers,
     sasl: { mechanism: KAFKA_SASL_MECHANISM, ...kafkaUsers.adapters[adapterId] },
+    ssl: { ca: broker.tlsCaFile! },
   });
   startAdapter('adapter-postgres', 'pg-demo', { 'stock-db': { url: stockDb.url }, 'crm-db': { url: crmDb.url } }, kafka('pg-demo'), keys);
   if (directory) {
@@ -337,7 +374,8 @@ async function main(): Promise<void> {
 Portcullis is running.
 
   API          ${apiUrl}          (OpenAPI: http://127.0.0.1:${port}/api/docs)
-  Kafka        ${broker.saslBrokers.join(',')}  (SASL/SCRAM-SHA-512; users and passwords in ${join(stackDir, 'stack.json')})
+  Kafka        ${broker.tlsBrokers.join(',')}  (TLS, CA ${broker.tlsCaFile}, then SASL/SCRAM-SHA-512: the services' listener)
+               ${broker.saslBrokers.join(',')}  (the same users without TLS, loopback only; users and passwords in ${join(stackDir, 'stack.json')})
                ${broker.brokers.join(',')}  (loopback tooling listener: no authentication, not for services)
   Targets      stock-db         ${stockDb.url}
                crm-db           ${crmDb.url}

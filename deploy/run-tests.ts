@@ -50,6 +50,7 @@ async function main(): Promise<number> {
       startKafkaBroker({
         dataDir: join(workDir, 'kafka'),
         heapMb: 512,
+        tls: true,
         scramUsers: Object.values(kafkaUsers),
         superUsers: [kafkaUsers.admin.username],
       }).then((server) => track(server)),
@@ -108,6 +109,7 @@ async function main(): Promise<number> {
           kafka: {
             brokers: kafkaBroker.brokers,
             sasl: { brokers: kafkaBroker.saslBrokers, mechanism: KAFKA_SASL_MECHANISM, ...kafkaUsers },
+            tls: { brokers: kafkaBroker.tlsBrokers, caFile: kafkaBroker.tlsCaFile },
           },
           postgres: {
             policyUrl: process.env.DATABASE_URL ?? (policyDb as PostgresServer).url,

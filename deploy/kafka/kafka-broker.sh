@@ -7,6 +7,7 @@
 #
 #   kafka-broker.sh run --data-dir DIR --port P --controller-port C [--heap-mb 512]
 #                       [--sasl-port S] [--scram-file FILE] [--super-user NAME]...
+#                       [--tls-port T --tls-keystore FILE --tls-keystore-password-file FILE]
 #                       [--override key=value]... [--die-with-parent]
 #       Fetch if needed, write DIR/server.properties, format DIR/data once (a restart on the same DIR
 #       keeps the cluster id and all data), then exec the broker in the foreground: the PID of this
@@ -16,6 +17,9 @@
 #       --scram-file names a file of SCRAM credentials, one `SCRAM-SHA-512=[name=N,password=P]` per
 #       line, created at format time (ignored once DIR is formatted); --super-user adds User:NAME to
 #       super.users (User:ANONYMOUS always is one). The StandardAuthorizer is always on.
+#       --tls-port adds a SASL_SSL listener (TLS, then SCRAM-SHA-512; needs --sasl-port) on 127.0.0.1
+#       whose certificate and key are in the PKCS12 --tls-keystore, its password in the file
+#       --tls-keystore-password-file (one line).
 #       --override is passed to kafka.Kafka (e.g. extra listeners); --die-with-parent makes the
 #       kernel SIGKILL the broker when the process that started this script dies (prctl PDEATHSIG).
 #
@@ -142,6 +146,7 @@ new_cluster_id() {
 
 cmd_run() {
   local data_dir="" port="" controller_port="" heap_mb=512 die_with_parent=0 sasl_port="" scram_file=""
+  local tls_port="" tls_keystore="" tls_password_file=""
   local -a overrides=() super_users=()
   while (($#)); do
     case "$1" in
@@ -157,6 +162,12 @@ cmd_run() {
       --sasl-port=*) sasl_port="${1#*=}"; shift ;;
       --scram-file) scram_file="${2:?--scram-file needs a value}"; shift 2 ;;
       --scram-file=*) scram_file="${1#*=}"; shift ;;
+      --tls-port) tls_port="${2:?--tls-port needs a value}"; shift 2 ;;
+      --tls-port=*) tls_port="${1#*=}"; shift ;;
+      --tls-keystore) tls_keystore="${2:?--tls-keystore needs a value}"; shift 2 ;;
+      --tls-keystore=*) tls_keystore="${1#*=}"; shift ;;
+      --tls-keystore-password-file) tls_password_file="${2:?--tls-keystore-password-file needs a value}"; shift 2 ;;
+      --tls-keystore-password-file=*) tls_password_file="${1#*=}"; shift ;;
       --super-user) super_users+=("${2:?--super-user needs a name}"); shift 2 ;;
       --super-user=*) super_users+=("${1#*=}"); shift ;;
       --override) overrides+=(--override "${2:?--override needs key=value}"); shift 2 ;;
@@ -177,6 +188,18 @@ cmd_run() {
   fi
   [[ -z "$scram_file" || -f "$scram_file" ]] || die "run: --scram-file $scram_file does not exist"
   [[ -z "$scram_file" || -n "$sasl_port" ]] || die "run: --scram-file needs --sasl-port"
+  local tls_password=""
+  if [[ -n "$tls_port" ]]; then
+    is_port "$tls_port" || die "run: --tls-port must be a TCP port number"
+    [[ -n "$sasl_port" ]] || die "run: --tls-port needs --sasl-port (its listener is SASL_SSL)"
+    [[ "$tls_port" != "$port" && "$tls_port" != "$sasl_port" && "$tls_port" != "$controller_port" ]] ||
+      die "run: --tls-port must differ from the other ports"
+    [[ -f "$tls_keystore" ]] || die "run: --tls-port needs --tls-keystore, an existing PKCS12 file"
+    [[ -f "$tls_password_file" ]] || die "run: --tls-port needs --tls-keystore-password-file, an existing file"
+    tls_password="$(head -n 1 "$tls_password_file")"
+    [[ "$tls_password" =~ ^[A-Za-z0-9_-]+$ ]] || die "run: the keystore password must match [A-Za-z0-9_-]+"
+    tls_keystore="$(cd "$(dirname "$tls_keystore")" && pwd -P)/$(basename "$tls_keystore")"
+  fi
   local name super="User:ANONYMOUS"
   for name in "${super_users[@]}"; do
     [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "run: --super-user '$name' must match [A-Za-z0-9._-]+"
@@ -198,23 +221,41 @@ cmd_run() {
   local log4j="-Dlog4j2.configurationFile=$LOG4J_CONFIG"
 
   # PLAINTEXT: unauthenticated, loopback only, for tooling (topic setup, tests); SASL_PLAINTEXT: the
-  # services' authenticated listener (SCRAM-SHA-512; no TLS: loopback only, see docs/kafka-security.md).
+  # services' authenticated listener (SCRAM-SHA-512, on loopback); SASL_SSL: the same with TLS.
   local listener_props
   if [[ -n "$sasl_port" ]]; then
-    listener_props="listeners=PLAINTEXT://127.0.0.1:${port},SASL_PLAINTEXT://127.0.0.1:${sasl_port},CONTROLLER://127.0.0.1:${controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:${port},SASL_PLAINTEXT://127.0.0.1:${sasl_port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+    local listeners="PLAINTEXT://127.0.0.1:${port},SASL_PLAINTEXT://127.0.0.1:${sasl_port}"
+    local protocols="PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    if [[ -n "$tls_port" ]]; then
+      listeners="${listeners},SASL_SSL://127.0.0.1:${tls_port}"
+      protocols="${protocols},SASL_SSL:SASL_SSL"
+    fi
+    listener_props="listeners=${listeners},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=${listeners}
+listener.security.protocol.map=${protocols},CONTROLLER:PLAINTEXT
 sasl.enabled.mechanisms=SCRAM-SHA-512
 # Server side of SCRAM: the credentials come from the metadata log; no options needed (the broker
 # itself never logs in through SASL: inter-broker traffic uses PLAINTEXT on loopback).
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    if [[ -n "$tls_port" ]]; then
+      listener_props="${listener_props}
+# The same users over TLS (SASL_SSL): what services use beyond loopback (docs/kafka-security.md).
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=${tls_keystore}
+listener.name.sasl_ssl.ssl.keystore.password=${tls_password}"
+    fi
   else
     listener_props="listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:${port}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
   fi
 
-  # Rewritten on every run (ports may change between runs: the quorum is static, see README).
+  # Rewritten on every run (ports may change between runs: the quorum is static, see README). Readable
+  # by this user only: it may hold the TLS keystore's password.
+  local old_umask
+  old_umask="$(umask)"
+  umask 077
   cat >"$props.tmp" <<EOF
 # Written by deploy/kafka/kafka-broker.sh on every start; edits are lost.
 process.roles=broker,controller
@@ -263,6 +304,7 @@ log.cleaner.backoff.ms=1000
 broker.session.timeout.ms=4000
 broker.heartbeat.interval.ms=1000
 EOF
+  umask "$old_umask"
   mv -f "$props.tmp" "$props"
 
   if [[ ! -f "$log_dirs/meta.properties" ]]; then

@@ -9,6 +9,8 @@
  *   });
  *   new Kafka({ brokers: broker.brokers });   // loopback tooling listener: PLAINTEXT, no auth, super user
  *   new Kafka({ brokers: broker.saslBrokers, sasl: { mechanism: 'scram-sha-512', username, password } });
+ *   // with `tls: true`: the same users over TLS, trusting the broker's throwaway CA only
+ *   new Kafka({ brokers: broker.tlsBrokers, ssl: { ca: [readFileSync(broker.tlsCaFile!)] }, sasl: { ... } });
  *   await broker.stop();   // SIGTERM (controlled shutdown), SIGKILL after 20 s
  *   await broker.start();  // same data dir and ports: topics, offsets, records, users and ACLs are kept
  *
@@ -17,6 +19,8 @@
  *   only — topic setup, ACL setup, and the tests' "attacker with network access" — never production.
  * - `saslBrokers`: SASL_PLAINTEXT with SCRAM-SHA-512 (no TLS: loopback only). The services connect
  *   here with their own users; the StandardAuthorizer enforces ACLs (deploy/kafka/acls.ts).
+ * - `tlsBrokers` (with `tls: true`): SASL_SSL, the same users and ACLs over TLS, with a certificate for
+ *   127.0.0.1 from a throwaway CA (throwaway-tls.ts, kept in `<dataDir>/tls`) whose PEM is `tlsCaFile`.
  *
  * The JVM never outlives this Node process: one set of 'exit'/SIGINT/SIGTERM/SIGHUP handlers
  * (child-process-guard.ts, installed only while servers run) SIGKILLs it at exit; on a signal the
@@ -34,6 +38,7 @@ import * as path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { trackChild } from './child-process-guard';
 import { freePort } from './free-port';
+import { throwawayServerTls } from './throwaway-tls';
 
 /** A SCRAM-SHA-512 user of the broker. */
 export interface ScramUser {
@@ -71,6 +76,10 @@ export interface KafkaBrokerOptions {
    * node's own controller and inter-broker traffic and the loopback tooling listener — always is one.
    */
   superUsers?: string[];
+  /** Adds a SASL_SSL listener (TLS, then SCRAM-SHA-512) on 127.0.0.1; default false. */
+  tls?: boolean;
+  /** Its port; a free port when omitted. */
+  tlsPort?: number;
   /** CONTROLLER listener on 127.0.0.1; a free port when omitted. Never give this port to clients. */
   controllerPort?: number;
   /** Maximum heap (-Xmx) in MiB; default 512. */
@@ -91,6 +100,10 @@ export interface KafkaBroker {
   /** kafkajs `brokers` list of the SASL/SCRAM-SHA-512 listener (use with `sasl: { mechanism: KAFKA_SASL_MECHANISM, ... }`). */
   readonly saslBrokers: string[];
   readonly saslPort: number;
+  /** kafkajs `brokers` list of the SASL_SSL listener (`tls: true`), else empty. */
+  readonly tlsBrokers: string[];
+  /** PEM file of the CA that signed the TLS listener's certificate (`tls: true`). */
+  readonly tlsCaFile: string | undefined;
   readonly controllerPort: number;
   readonly dataDir: string;
   readonly logFile: string;
@@ -225,6 +238,8 @@ class BindError extends Error {}
 class LocalKafkaBroker implements KafkaBroker {
   readonly brokers: string[];
   readonly saslBrokers: string[];
+  readonly tlsBrokers: string[];
+  readonly tlsCaFile: string | undefined;
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private lastExit = '';
@@ -239,9 +254,12 @@ class LocalKafkaBroker implements KafkaBroker {
     private readonly startTimeoutMs: number,
     private readonly scramUsers: readonly ScramUser[],
     private readonly superUsers: readonly string[],
+    private readonly tlsPort: number | undefined,
   ) {
     this.brokers = [`127.0.0.1:${port}`];
     this.saslBrokers = [`127.0.0.1:${saslPort}`];
+    this.tlsBrokers = tlsPort === undefined ? [] : [`127.0.0.1:${tlsPort}`];
+    this.tlsCaFile = tlsPort === undefined ? undefined : throwawayServerTls(path.join(dataDir, 'tls')).caFile;
   }
 
   pid(): number | undefined {
@@ -267,6 +285,11 @@ class LocalKafkaBroker implements KafkaBroker {
       );
       scramArgs.push('--scram-file', scramFile);
     }
+    const tlsArgs: string[] = [];
+    if (this.tlsPort !== undefined) {
+      const tls = throwawayServerTls(path.join(this.dataDir, 'tls'));
+      tlsArgs.push('--tls-port', String(this.tlsPort), '--tls-keystore', tls.keystoreFile, '--tls-keystore-password-file', tls.keystorePasswordFile);
+    }
     const fd = fs.openSync(this.logFile, 'a');
     let offset: number;
     let child: ChildProcess;
@@ -287,6 +310,7 @@ class LocalKafkaBroker implements KafkaBroker {
           '--controller-port', String(this.controllerPort),
           '--heap-mb', String(this.heapMb),
           ...scramArgs,
+          ...tlsArgs,
           ...this.superUsers.flatMap((name) => ['--super-user', name]),
           '--die-with-parent',
         ],
@@ -435,12 +459,13 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions): Promise<KafkaB
   for (const name of superUsers) {
     if (!USERNAME.test(name)) throw new Error(`super user name "${name}" must match ${USERNAME}`);
   }
-  const autoPorts = opts.port === undefined || opts.controllerPort === undefined || opts.saslPort === undefined;
+  const autoPorts = opts.port === undefined || opts.controllerPort === undefined || opts.saslPort === undefined || (opts.tls === true && opts.tlsPort === undefined);
   for (let attempt = 1; ; attempt++) {
     const port = opts.port ?? (await freePort());
     const saslPort = opts.saslPort ?? (await freePort());
     const controllerPort = opts.controllerPort ?? (await freePort());
-    const broker = new LocalKafkaBroker(port, saslPort, controllerPort, dataDir, logFile, heapMb, startTimeoutMs, scramUsers, superUsers);
+    const tlsPort = opts.tls ? (opts.tlsPort ?? (await freePort())) : undefined;
+    const broker = new LocalKafkaBroker(port, saslPort, controllerPort, dataDir, logFile, heapMb, startTimeoutMs, scramUsers, superUsers, tlsPort);
     try {
       await broker.start();
       return broker;

@@ -1,6 +1,6 @@
 import { eventually } from '@test/support/eventually';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +8,7 @@ import { sign } from 'jsonwebtoken';
 import { Client as LdapClient } from 'ldapts';
 import { Client as PgClient } from 'pg';
 import { createClient } from 'redis';
+import { trackChild } from '../../deploy/lib/child-process-guard';
 import { freePort } from '../../deploy/lib/free-port';
 
 const root = resolve(__dirname, '..', '..');
@@ -48,17 +49,18 @@ interface StackFile {
 
 /**
  * `npm start`, the README's first command, run as a user runs it — build included — on ports and a
- * directory of its own: the whole stack comes up with its demo data, the README's walk-through works on the
- * real demo targets (a clerk's PostgreSQL login, LDAP bind and Redis login are refused while their groups
- * are revoked, and come back only after a second lead approves the restore), the audit trail verifies, and
- * Ctrl-C stops everything. Nothing else in the suite starts this script.
+ * directory of its own: the whole stack comes up with its demo data and its services on Kafka over TLS; the
+ * README's walk-through works on the real demo targets (a clerk's PostgreSQL login, LDAP bind and Redis
+ * login are refused while their groups are revoked, a system in two groups stays revoked until both are
+ * restored, and each restore waits for a second lead's approval); the audit trail verifies; and Ctrl-C
+ * stops everything. Nothing else in the suite starts this script.
  */
 describe('npm start: the local stack with demo data', () => {
   let stack: ChildProcess | undefined;
   let exited: Promise<number | null> | undefined;
   let output = '';
   let dir: string;
-  let ports: { api: number; kafka: number; kafkaSasl: number; kafkaController: number };
+  let ports: { api: number; kafka: number; kafkaSasl: number; kafkaTls: number; kafkaController: number };
   let file: StackFile;
 
   const tail = () => output.split('\n').slice(-40).join('\n');
@@ -108,7 +110,8 @@ describe('npm start: the local stack with demo data', () => {
       await client.bind(`uid=${uid},ou=people,${directory.baseDn}`, password);
       return 'ok';
     } catch (error) {
-      return (error as Error).message;
+      // 49: invalidCredentials (what a locked account answers)
+      return `LDAP result ${(error as { code?: number }).code}: ${(error as Error).message}`;
     } finally {
       await client.unbind().catch(() => undefined);
     }
@@ -133,18 +136,27 @@ describe('npm start: the local stack with demo data', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'portcullis-stack-spec-'));
-    ports = { api: await freePort(), kafka: await freePort(), kafkaSasl: await freePort(), kafkaController: await freePort() };
+    ports = { api: await freePort(), kafka: await freePort(), kafkaSasl: await freePort(), kafkaTls: await freePort(), kafkaController: await freePort() };
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       PORTCULLIS_STACK_DIR: dir,
       PORT: String(ports.api),
       KAFKA_PORT: String(ports.kafka),
       KAFKA_SASL_PORT: String(ports.kafkaSasl),
+      KAFKA_TLS_PORT: String(ports.kafkaTls),
       KAFKA_CONTROLLER_PORT: String(ports.kafkaController),
     };
     delete env.DATABASE_URL; // a fresh machine: the stack starts its own policy database
     // Its own process group, as a terminal would start it, so that "Ctrl-C" below reaches all of it.
     stack = spawn('npm', ['start'], { cwd: root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Should this process go away before afterAll (Jest interrupted, the runner's watchdog), the stack goes too.
+    trackChild(stack, (child, signal) => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        /* gone */
+      }
+    });
     stack.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     stack.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     const child = stack;
@@ -168,19 +180,40 @@ describe('npm start: the local stack with demo data', () => {
 
   afterAll(async () => {
     if (stack?.pid !== undefined && groupAlive(stack.pid)) {
-      // Only if a test failed before "Ctrl-C": the servers the script started die with it (parent-death signal).
-      process.kill(-stack.pid, 'SIGKILL');
+      // Only if a test failed before "Ctrl-C": stop it as Ctrl-C does, and only then the hard way.
+      const pid = stack.pid;
+      process.kill(-pid, 'SIGINT');
       await eventually(() => {
-        if (groupAlive(stack!.pid!)) throw new Error('the stack survived SIGKILL');
+        if (groupAlive(pid)) throw new Error('still stopping');
+      }, 30_000, 200).catch(() => process.kill(-pid, 'SIGKILL'));
+      await eventually(() => {
+        if (groupAlive(pid)) throw new Error('the stack survived SIGKILL');
       }, 30_000, 200);
     }
     stack?.stdout?.destroy();
     stack?.stderr?.destroy();
+    if (file) {
+      // The servers it started run in process groups of their own: wait until they are gone before removing their files.
+      await eventually(async () => {
+        for (const port of targetPorts()) if (await listening(port)) throw new Error(`127.0.0.1:${port} still listening`);
+      }, 30_000, 200).catch(() => undefined);
+    }
     rmSync(dir, { recursive: true, force: true });
-  }, 60_000);
+  }, 120_000);
 
-  it('starts every demo target, its adapter, and the demo groups (nothing skipped)', async () => {
+  /** The ports of the demo targets and of Kafka's listeners. */
+  const targetPorts = () => [
+    ...[file.targets['stock-db'], file.targets['crm-db'], file.targets['staff-directory']!.url, file.targets['session-cache']!].map((url) =>
+      Number(new URL(url).port),
+    ),
+    ports.kafka,
+    ports.kafkaSasl,
+    ports.kafkaTls,
+  ];
+
+  it('starts every demo target, its adapter, and the demo groups (nothing skipped); the services use Kafka over TLS', async () => {
     expect(output).not.toContain('skipping the');
+    expect(output).toContain(`127.0.0.1:${ports.kafkaTls}  (TLS, CA `);
     expect(file.apiUrl).toBe(`http://127.0.0.1:${ports.api}/api/v1`);
     const auditor = token('audrey', ['auditor']);
     const adapters = await eventually(async () => {
@@ -215,9 +248,9 @@ describe('npm start: the local stack with demo data', () => {
     expect(await pgLogin(file.targets['stock-db'], 'clerk_anna', 'anna')).toMatch(/not permitted to log in/);
     expect(await pgLogin(file.targets['crm-db'], 'clerk_anna', 'anna')).toMatch(/not permitted to log in/);
     expect(await pgLogin(file.targets['stock-db'], 'breakglass_dba', 'breakglass')).toBe('ok');
-    expect(await ldapBind('anna', 'anna')).not.toBe('ok');
+    expect(await ldapBind('anna', 'anna')).toMatch(/^LDAP result 49:/);
     expect(await ldapBind('breakglass', 'breakglass')).toBe('ok');
-    expect(await redisLogin('agent_anna', 'agent_anna')).not.toBe('ok');
+    expect(await redisLogin('agent_anna', 'agent_anna')).toMatch(/WRONGPASS/);
     expect(await redisLogin('breakglass', 'breakglass')).toBe('ok');
   });
 
@@ -242,7 +275,18 @@ describe('npm start: the local stack with demo data', () => {
       expect.objectContaining({ desiredState: 'revoked', changed: false, detail: expect.stringContaining('call-centre') }),
     );
     expect(await pgLogin(file.targets['crm-db'], 'clerk_anna', 'anna')).toMatch(/not permitted to log in/);
-    expect(await redisLogin('agent_anna', 'agent_anna')).not.toBe('ok');
+    expect(await redisLogin('agent_anna', 'agent_anna')).toMatch(/WRONGPASS/);
+  });
+
+  it('gives the call centre back after its own four-eyes restore: crm-db and the Redis login return', async () => {
+    const request = await api<{ commandId: string }>('POST', '/groups/call-centre/restore', token('alice', ['security-lead']), { reason: 'Call centre cleaned' });
+    expect(request.status).toBe(202);
+    expect(await redisLogin('agent_anna', 'agent_anna')).toMatch(/WRONGPASS/);
+    const approval = await api('POST', `/commands/${request.body.commandId}/approve`, token('bob', ['security-lead']), { comment: 'checked' });
+    expect(approval.status).toBe(200);
+    await enforcedEverywhere(request.body.commandId, token('audrey', ['auditor']));
+    expect(await pgLogin(file.targets['crm-db'], 'clerk_anna', 'anna')).toBe('ok');
+    expect(await redisLogin('agent_anna', 'agent_anna')).toBe('ok');
   });
 
   it('keeps an intact audit trail of who did what and why', async () => {
@@ -256,8 +300,26 @@ describe('npm start: the local stack with demo data', () => {
     expect(actions).toEqual(expect.arrayContaining(['group.revoked by user:alice', 'group.restored by user:bob']));
   });
 
+  it('never wipes a PORTCULLIS_STACK_DIR it did not make', async () => {
+    const foreign = mkdtempSync(join(tmpdir(), 'portcullis-not-a-stack-'));
+    writeFileSync(join(foreign, 'precious.txt'), 'keep me');
+    try {
+      const result = spawnSync(join(root, 'node_modules', '.bin', 'tsx'), ['deploy/local-stack.ts', '--no-build'], {
+        cwd: root,
+        env: { ...process.env, PORTCULLIS_STACK_DIR: foreign, PORT: '0' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain('is not empty and was not made by npm start');
+      expect(readdirSync(foreign)).toEqual(['precious.txt']);
+    } finally {
+      rmSync(foreign, { recursive: true, force: true });
+    }
+  });
+
   it('stops everything on Ctrl-C', async () => {
-    // npm itself dies of the signal at once; the stack (tsx, then the script) stops what it started first.
+    // The whole group, as a terminal's Ctrl-C: npm may be gone before the script has stopped what it started.
     process.kill(-stack!.pid!, 'SIGINT');
     await eventually(() => {
       if (groupAlive(stack!.pid!)) throw new Error(`still running after Ctrl-C:\n${tail()}`);
@@ -266,10 +328,7 @@ describe('npm start: the local stack with demo data', () => {
     expect(output).not.toContain('stop failed');
     expect(output).not.toMatch(/exited \((?:\d+|SIG\w+)\); see/); // no service died on its own
     // Nothing it started still listens: the API, the broker, the demo targets.
-    const targetPorts = [file.targets['stock-db'], file.targets['crm-db'], file.targets['staff-directory']!.url, file.targets['session-cache']!].map(
-      (url) => Number(new URL(url).port),
-    );
-    for (const port of [ports.api, ports.kafka, ports.kafkaSasl, ...targetPorts]) {
+    for (const port of [ports.api, ...targetPorts()]) {
       expect({ port, listening: await listening(port) }).toEqual({ port, listening: false });
     }
   }, 90_000);

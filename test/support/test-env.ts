@@ -27,6 +27,8 @@ export interface TestEnvironment {
       /** A super user. */
       admin: KafkaTestUser;
     };
+    /** The same users over TLS (SASL_SSL); the certificate is signed by the run's throwaway CA, `caFile` (PEM). */
+    tls: { brokers: string[]; caFile: string };
   };
   postgres: {
     /** A database for the policy service; specs create their own databases next to it. */

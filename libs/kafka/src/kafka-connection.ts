@@ -1,3 +1,5 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type KafkaConfig, type SASLOptions } from 'kafkajs';
 
 /** How a service reaches the Kafka cluster. Read from the environment by each app's config. */
@@ -5,7 +7,38 @@ export interface KafkaConnectionConfig {
   brokers: string[];
   clientId: string;
   sasl?: { mechanism: 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
-  ssl?: boolean;
+  /**
+   * TLS: `true` trusts the system's CAs; `{ ca }` trusts only the CA certificates in that PEM text (a
+   * private CA, as clusters usually have). The broker's certificate must name the host connected to.
+   */
+  ssl?: boolean | { ca: string };
+}
+
+const CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * The CA certificates a TLS connection trusts, given as PEM text or as the path of a PEM file. Refuses
+ * anything without a readable certificate, so a mistyped path or a key file fails at start, not at the
+ * first connection.
+ */
+export function trustedCaCertificates(pemOrPath: string, what = 'the CA certificate'): string {
+  const trimmed = pemOrPath.trim();
+  let text: string;
+  try {
+    text = trimmed.startsWith('-----BEGIN') ? trimmed : readFileSync(trimmed, 'utf8');
+  } catch (error) {
+    throw new Error(`${what}: cannot read ${trimmed} (${(error as Error).message})`);
+  }
+  const certificates = text.match(CERTIFICATE) ?? [];
+  if (certificates.length === 0) throw new Error(`${what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  for (const pem of certificates) {
+    try {
+      new X509Certificate(pem);
+    } catch (error) {
+      throw new Error(`${what} holds a certificate that does not parse: ${(error as Error).message}`);
+    }
+  }
+  return certificates.join('\n');
 }
 
 export function kafkaConnectionFromEnv(env: NodeJS.ProcessEnv, clientId: string): KafkaConnectionConfig {
@@ -21,7 +54,14 @@ export function kafkaConnectionFromEnv(env: NodeJS.ProcessEnv, clientId: string)
     }
     config.sasl = { mechanism, username: env.KAFKA_SASL_USERNAME, password: env.KAFKA_SASL_PASSWORD ?? '' };
   }
-  if (env.KAFKA_SSL === 'true') config.ssl = true;
+  const ssl = env.KAFKA_SSL?.trim().toLowerCase();
+  if (ssl !== undefined && ssl !== '' && ssl !== 'true' && ssl !== 'false') throw new Error(`KAFKA_SSL must be true or false, not "${env.KAFKA_SSL}"`);
+  if (env.KAFKA_SSL_CA?.trim()) {
+    if (ssl === 'false') throw new Error('KAFKA_SSL_CA is set but KAFKA_SSL is false: a CA is only used with TLS');
+    config.ssl = { ca: trustedCaCertificates(env.KAFKA_SSL_CA, 'KAFKA_SSL_CA') };
+  } else if (ssl === 'true') {
+    config.ssl = true;
+  }
   return config;
 }
 
@@ -34,7 +74,7 @@ export function createKafka(connection: KafkaConnectionConfig, overrides: Partia
     clientId: connection.clientId,
     brokers: connection.brokers,
     sasl: connection.sasl as SASLOptions | undefined,
-    ssl: connection.ssl,
+    ssl: typeof connection.ssl === 'object' ? { ca: [connection.ssl.ca], rejectUnauthorized: true } : connection.ssl,
     logLevel: logLevel.ERROR,
     retry: { initialRetryTime: 200, retries: 8, maxRetryTime: 5_000 },
     ...overrides,

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { AdapterConfigError } from './adapter-config.error';
 import { parseAdapterConfig } from './adapter-config';
 import { loadAdapterConfig } from './adapter-config.loader';
+import { TEST_CA_CERTIFICATE } from '@portcullis/kafka/testing/test-ca-certificate';
 import { testAdapterKeySettings } from '../testing/test-signing-keys';
 
 const keys = testAdapterKeySettings();
@@ -53,6 +54,22 @@ describe('parseAdapterConfig', () => {
         { systemId: 'stock-db', exemptPrincipals: ['breakglass'], config: { url: 'postgres://a@db/stock', revokeSuperusers: false } },
       ],
     });
+  });
+
+  it('takes Kafka TLS as true (system CAs) or as the CA certificates to trust, read from a file at start', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'adapter-config-ca-'));
+    writeFileSync(path.join(dir, 'ca.pem'), `${TEST_CA_CERTIFICATE}\n`);
+    const base = { adapterId: 'pg-main', stateDir: '/var/lib/portcullis', ...keys, systems: { 'stock-db': { url: 'postgres://a@db/stock' } } };
+    const withKafka = (ssl: unknown) => ({ ...base, kafka: { brokers: ['k1:9093'], ssl } });
+    expect(parseAdapterConfig(withKafka(true), SystemSchema).kafka.ssl).toBe(true);
+    expect(parseAdapterConfig(withKafka({ ca: path.join(dir, 'ca.pem') }), SystemSchema).kafka.ssl).toEqual({ ca: TEST_CA_CERTIFICATE });
+    expect(parseAdapterConfig(withKafka({ ca: TEST_CA_CERTIFICATE }), SystemSchema).kafka.ssl).toEqual({ ca: TEST_CA_CERTIFICATE });
+    expect(issuesOf(() => parseAdapterConfig(withKafka({ ca: path.join(dir, 'missing.pem') }), SystemSchema))).toEqual([
+      expect.stringMatching(/^kafka\.ssl\.ca: cannot read .*missing\.pem/),
+    ]);
+    expect(issuesOf(() => parseAdapterConfig(withKafka({ ca: path.join(dir, 'ca.pem'), verify: false }), SystemSchema))).toEqual([
+      expect.stringMatching(/^kafka\.ssl/),
+    ]);
   });
 
   it('reports every problem at once, with its path', () => {

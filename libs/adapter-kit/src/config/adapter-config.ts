@@ -8,7 +8,7 @@ import {
   type SigningKey,
 } from '@portcullis/contracts';
 import type { KeyObject } from 'node:crypto';
-import type { KafkaConnectionConfig } from '@portcullis/kafka';
+import { trustedCaCertificates, type KafkaConnectionConfig } from '@portcullis/kafka';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel } from '../logging/adapter-logger';
 import { AdapterConfigError } from './adapter-config.error';
@@ -23,7 +23,8 @@ const KafkaConnectionSchema = z.object({
       password: z.string(),
     })
     .optional(),
-  ssl: z.boolean().optional(),
+  /** `true`: TLS trusting the system's CAs; `{ ca }`: trusting only these CA certificates (PEM text or file path). */
+  ssl: z.union([z.boolean(), z.object({ ca: z.string().min(1) }).strict()]).optional(),
 });
 
 const AdapterSettingsSchema = z
@@ -111,7 +112,7 @@ export interface AdapterConfigInput<TSystemInput> {
   verifyIntervalMs?: number;
   deliveredAckDelayMs?: number;
   retry?: { initialMs?: number; maxMs?: number };
-  kafka?: { brokers: string[]; clientId?: string; sasl?: KafkaConnectionConfig['sasl']; ssl?: boolean };
+  kafka?: { brokers: string[]; clientId?: string; sasl?: KafkaConnectionConfig['sasl']; ssl?: boolean | { ca: string } };
   httpPort?: number;
   logLevel?: LogLevel;
   signingKey: { keyId: string; privateKey: string };
@@ -165,6 +166,14 @@ export function parseAdapterConfig<TSystem, TSystemInput>(
       issues.push(`trustedKeys.${keyId}: ${(error as Error).message}`);
     }
   }
+  let ssl: KafkaConnectionConfig['ssl'] = typeof settings.kafka.ssl === 'boolean' ? settings.kafka.ssl : undefined;
+  if (typeof settings.kafka.ssl === 'object') {
+    try {
+      ssl = { ca: trustedCaCertificates(settings.kafka.ssl.ca, 'kafka.ssl.ca') };
+    } catch (error) {
+      issues.push((error as Error).message);
+    }
+  }
   if (issues.length > 0 || !signingKey) throw new AdapterConfigError(issues);
 
   return {
@@ -177,7 +186,7 @@ export function parseAdapterConfig<TSystem, TSystemInput>(
     verifyIntervalMs: settings.verifyIntervalMs,
     deliveredAckDelayMs: settings.deliveredAckDelayMs,
     retry: settings.retry,
-    kafka: { ...settings.kafka, clientId: settings.kafka.clientId ?? `portcullis-adapter-${settings.adapterId}` },
+    kafka: { ...settings.kafka, ssl, clientId: settings.kafka.clientId ?? `portcullis-adapter-${settings.adapterId}` },
     httpPort: settings.httpPort,
     logLevel: settings.logLevel,
     systems,
