@@ -24,7 +24,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sign } from 'jsonwebtoken';
 import { Client } from 'pg';
@@ -72,6 +72,11 @@ async function stopAll(): Promise<void> {
  * must never wipe a home directory or a repository.
  */
 function prepareStackDir(): void {
+  if (lstatSync(stackDir, { throwIfNoEntry: false })?.isSymbolicLink()) {
+    // Never empty what a link points at: the default link goes (as before), a named one is refused.
+    if (stackDir !== defaultStackDir) throw new Error(`PORTCULLIS_STACK_DIR=${stackDir} is a symbolic link: name the directory itself`);
+    rmSync(stackDir);
+  }
   if (existsSync(stackDir)) {
     const entries = readdirSync(stackDir);
     if (stackDir !== defaultStackDir && entries.length > 0 && !entries.includes(STACK_MARKER)) {

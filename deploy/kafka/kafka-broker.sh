@@ -256,6 +256,7 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
   local old_umask
   old_umask="$(umask)"
   umask 077
+  rm -f "$props.tmp" # a leftover would keep its mode
   cat >"$props.tmp" <<EOF
 # Written by deploy/kafka/kafka-broker.sh on every start; edits are lost.
 process.roles=broker,controller

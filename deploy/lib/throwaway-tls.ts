@@ -4,14 +4,16 @@
  * TLS listeners of the local stack's and the tests' servers. Clients trust `caFile` and nothing else.
  *
  * The CA's private key is deleted as soon as the server certificate is signed: nothing can be signed with
- * it afterwards. The server's key is kept in the keystore only. Made once per directory; a server restarted on the same directory keeps its certificate,
- * so clients that hold the CA still connect. Never for production, where certificates come from the
- * organisation's CA (docs/kafka-security.md).
+ * it afterwards. The server's key is kept in the keystore only. Made once per directory, in a temporary
+ * directory renamed into place when complete (a crash half-way leaves nothing that looks finished); a server
+ * restarted on the same directory keeps its certificate while it is valid for another day, so clients that
+ * hold the CA still connect. Never for production, where certificates come from the organisation's CA
+ * (docs/kafka-security.md).
  *
  * Plain TypeScript/CommonJS, no Nest imports.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -34,18 +36,41 @@ function openssl(args: string[], cwd: string): void {
   if (result.status !== 0) throw new Error(`openssl ${args[0]} failed (exit ${result.status}): ${result.stderr.trim()}`);
 }
 
-/** The files in `dir`, made there first if they are not all there. */
-export function throwawayServerTls(dir: string): ServerTls {
-  const files: ServerTls = {
-    caFile: path.join(dir, 'ca.pem'),
-    certificateFile: path.join(dir, 'server.pem'),
-    keystoreFile: path.join(dir, 'server.p12'),
-    keystorePasswordFile: path.join(dir, 'server.p12.password'),
-  };
-  if (Object.values(files).every((file) => fs.existsSync(file))) return files;
+const filesIn = (dir: string): ServerTls => ({
+  caFile: path.join(dir, 'ca.pem'),
+  certificateFile: path.join(dir, 'server.pem'),
+  keystoreFile: path.join(dir, 'server.p12'),
+  keystorePasswordFile: path.join(dir, 'server.p12.password'),
+});
 
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+/** Whether `dir` holds a finished set whose certificate is valid for at least another day. */
+function usable(files: ServerTls): boolean {
+  if (!Object.values(files).every((file) => fs.existsSync(file))) return false;
+  try {
+    return new Date(new X509Certificate(fs.readFileSync(files.certificateFile)).validTo).getTime() > Date.now() + 86_400_000;
+  } catch {
+    return false;
+  }
+}
+
+/** The files in `dir`, made there first unless a finished, still valid set is there. */
+export function throwawayServerTls(dir: string): ServerTls {
+  const files = filesIn(dir);
+  if (usable(files)) return files;
+  const staging = `${dir}.staging-${process.pid}-${randomBytes(4).toString('hex')}`;
+  fs.mkdirSync(staging, { recursive: true, mode: 0o700 });
+  try {
+    makeIn(staging);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.renameSync(staging, dir);
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
+  return files;
+}
+
+function makeIn(dir: string): void {
+  const files = filesIn(dir);
   const curve = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   openssl(
     ['req', '-x509', ...curve, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', DAYS, '-subj', '/CN=Portcullis throwaway CA',
@@ -69,5 +94,4 @@ export function throwawayServerTls(dir: string): ServerTls {
     dir,
   );
   for (const leftover of ['ca.key', 'server.key', 'server.csr', 'server.ext']) fs.rmSync(path.join(dir, leftover), { force: true });
-  return files;
 }

@@ -25,9 +25,10 @@ export function trustedCaCertificates(pemOrPath: string, what = 'the CA certific
   const trimmed = pemOrPath.trim();
   let text: string;
   try {
-    text = trimmed.startsWith('-----BEGIN') ? trimmed : readFileSync(trimmed, 'utf8');
+    text = trimmed.includes('-----BEGIN') ? trimmed : readFileSync(trimmed, 'utf8');
   } catch (error) {
-    throw new Error(`${what}: cannot read ${trimmed} (${(error as Error).message})`);
+    const shown = trimmed.length > 200 ? `${trimmed.slice(0, 200)}…` : trimmed;
+    throw new Error(`${what}: cannot read ${shown} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
   const certificates = text.match(CERTIFICATE) ?? [];
   if (certificates.length === 0) throw new Error(`${what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);

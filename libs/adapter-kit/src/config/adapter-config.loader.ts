@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { kafkaConnectionFromEnv } from '@portcullis/kafka';
+import { kafkaConnectionFromEnv, type KafkaConnectionConfig } from '@portcullis/kafka';
 import type { z } from 'zod';
 import { describeError } from '../logging/describe-error';
 import { AdapterConfigError } from './adapter-config.error';
@@ -43,6 +43,23 @@ function withoutUndefined(object: JsonObject): JsonObject {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined));
 }
 
+/**
+ * TLS from the environment over the file's `kafka.ssl`: `KAFKA_SSL_CA` replaces it; `KAFKA_SSL=true` switches
+ * TLS on but keeps a CA the file names (it must not widen trust to the system's CAs); `KAFKA_SSL=false`
+ * switches it off, and is refused against a file that names a CA (one of the two is a mistake).
+ */
+function sslFromEnv(env: NodeJS.ProcessEnv, connection: KafkaConnectionConfig, fileSsl: unknown): unknown {
+  if (typeof connection.ssl === 'object') return connection.ssl;
+  const flag = env.KAFKA_SSL?.trim().toLowerCase();
+  const fileNamesCa = isObject(fileSsl);
+  if (flag === 'true') return fileNamesCa ? fileSsl : true;
+  if (flag === 'false') {
+    if (fileNamesCa) throw new AdapterConfigError(['KAFKA_SSL=false, but kafka.ssl.ca in ADAPTER_CONFIG names a CA: drop one of the two']);
+    return false;
+  }
+  return undefined;
+}
+
 function kafkaFromEnv(env: NodeJS.ProcessEnv, fromFile: unknown): unknown {
   let connection;
   try {
@@ -54,7 +71,7 @@ function kafkaFromEnv(env: NodeJS.ProcessEnv, fromFile: unknown): unknown {
     brokers: env.KAFKA_BROKERS ? connection.brokers : undefined,
     clientId: env.KAFKA_CLIENT_ID || undefined,
     sasl: connection.sasl,
-    ssl: connection.ssl,
+    ssl: sslFromEnv(env, connection, isObject(fromFile) ? fromFile.ssl : undefined),
   });
   if (Object.keys(overrides).length === 0) return fromFile;
   return { ...(isObject(fromFile) ? fromFile : {}), ...overrides };

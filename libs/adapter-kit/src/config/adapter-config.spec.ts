@@ -178,6 +178,31 @@ describe('loadAdapterConfig', () => {
     });
   });
 
+  it('takes TLS from the environment without widening a CA the file names to the system CAs', () => {
+    writeFileSync(path.join(dir, 'ca.pem'), `${TEST_CA_CERTIFICATE}\n`);
+    const sslWith = (fileSsl: unknown, env: NodeJS.ProcessEnv) =>
+      loadAdapterConfig(
+        {
+          ADAPTER_CONFIG: configFile({
+            adapterId: 'pg-main',
+            stateDir: '/state',
+            kafka: { brokers: ['k1:9093'], ...(fileSsl === undefined ? {} : { ssl: fileSsl }) },
+            ...keys,
+            systems: { 'stock-db': { url: 'postgres://a@db/stock' } },
+          }),
+          ...env,
+        },
+        SystemSchema,
+      ).kafka.ssl;
+    const caFromFile = { ca: path.join(dir, 'ca.pem') };
+    expect(sslWith(caFromFile, {})).toEqual({ ca: TEST_CA_CERTIFICATE });
+    expect(sslWith(caFromFile, { KAFKA_SSL: 'true' })).toEqual({ ca: TEST_CA_CERTIFICATE });
+    expect(sslWith(undefined, { KAFKA_SSL: 'true' })).toBe(true);
+    expect(sslWith(true, { KAFKA_SSL: 'false' })).toBe(false);
+    expect(sslWith(true, { KAFKA_SSL_CA: path.join(dir, 'ca.pem') })).toEqual({ ca: TEST_CA_CERTIFICATE });
+    expect(issuesOf(() => sslWith(caFromFile, { KAFKA_SSL: 'false' }))).toEqual([expect.stringContaining('KAFKA_SSL=false, but kafka.ssl.ca')]);
+  });
+
   it('works from the environment alone', () => {
     const config = loadAdapterConfig(
       {
