@@ -1,5 +1,6 @@
 import { ACCESS_ACKNOWLEDGED, AccessAcknowledgedV1Schema, encodeMessage, envelopeHeader, Topics } from '@portcullis/contracts';
 import { createKafka } from '@portcullis/kafka';
+import { rejectionOf } from '@test/support/rejection';
 import { kafkaAs, readTestEnv, type TestEnvironment } from '@test/support/test-env';
 import {
   AclOperationTypes,
@@ -71,16 +72,6 @@ describe('Kafka authentication and ACLs', () => {
         detail: 'kafka-acl spec: written with the adapter credentials',
       },
     });
-  }
-
-  /** The error a promise rejects with (fails the test when it resolves). */
-  async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
-    try {
-      await promise;
-    } catch (error) {
-      return error as Error;
-    }
-    throw new Error('expected the operation to be refused, but it succeeded');
   }
 
   beforeAll(async () => {

@@ -3,6 +3,7 @@ import { testAdapterKeySettings } from '@portcullis/adapter-kit/testing/test-sig
 import { ACCESS_ACKNOWLEDGED, AccessAcknowledgedV1Schema, encodeMessage, envelopeHeader, Topics } from '@portcullis/contracts';
 import { createKafka, kafkaConnectionFromEnv, type KafkaConnectionConfig } from '@portcullis/kafka';
 import { TEST_CA_CERTIFICATE } from '@portcullis/kafka/testing/test-ca-certificate';
+import { rejectionOf } from '@test/support/rejection';
 import { readTestEnv } from '@test/support/test-env';
 import { KafkaJSSASLAuthenticationError, logLevel, type Admin } from 'kafkajs';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -44,16 +45,6 @@ describe('Kafka over TLS', () => {
       },
       z.object({}),
     ).kafka;
-
-  /** The error a promise rejects with (fails the test when it resolves). */
-  async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
-    try {
-      await promise;
-    } catch (error) {
-      return error as Error;
-    }
-    throw new Error('expected the connection to be refused, but it succeeded');
-  }
 
   const quiet = { logLevel: logLevel.NOTHING, retry: { retries: 0 } };
 
