@@ -11,13 +11,14 @@ import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
 import { PostgresRoleEnforcer } from '../apps/adapter-postgres/src/postgres-role.enforcer';
 import { PostgresSystemConfigSchema } from '../apps/adapter-postgres/src/postgres-system.config';
 import { NoopAccessEnforcer, NoopSystemConfigSchema } from './lib/noop-access.enforcer';
-import type {
-  AdapterInstanceSpec,
-  StartAdaptersParams,
-  StartBaselineParams,
-  WorkerRequest,
-  WorkerResponse,
-  WorkerUsage,
+import {
+  kafkajsSsl,
+  type AdapterInstanceSpec,
+  type StartAdaptersParams,
+  type StartBaselineParams,
+  type WorkerRequest,
+  type WorkerResponse,
+  type WorkerUsage,
 } from './lib/worker-protocol';
 
 const adapters: RunningAdapter[] = [];
@@ -65,6 +66,7 @@ async function startBaseline(params: StartBaselineParams): Promise<number> {
         clientId: `bench-baseline-${consumerId}`,
         brokers: params.kafka.brokers,
         sasl: params.kafka.sasl,
+        ssl: kafkajsSsl(params.kafka),
         logLevel: logLevel.ERROR,
       });
       const producer = kafka.producer();

@@ -11,7 +11,8 @@
  *   npm run bench -- --adapters 1,10    # which tte-noop-N to run (default 1,10,50)
  *   npm run bench -- --partitions 60    # partitions per topic (default 6)
  *   npm run bench -- --profile          # also write CPU profiles of the policy service and the adapter workers
- *   npm run bench -- --kafka-listener tooling   # services on the broker's plaintext loopback listener (default: sasl)
+ *   npm run bench -- --kafka-listener sasl      # Kafka clients without TLS (SASL_PLAINTEXT; default: tls, SASL_SSL)
+ *   npm run bench -- --kafka-listener tooling   # services on the broker's plaintext loopback listener
  *
  * Everything it starts (broker, PostgreSQL servers, the policy service, adapter workers) stops at the end,
  * also on Ctrl-C. Logs of the last runs stay in .portcullis/bench/<run>/logs.
@@ -39,7 +40,7 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
       samples: { type: 'string' },
       adapters: { type: 'string' },
       partitions: { type: 'string' },
-      'kafka-listener': { type: 'string', default: 'sasl' },
+      'kafka-listener': { type: 'string', default: 'tls' },
     },
     strict: true,
   });
@@ -66,7 +67,7 @@ function parseOptions(): { options: BenchOptions; build: boolean; profile: boole
     options.scenarios = SCENARIOS.filter((name) => wanted.includes(name));
   }
   const kafkaListener = values['kafka-listener'];
-  if (kafkaListener !== 'sasl' && kafkaListener !== 'tooling') throw new Error('--kafka-listener must be sasl or tooling');
+  if (kafkaListener !== 'sasl' && kafkaListener !== 'tls' && kafkaListener !== 'tooling') throw new Error('--kafka-listener must be sasl, tls or tooling');
   const partial = Boolean(values.only || values.adapters || values.samples || values.partitions);
   return { options, build: !values['no-build'], profile: values.profile ?? false, kafkaListener, partial };
 }
@@ -121,7 +122,7 @@ async function main(): Promise<number> {
   try {
     await stack.start({ build, kafkaListener, partitions: options.partitions });
     console.log(
-      `[bench] ${options.mode} run: ${options.scenarios.join(', ')}; Kafka clients on the ${kafkaListener === 'sasl' ? 'SASL/SCRAM listener (ACLs enforced)' : 'plaintext tooling listener'}; fsync of 4 KiB takes ${environment.fsync_4k_ms} ms here`,
+      `[bench] ${options.mode} run: ${options.scenarios.join(', ')}; Kafka clients on the ${{ sasl: 'SASL/SCRAM listener (ACLs enforced)', tls: 'TLS listener (SASL_SSL, ACLs enforced)', tooling: 'plaintext tooling listener' }[kafkaListener]}; fsync of 4 KiB takes ${environment.fsync_4k_ms} ms here`,
     );
     for (const scenario of options.scenarios) {
       switch (scenario) {

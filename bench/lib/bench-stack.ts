@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes, type AclEntry } from 'kafkajs';
 import { Client, escapeIdentifier, escapeLiteral, Pool } from 'pg';
@@ -28,12 +28,13 @@ export const BASELINE_GROUP_PREFIX = 'bench-baseline';
 const POLICY_KEY_ID = 'policy-bench';
 
 /**
- * Which broker listener the services, the adapters and the raw-Kafka baseline use. `sasl` (default): the
- * SASL/SCRAM-SHA-512 listener, each with its own user, ACLs enforced, as deployed. `tooling`: the broker's
+ * Which broker listener the services, the adapters and the raw-Kafka baseline use. `tls` (default): TLS,
+ * then SASL/SCRAM-SHA-512 (SASL_SSL, trusting only the run's throwaway CA), each with its own user, ACLs
+ * enforced, as deployed. `sasl`: the same without TLS (SASL_PLAINTEXT, loopback). `tooling`: the broker's
  * unauthenticated loopback listener (super user, no ACLs), e.g. if the SASL listener is unavailable.
  * Setup (topics, ACLs, the warm-up) always uses the tooling listener.
  */
-export type KafkaListener = 'sasl' | 'tooling';
+export type KafkaListener = 'sasl' | 'tls' | 'tooling';
 
 /** SCRAM users of a run (random passwords); all adapter instances share one user, as the tests' adapters do. */
 interface BenchKafkaUsers {
@@ -69,7 +70,7 @@ export class BenchStack {
     adapter: newScramUser(KafkaUsers.adapter()),
     baseline: newScramUser('bench-baseline'),
   };
-  kafkaListener: KafkaListener = 'sasl';
+  kafkaListener: KafkaListener = 'tls';
   /** Partitions of every topic (set by `start`). */
   partitions = 6;
 
@@ -141,7 +142,9 @@ export class BenchStack {
   kafkaAs(user: 'policyService' | 'adapter' | 'baseline'): KafkaConnection {
     if (this.kafkaListener === 'tooling') return { brokers: this.broker.brokers };
     const { username, password } = this.kafkaUsers[user];
-    return { brokers: this.broker.saslBrokers, sasl: { mechanism: KAFKA_SASL_MECHANISM, username, password } };
+    const sasl = { mechanism: KAFKA_SASL_MECHANISM, username, password };
+    if (this.kafkaListener === 'tls') return { brokers: this.broker.tlsBrokers, sasl, ssl: { ca: readFileSync(this.broker.tlsCaFile!, 'utf8') } };
+    return { brokers: this.broker.saslBrokers, sasl };
   }
 
   /** What every adapter instance trusts: the policy service's public key of this run, by its key id. */
@@ -160,6 +163,7 @@ export class BenchStack {
       startKafkaBroker({
         dataDir: join(this.workDir, 'kafka'),
         heapMb: 1024,
+        tls: true,
         logFile: join(this.logDir, 'kafka.log'),
         scramUsers: Object.values(this.kafkaUsers),
         superUsers: [this.kafkaUsers.admin.username],
@@ -274,6 +278,7 @@ export class BenchStack {
         ...(kafka.sasl
           ? { KAFKA_SASL_MECHANISM: kafka.sasl.mechanism, KAFKA_SASL_USERNAME: kafka.sasl.username, KAFKA_SASL_PASSWORD: kafka.sasl.password }
           : { KAFKA_SASL_USERNAME: '' }),
+        ...(kafka.ssl ? { KAFKA_SSL_CA: kafka.ssl.ca } : {}),
         SIGNING_KEY: keyFile,
         SIGNING_KEY_ID: POLICY_KEY_ID,
         JWT_SECRET: this.jwt.secret,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
 import { ensureTopics } from '../../libs/kafka/src/topic-admin';
 import { wallClockMs } from './stats';
-import type { KafkaConnection } from './worker-protocol';
+import { kafkajsSsl, type KafkaConnection } from './worker-protocol';
 
 /** About the size of a `system-access.changed` envelope, so both paths move similar bytes. */
 const PADDING = 'x'.repeat(560);
@@ -26,7 +26,13 @@ export class KafkaBaselineCentre {
     private readonly replyTopic: string,
     groupId: string,
   ) {
-    this.kafka = new Kafka({ clientId: 'bench-baseline-centre', brokers: connection.brokers, sasl: connection.sasl, logLevel: logLevel.ERROR });
+    this.kafka = new Kafka({
+      clientId: 'bench-baseline-centre',
+      brokers: connection.brokers,
+      sasl: connection.sasl,
+      ssl: kafkajsSsl(connection),
+      logLevel: logLevel.ERROR,
+    });
     this.producer = this.kafka.producer();
     this.consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 1_000 });
   }

@@ -5,6 +5,13 @@ export interface KafkaConnection {
   brokers: string[];
   /** Absent on the tooling listener (`--kafka-listener tooling`). */
   sasl?: { mechanism: 'scram-sha-512'; username: string; password: string };
+  /** On the TLS listener (`--kafka-listener tls`): the CA certificate (PEM text) the client trusts. */
+  ssl?: { ca: string };
+}
+
+/** kafkajs' `ssl` option for a connection: only the run's CA is trusted. */
+export function kafkajsSsl(connection: KafkaConnection): { ca: string[] } | undefined {
+  return connection.ssl ? { ca: [connection.ssl.ca] } : undefined;
 }
 
 export interface AdapterInstanceSpec {
