@@ -176,7 +176,10 @@ describe('Kafka authentication and ACLs', () => {
     await consumer.connect();
     await consumer.subscribe({ topic: Topics.systemAccess, fromBeginning: true });
     await consumer.run({ autoCommit: false, eachMessage: async () => undefined });
-    const error = await Promise.race([outcome, new Promise((resolve) => setTimeout(() => resolve(new Error('no outcome in 20 s')), 20_000))]);
+    // The timer is cleared: left running, it kept Jest alive for up to 20 s after the last spec.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve(new Error('no outcome in 20 s')), 20_000)));
+    const error = await Promise.race([outcome, timeout]).finally(() => clearTimeout(timer));
     expect(error).toMatchObject({ name: 'KafkaJSGroupCoordinatorNotFound' });
     expect(logged.some((line) => line.startsWith('GROUP_AUTHORIZATION_FAILED'))).toBe(true);
   });
