@@ -93,6 +93,18 @@ describe('Kafka over TLS', () => {
     }
   });
 
+  it('checks the broker’s name against its certificate: the CA alone is not enough', async () => {
+    const port = env.kafka.tls.brokers[0].split(':').pop();
+    // 0.0.0.0 reaches the same listener on Linux, but the certificate names only 127.0.0.1 and localhost.
+    const wrongName = createKafka({ ...policyService(), brokers: [`0.0.0.0:${port}`] }, quiet).admin();
+    open.push(wrongName);
+    expect((await rejectionOf(wrongName.connect())).message).toMatch(/Hostname\/IP does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/);
+    const rightName = createKafka({ ...policyService(), brokers: [`localhost:${port}`] }, quiet).admin();
+    open.push(rightName);
+    await rightName.connect();
+    expect((await rightName.fetchTopicMetadata({ topics: [Topics.systemAccess] })).topics).toHaveLength(1);
+  });
+
   it('still authenticates on the TLS listener: a wrong password is refused', async () => {
     const connection = policyService();
     const admin = createKafka({ ...connection, sasl: { ...connection.sasl!, password: 'not-the-password' } }, quiet).admin();
