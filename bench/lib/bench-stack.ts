@@ -71,6 +71,8 @@ export class BenchStack {
     baseline: newScramUser('bench-baseline'),
   };
   kafkaListener: KafkaListener = 'tls';
+  /** The PEM of the broker's throwaway CA (set by `start`): what every client of the `tls` listener trusts. */
+  private tlsCa = '';
   /** Partitions of every topic (set by `start`). */
   partitions = 6;
 
@@ -143,7 +145,7 @@ export class BenchStack {
     if (this.kafkaListener === 'tooling') return { brokers: this.broker.brokers };
     const { username, password } = this.kafkaUsers[user];
     const sasl = { mechanism: KAFKA_SASL_MECHANISM, username, password };
-    if (this.kafkaListener === 'tls') return { brokers: this.broker.tlsBrokers, sasl, ssl: { ca: readFileSync(this.broker.tlsCaFile!, 'utf8') } };
+    if (this.kafkaListener === 'tls') return { brokers: this.broker.tlsBrokers, sasl, ssl: { ca: this.tlsCa } };
     return { brokers: this.broker.saslBrokers, sasl };
   }
 
@@ -178,6 +180,7 @@ export class BenchStack {
       startPostgres({ name: 'target', baseDir: this.workDir, database: 'postgres' }).then((server) => this.track('target database', server)),
     ]);
     this.broker = broker;
+    this.tlsCa = readFileSync(broker.tlsCaFile!, 'utf8');
     this.policyDb = policyDb;
     this.targetDb = targetDb;
     await ensureTopics(createKafka({ brokers: broker.brokers, clientId: 'portcullis-bench-setup' }), portcullisTopicSpecs(this.partitions));

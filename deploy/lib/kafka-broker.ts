@@ -38,7 +38,7 @@ import * as path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { trackChild } from './child-process-guard';
 import { freePort } from './free-port';
-import { throwawayServerTls } from './throwaway-tls';
+import { serverTlsFiles, throwawayServerTls } from './throwaway-tls';
 
 /** A SCRAM-SHA-512 user of the broker. */
 export interface ScramUser {
@@ -259,7 +259,8 @@ class LocalKafkaBroker implements KafkaBroker {
     this.brokers = [`127.0.0.1:${port}`];
     this.saslBrokers = [`127.0.0.1:${saslPort}`];
     this.tlsBrokers = tlsPort === undefined ? [] : [`127.0.0.1:${tlsPort}`];
-    this.tlsCaFile = tlsPort === undefined ? undefined : throwawayServerTls(path.join(dataDir, 'tls')).caFile;
+    // Made (or reused) by start(), which every caller awaits before it reads this.
+    this.tlsCaFile = tlsPort === undefined ? undefined : serverTlsFiles(path.join(dataDir, 'tls')).caFile;
   }
 
   pid(): number | undefined {

@@ -36,7 +36,8 @@ function openssl(args: string[], cwd: string): void {
   if (result.status !== 0) throw new Error(`openssl ${args[0]} failed (exit ${result.status}): ${result.stderr.trim()}`);
 }
 
-const filesIn = (dir: string): ServerTls => ({
+/** Where `throwawayServerTls(dir)` keeps its files (nothing is made). */
+export const serverTlsFiles = (dir: string): ServerTls => ({
   caFile: path.join(dir, 'ca.pem'),
   certificateFile: path.join(dir, 'server.pem'),
   keystoreFile: path.join(dir, 'server.p12'),
@@ -55,7 +56,7 @@ function usable(files: ServerTls): boolean {
 
 /** The files in `dir`, made there first unless a finished, still valid set is there. */
 export function throwawayServerTls(dir: string): ServerTls {
-  const files = filesIn(dir);
+  const files = serverTlsFiles(dir);
   if (usable(files)) return files;
   const staging = `${dir}.staging-${process.pid}-${randomBytes(4).toString('hex')}`;
   fs.mkdirSync(staging, { recursive: true, mode: 0o700 });
@@ -70,7 +71,7 @@ export function throwawayServerTls(dir: string): ServerTls {
 }
 
 function makeIn(dir: string): void {
-  const files = filesIn(dir);
+  const files = serverTlsFiles(dir);
   const curve = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   openssl(
     ['req', '-x509', ...curve, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', DAYS, '-subj', '/CN=Portcullis throwaway CA',

@@ -28,13 +28,14 @@ export class DomainErrorFilter implements ExceptionFilter {
     if (host.getType() !== 'http') throw exception;
     const http = host.switchToHttp();
     const response = http.getResponse<Response>();
-    const allowed = exception instanceof NotFoundException ? this.allowedOn(http.getRequest<Request>()) : undefined;
+    const request = http.getRequest<Request>();
+    const allowed = exception instanceof NotFoundException ? this.allowedOn(request) : undefined;
     if (allowed) {
       // No route took this method on a path that routes answer with others (a handler's own 404 comes from
       // a route with this very method): the method is what is wrong. OPTIONS asks for exactly this list.
       const allow = [...allowed, 'OPTIONS'].join(', ');
       response.setHeader('Allow', allow);
-      const method = http.getRequest<Request>().method;
+      const method = request.method;
       if (method === 'OPTIONS') {
         response.status(204).end();
         return;
