@@ -30,7 +30,7 @@ const common = { transform: { '^.+\\.(t|j)s$': swc }, moduleNameMapper, testEnvi
 
 module.exports = {
   projects: [
-    { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs,deploy}/**/*.spec.ts'] },
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs,deploy,bench}/**/*.spec.ts'] },
     {
       ...common,
       displayName: 'integration',

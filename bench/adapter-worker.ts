@@ -7,6 +7,7 @@
  *   node --import tsx bench/adapter-worker.ts     (forked by bench/lib/adapter-workers.ts)
  */
 import { startAdapter, type RunningAdapter } from '@portcullis/adapter-kit';
+import { singleRouteAssigner } from '@portcullis/kafka';
 import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
 import { PostgresRoleEnforcer } from '../apps/adapter-postgres/src/postgres-role.enforcer';
 import { PostgresSystemConfigSchema } from '../apps/adapter-postgres/src/postgres-system.config';
@@ -70,7 +71,12 @@ async function startBaseline(params: StartBaselineParams): Promise<number> {
         logLevel: logLevel.ERROR,
       });
       const producer = kafka.producer();
-      const consumer = kafka.consumer({ groupId: `${params.groupPrefix}.${consumerId}`, maxWaitTimeInMs: 1_000 });
+      const consumer = kafka.consumer({
+        groupId: `${params.groupPrefix}.${consumerId}`,
+        maxWaitTimeInMs: 1_000,
+        // Routed (the scale baseline): only the partition of this consumer's id, as an adapter reads only its route.
+        ...(params.routed ? { partitionAssigners: [singleRouteAssigner(consumerId)] } : {}),
+      });
       baseline.push({ consumer, producer });
       await producer.connect();
       await consumer.connect();
@@ -78,17 +84,28 @@ async function startBaseline(params: StartBaselineParams): Promise<number> {
       const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
       // No offset commits (as the adapters): kafkajs' default commits after every batch, which on Kafka 4
       // waits for the group coordinator (group.coordinator.append.linger.ms = 5) — not part of the floor.
-      await consumer.run({
-        autoCommit: false,
-        eachMessage: async ({ message }) => {
-          const request = JSON.parse(message.value?.toString('utf8') ?? '{}') as { sampleId: string };
-          await producer.send({
-            topic: params.replyTopic,
-            acks: -1,
-            messages: [{ key: consumerId, value: JSON.stringify({ sampleId: request.sampleId, consumerId, at: new Date().toISOString() }) }],
-          });
-        },
-      });
+      type Request = { sampleId: string; item?: string };
+      const reply = ({ sampleId, item }: Request) => ({ key: consumerId, value: JSON.stringify({ sampleId, consumerId, item, at: new Date().toISOString() }) });
+      const requestOf = (value: Buffer | null) => JSON.parse(value?.toString('utf8') ?? '{}') as Request;
+      // A routed partition holds other consumers' requests too (keyed by the consumer they are for): skip those.
+      const mine = (key: Buffer | null) => !params.routed || key?.toString('utf8') === consumerId;
+      await consumer.run(
+        params.batchReplies
+          ? {
+              // Under load: all of a fetched batch's replies in one produce request, as a raw client would.
+              autoCommit: false,
+              eachBatch: async ({ batch }) => {
+                const replies = batch.messages.filter((message) => mine(message.key)).map((message) => reply(requestOf(message.value)));
+                if (replies.length > 0) await producer.send({ topic: params.replyTopic, acks: -1, messages: replies });
+              },
+            }
+          : {
+              autoCommit: false,
+              eachMessage: async ({ message }) => {
+                if (mine(message.key)) await producer.send({ topic: params.replyTopic, acks: -1, messages: [reply(requestOf(message.value))] });
+              },
+            },
+      );
       await joined;
     }),
   );

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchOptions, SCENARIOS, type BenchOptions, type ScenarioName } from './lib/bench-options';
 import { BenchStack, ROOT, type KafkaListener } from './lib/bench-stack';
-import { scenarioTable, targets, targetTable, tteChart, writeAtomically, type ScenarioResult } from './lib/report';
+import { scenarioTable, sideBySide, sideBySideTable, targets, targetTable, tteChart, writeAtomically, type ScenarioResult } from './lib/report';
 import { median, round } from './lib/stats';
 import { runPostgresScenario } from './scenarios/postgres-1000.scenario';
 import { runScaleScenario } from './scenarios/scale.scenario';
@@ -133,10 +133,10 @@ async function main(): Promise<number> {
           results.push(await runPostgresScenario(stack, options));
           break;
         case 'scale':
-          results.push(await runScaleScenario(stack, options));
+          results.push(...(await runScaleScenario(stack, options)));
           break;
         case 'throughput':
-          results.push(await runThroughputScenario(stack, options));
+          results.push(...(await runThroughputScenario(stack, options)));
           break;
       }
       console.log(`\n${scenarioTable(results)}\n`);
@@ -151,6 +151,8 @@ async function main(): Promise<number> {
   console.log(`\nPortcullis benchmark (${options.mode}, ${durationS} s, ${environment.cpus} CPUs, load ${environment.load_average_at_start.join(' ')} at start)\n`);
   console.log(scenarioTable(results));
   console.log(`\nTargets\n\n${targetTable(found)}\n`);
+  const floors = sideBySide(results);
+  if (floors.length > 0) console.log(`Side by side with the floor, same run\n\n${sideBySideTable(floors)}\n`);
 
   // Only a full run of every scenario is the committed record (latest.json); a quick or partial run
   // (--quick, --only, --adapters, --samples) writes quick.* or partial.*, which git ignores.
@@ -166,6 +168,7 @@ async function main(): Promise<number> {
     settings: { ...options, kafkaListener, restoreApproval: 'four-eyes' },
     scenarios: results,
     targets: found,
+    side_by_side: floors,
   };
   writeAtomically(jsonFile, `${JSON.stringify(document, null, 2)}\n`);
   if (results.some((result) => result.name.startsWith('tte-noop-'))) {

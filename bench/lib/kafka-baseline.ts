@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
 import { ensureTopics } from '../../libs/kafka/src/topic-admin';
+import { partitionForRoute } from '../../libs/kafka/src/partition-routing';
 import { wallClockMs } from './stats';
 import { kafkajsSsl, type KafkaConnection } from './worker-protocol';
 
@@ -52,10 +53,10 @@ export class KafkaBaselineCentre {
       autoCommit: false, // see adapter-worker.ts: per-batch commits are not part of the floor
       eachMessage: async ({ message }) => {
         const at = wallClockMs();
-        const reply = JSON.parse(message.value?.toString('utf8') ?? '{}') as { sampleId: string; consumerId: string };
+        const reply = JSON.parse(message.value?.toString('utf8') ?? '{}') as { sampleId: string; consumerId: string; item?: string };
         const waiting = this.waiting.get(reply.sampleId);
         if (!waiting) return;
-        waiting.got.add(reply.consumerId);
+        waiting.got.add(reply.item === undefined ? reply.consumerId : `${reply.consumerId}/${reply.item}`);
         if (waiting.got.size === waiting.need) {
           this.waiting.delete(reply.sampleId);
           waiting.resolve(at);
@@ -86,6 +87,53 @@ export class KafkaBaselineCentre {
       return (await done) - sentAt;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * One bulk round (the scale baseline): a request per item, keyed with and routed to the partition of the
+   * consumer that serves it, sent in batches of `batchSize` as fast as the producer takes them → every
+   * item's reply received. Returns ms from the first send.
+   */
+  async bulkRound(items: { item: string; consumer: string }[], partitions: number, timeoutMs = 600_000, batchSize = 1_000): Promise<number> {
+    const sampleId = randomUUID();
+    let timer: NodeJS.Timeout | undefined;
+    const done = new Promise<number>((resolve, reject) => {
+      this.waiting.set(sampleId, { need: items.length, got: new Set(), resolve });
+      timer = setTimeout(() => {
+        this.waiting.delete(sampleId);
+        reject(new Error(`baseline bulk round ${sampleId}: not all ${items.length} replies within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    const sentAt = wallClockMs();
+    const sentAtIso = new Date().toISOString();
+    const sends: Promise<unknown>[] = [];
+    for (let start = 0; start < items.length; start += batchSize) {
+      const messages = items.slice(start, start + batchSize).map(({ item, consumer }) => ({
+        key: consumer,
+        partition: partitionForRoute(consumer, partitions),
+        value: JSON.stringify({ sampleId, item, sentAt: sentAtIso, padding: PADDING }),
+      }));
+      sends.push(this.producer.send({ topic: this.requestTopic, acks: -1, messages }));
+    }
+    try {
+      await Promise.all(sends);
+      return (await done) - sentAt;
+    } finally {
+      clearTimeout(timer);
+      this.waiting.delete(sampleId);
+    }
+  }
+
+  /** Bulk rounds of one item per consumer until one gets every reply: every routed consumer has its partition. */
+  async warmUpBulk(consumers: string[], partitions: number, attempts = 20): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bulkRound(consumers.map((consumer) => ({ item: 'warm-up', consumer })), partitions, 3_000);
+        return;
+      } catch (error) {
+        if (attempt >= attempts) throw error;
+      }
     }
   }
 

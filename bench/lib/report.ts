@@ -1,5 +1,6 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { round } from './stats';
 
 /** One scenario's figures as written to latest.json: the common fields plus the scenario's own. */
 export interface ScenarioResult {
@@ -57,8 +58,11 @@ function notesOf(result: ScenarioResult): string {
   if (result.ratio !== undefined) notes.push(`Portcullis ${result.portcullis_ms} ms vs direct SQL ${result.direct_ms} ms = ${result.ratio}×`);
   if (result.commands_per_s !== undefined) {
     notes.push(`${result.commands_per_s} commands/s; p99 loaded ${result.p99_ms_loaded} ms vs idle ${result.p99_ms_idle} ms`);
+    if (result.ratio_commands_per_s !== undefined) notes.push(`${result.ratio_commands_per_s}× raw Kafka's commands/s`);
   }
   if (result.global_revoke_ms !== undefined) notes.push(`${result.systems} systems / ${result.groups} groups enforced in ${result.global_revoke_ms} ms`);
+  if (result.ratio_global_revoke !== undefined) notes.push(`${result.ratio_global_revoke}× raw Kafka (${result.baseline_global_revoke_ms} ms)`);
+  if (result.name === 'baseline-kafka-scale') notes.push(`${result.systems} requests to ${result.consumers} consumers and back`);
   return notes.join('; ');
 }
 
@@ -101,6 +105,60 @@ export function targetTable(found: readonly Target[]): string {
   return table(
     ['scenario', 'what', 'target', 'measured', 'met'],
     found.map((target) => [target.scenario, target.what, target.target, target.measured, target.met ? 'yes' : 'NO']),
+  );
+}
+
+/** One row of the side-by-side table: Portcullis and the floor it is measured against, in the same run. */
+export interface SideBySide {
+  scenario: string;
+  what: string;
+  portcullis: string;
+  floor: string;
+  ratio: string;
+}
+
+const ms = (value: unknown) => `${value} ms`;
+const times = (value: unknown) => (value === undefined ? '' : `${value}×`);
+const loadedVsIdle = (result: ScenarioResult) =>
+  `${round((result.p99_ms_loaded as number) / (result.p99_ms_idle as number), 2)}× (${result.p99_ms_loaded} / ${result.p99_ms_idle} ms)`;
+
+/**
+ * Every scenario beside its floor from the same run — raw kafkajs for the Kafka paths, direct `pg` for
+ * postgres-1000 — so that a run on a slow or busy machine still says how far Portcullis is from what
+ * the same machine gives the bare pattern.
+ */
+export function sideBySide(results: readonly ScenarioResult[]): SideBySide[] {
+  const rows: SideBySide[] = [];
+  const get = (name: string) => results.find((result) => result.name === name);
+  for (const tte of results.filter((result) => result.name.startsWith('tte-noop-'))) {
+    const base = get(`baseline-kafka-${tte.adapters}`);
+    if (!base) continue;
+    rows.push({ scenario: tte.name, what: 'p99 time to enforce', portcullis: ms(tte.p99_ms), floor: ms(base.p99_ms), ratio: times(tte.ratio_p99) });
+  }
+  const postgres = get('postgres-1000');
+  if (postgres) {
+    rows.push({ scenario: postgres.name, what: 'revoke (p50)', portcullis: ms(postgres.portcullis_ms), floor: `${ms(postgres.direct_ms)} (direct SQL)`, ratio: times(postgres.ratio) });
+  }
+  const throughput = get('throughput');
+  const throughputBase = get('baseline-kafka-throughput');
+  if (throughput && throughputBase) {
+    const cpu = (result: ScenarioResult) => (result.cpu_ms_per_command_loaded as Record<string, number>).total;
+    rows.push({ scenario: 'throughput', what: 'commands/s completed', portcullis: String(throughput.commands_per_s), floor: String(throughputBase.commands_per_s), ratio: times(throughput.ratio_commands_per_s) });
+    rows.push({ scenario: 'throughput', what: 'CPU per command under load, all processes', portcullis: ms(cpu(throughput)), floor: ms(cpu(throughputBase)), ratio: times(throughput.ratio_cpu_per_command) });
+    rows.push({ scenario: 'throughput', what: 'p99 loaded vs idle', portcullis: loadedVsIdle(throughput), floor: loadedVsIdle(throughputBase), ratio: '' });
+  }
+  const scale = get('scale');
+  const scaleBase = get('baseline-kafka-scale');
+  if (scale && scaleBase) {
+    rows.push({ scenario: 'scale', what: `all ${scale.systems} systems`, portcullis: ms(scale.global_revoke_ms), floor: ms(scaleBase.p50_ms), ratio: times(scale.ratio_global_revoke) });
+  }
+  return rows;
+}
+
+export function sideBySideTable(rows: readonly SideBySide[]): string {
+  return table(
+    ['scenario', 'what', 'Portcullis', 'floor', 'ratio'],
+    rows.map((row) => [row.scenario, row.what, row.portcullis, row.floor, row.ratio]),
   );
 }
 

@@ -44,6 +44,16 @@ export interface StartBaselineParams {
   /** One raw kafkajs consumer (own consumer group) and producer per id. */
   consumerIds: string[];
   groupPrefix: string;
+  /**
+   * One reply per fetched batch, in one produce request (the throughput baseline: what a raw client
+   * does under load); otherwise one produce request per message (the tte baselines, one message at a time).
+   */
+  batchReplies?: boolean;
+  /**
+   * Each consumer reads only the partition of its own id (`singleRouteAssigner`) and answers only the
+   * requests keyed with its id (the scale baseline: routed as the decisions are to their adapters).
+   */
+  routed?: boolean;
 }
 
 export interface WorkerUsage {

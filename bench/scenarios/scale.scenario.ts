@@ -1,7 +1,9 @@
 import type { BenchOptions } from '../lib/bench-options';
-import type { BenchStack } from '../lib/bench-stack';
+import { chunk } from '../lib/adapter-workers';
+import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
-import { noopInstances, pad, register, startFleet, stopFleet } from '../lib/fleet';
+import { noopInstances, pad, register, startFleet, stopFleet, type Fleet } from '../lib/fleet';
+import { KafkaBaselineCentre } from '../lib/kafka-baseline';
 import { memoryOf, MemorySampler, postmasterPid, processTree, pssMbOf } from '../lib/proc-stats';
 import type { ScenarioResult } from '../lib/report';
 import { round, summarize, wallClockMs } from '../lib/stats';
@@ -17,7 +19,7 @@ function log(message: string): void {
  * one bulk revoke (`POST /groups/revoke`: one request, one transaction). Measured: request sent → the last `enforced`
  * acknowledgement of the last group recorded by the service; and the peak memory of every process.
  */
-export async function runScaleScenario(stack: BenchStack, options: BenchOptions): Promise<ScenarioResult> {
+export async function runScaleScenario(stack: BenchStack, options: BenchOptions): Promise<ScenarioResult[]> {
   const { systems: systemCount, groups: groupCount, adapters } = options.scale;
   const perGroup = Math.ceil(systemCount / groupCount);
   const systems = Array.from({ length: systemCount }, (_, index) => `sc-s${pad(index + 1, 5)}`);
@@ -67,7 +69,8 @@ export async function runScaleScenario(stack: BenchStack, options: BenchOptions)
     const clientObservedMs = Math.max(...observed.map((command) => command.observedAt)) - firstSentAt;
     const workerPeaks = fleet.workers.map((worker) => peaks.get(worker.name) ?? 0);
     const perProcess = Object.fromEntries([...peaks].map(([name, mb]) => [name, round(mb)]));
-    return {
+    const baseline = await runKafkaScaleBaseline(stack, options, fleet);
+    const scale: ScenarioResult = {
       name: 'scale',
       ...summarize(timed.map((timing) => timing.tteMs)),
       systems: systemCount,
@@ -88,9 +91,57 @@ export async function runScaleScenario(stack: BenchStack, options: BenchOptions)
       peak_rss_mb_per_process: perProcess,
       cpu_ms: cpuMs,
       adapter_start_ms: fleet.startMs,
+      baseline_global_revoke_ms: baseline.p50_ms,
+      ratio_global_revoke: round(globalRevokeMs / baseline.p50_ms, 2),
     };
+    return [baseline, scale];
   } finally {
     tracker.stop();
     await stopFleet(stack, fleet);
+  }
+}
+
+/**
+ * baseline-kafka-scale: the global revoke's message pattern on raw kafkajs, right after it, on the same
+ * broker and in the same worker processes. One request per system, keyed with and routed to the partition
+ * of the consumer that serves it (consumer k mod `adapters`, as the systems are spread over the adapters),
+ * sent in batches of 1,000 as fast as kafkajs takes them; each consumer reads only its route's partition,
+ * skips the other consumers' requests and answers a batch with one produce request; done when the centre
+ * has every reply. No HTTP, database, signatures or durable state.
+ */
+async function runKafkaScaleBaseline(stack: BenchStack, options: BenchOptions, fleet: Fleet): Promise<ScenarioResult> {
+  const { systems, adapters } = options.scale;
+  const requestTopic = `${BASELINE_TOPIC_PREFIX}request.scale`;
+  const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.scale`;
+  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
+  const consumerIds = Array.from({ length: adapters }, (_, index) => `sc-c${index + 1}`);
+  const runTag = `${process.pid}-${Date.now()}`;
+  log(`  baseline-kafka-scale: ${systems} requests to ${adapters} raw kafkajs consumers ...`);
+  await Promise.all(
+    chunk(consumerIds, options.instancesPerWorker).map((ids, index) =>
+      fleet.workers[index].startBaseline({
+        kafka: stack.kafkaAs('baseline'),
+        requestTopic,
+        replyTopic,
+        consumerIds: ids,
+        groupPrefix: `${BASELINE_GROUP_PREFIX}.${runTag}`,
+        batchReplies: true,
+        routed: true,
+      }),
+    ),
+  );
+  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.sc`);
+  try {
+    await centre.start();
+    await centre.warmUpBulk(consumerIds, stack.partitions);
+    const items = Array.from({ length: systems }, (_, k) => ({ item: `s${k + 1}`, consumer: consumerIds[k % adapters] }));
+    const cpu = stack.cpuMeter();
+    cpu.start();
+    const ms = await centre.bulkRound(items, stack.partitions);
+    const cpuMs = cpu.stop();
+    return { name: 'baseline-kafka-scale', ...summarize([ms]), systems, consumers: adapters, cpu_ms: cpuMs };
+  } finally {
+    await centre.stop().catch(() => undefined);
+    await Promise.all(fleet.workers.map((worker) => worker.stopBaseline().catch(() => undefined)));
   }
 }

@@ -1,10 +1,13 @@
 import type { BenchOptions } from '../lib/bench-options';
-import type { BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
-import { noopInstances, pad, register, sleep, startFleet, stopFleet } from '../lib/fleet';
+import { chunk } from '../lib/adapter-workers';
+import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from '../lib/bench-stack';
+import { noopInstances, pad, register, sleep, startFleet, stopFleet, type Fleet } from '../lib/fleet';
+import { KafkaBaselineCentre } from '../lib/kafka-baseline';
 import { CpuAccount } from '../lib/proc-stats';
 import type { ScenarioResult } from '../lib/report';
-import { round, summarize, wallClockMs } from '../lib/stats';
+import { openLoopLoad } from '../lib/open-loop';
+import { round, summarize } from '../lib/stats';
 import { byAction, crossCheck, hopSummary } from './timing-summary';
 
 function log(message: string): void {
@@ -21,7 +24,7 @@ function log(message: string): void {
  * eyes: one lead's request, then a second lead's approval (two HTTP calls, both in the load); its time to
  * enforce runs from the approval, which is where the service decides (`by_action` has the rest).
  */
-export async function runThroughputScenario(stack: BenchStack, options: BenchOptions): Promise<ScenarioResult> {
+export async function runThroughputScenario(stack: BenchStack, options: BenchOptions): Promise<ScenarioResult[]> {
   const { durationS, ratePerS, groups: groupCount, systemsPerGroup, adapters, idleSamples } = options.throughput;
   const groups = Array.from({ length: groupCount }, (_, g) => ({
     id: `tp-g${pad(g + 1, 4)}`,
@@ -57,66 +60,36 @@ export async function runThroughputScenario(stack: BenchStack, options: BenchOpt
 
     log(`  load: ${ratePerS} commands/s for ${durationS} s over ${groupCount} groups ...`);
     mark = await outboxMark(stack.db);
-    const free = groups.map((group) => group.id);
-    let freed: (() => void) | undefined;
-    const loaded: ObservedCommand[] = [];
-    const failures: string[] = [];
-    const inFlight = new Set<Promise<void>>();
     const loadCpu = stack.cpuMeter();
     loadCpu.start();
-    const started = wallClockMs();
-    const endsAt = started + durationS * 1000;
-    let issued = 0;
-    let stalledMs = 0;
-    while (wallClockMs() < endsAt) {
-      const due = Math.min(Math.floor(((wallClockMs() - started) * ratePerS) / 1000) + 1, durationS * ratePerS);
-      while (issued < due) {
-        if (free.length === 0) {
-          const stallStart = wallClockMs();
-          await new Promise<void>((resolve) => (freed = resolve));
-          stalledMs += wallClockMs() - stallStart;
-          if (wallClockMs() >= endsAt) break;
-          continue;
-        }
-        const groupId = free.shift()!;
-        issued += 1;
-        const command = decide(groupId).then(
-          (observed) => {
-            loaded.push(observed);
-            free.push(groupId);
-            freed?.();
-          },
-          (error: unknown) => {
-            failures.push((error as Error).message);
-            free.push(groupId);
-            freed?.();
-          },
-        );
-        inFlight.add(command);
-        void command.finally(() => inFlight.delete(command));
-      }
-      await sleep(Math.max(1, 1000 / ratePerS / 2));
-    }
-    const windowEnd = wallClockMs();
-    log(`  issued ${issued} commands in ${durationS} s; waiting for ${inFlight.size} in flight ...`);
-    await Promise.all([...inFlight]);
+    const load = await openLoopLoad({
+      ratePerS,
+      durationS,
+      slots: groups.map((group) => group.id),
+      run: decide,
+      onWindowEnd: (issued, inFlight) => log(`  issued ${issued} commands in ${durationS} s; waiting for ${inFlight} in flight ...`),
+    });
     const loadCpuMs = loadCpu.stop();
     await stack.profileCheckpoint('throughput-load');
-    if (failures.length) throw new Error(`${failures.length} commands failed under load, e.g. ${failures[0]}`);
+    if (load.failures.length) throw new Error(`${load.failures.length} commands failed under load, e.g. ${load.failures[0]}`);
+    const loaded = load.completed.map((done) => done.value);
     const timed = await timings(stack.db, loaded, mark);
     const loadedSummary = summarize(timed.map((timing) => timing.tteMs));
-    const completedInWindow = loaded.filter((command) => command.observedAt <= windowEnd).length;
-    const windowS = (windowEnd - started) / 1000;
-    return {
+    const completedInWindow = loaded.filter((command) => command.observedAt <= load.windowEndAt).length;
+    const windowS = (load.windowEndAt - load.startedAt) / 1000;
+    const baseline = await runKafkaThroughputBaseline(stack, options, fleet);
+    const loadedCpu = perCommand(loadCpuMs, loaded.length);
+    const commandsPerS = round(completedInWindow / windowS);
+    const throughput: ScenarioResult = {
       name: 'throughput',
       ...loadedSummary,
-      commands_per_s: round(completedInWindow / windowS),
+      commands_per_s: commandsPerS,
       p99_ms_loaded: loadedSummary.p99_ms,
       p99_ms_idle: idleSummary.p99_ms,
       offered_per_s: ratePerS,
-      issued,
-      not_issued: durationS * ratePerS - issued,
-      generator_stalled_ms: Math.round(stalledMs),
+      issued: load.issued,
+      not_issued: load.notIssued,
+      generator_stalled_ms: Math.round(load.stalledMs),
       completed: loaded.length,
       // Each restore is two HTTP calls (request, approval by a second lead), both inside the load.
       http_requests: loaded.length + loaded.filter((command) => command.action === 'restore').length,
@@ -125,12 +98,18 @@ export async function runThroughputScenario(stack: BenchStack, options: BenchOpt
       systems_per_group: systemsPerGroup,
       adapters,
       cpu_ms_per_command_idle: idleCpu.perOperation(),
-      cpu_ms_per_command_loaded: perCommand(loadCpuMs, loaded.length),
+      cpu_ms_per_command_loaded: loadedCpu,
       by_action: byAction(timed),
       idle_by_action: byAction(idleTimed),
       hops_p50_ms: hopSummary(timed),
       cross_check: crossCheck(timed),
+      baseline_commands_per_s: baseline.commands_per_s,
+      baseline_p99_ms_loaded: baseline.p99_ms_loaded,
+      baseline_p99_ms_idle: baseline.p99_ms_idle,
+      ratio_commands_per_s: round(commandsPerS / (baseline.commands_per_s as number), 2),
+      ratio_cpu_per_command: round(loadedCpu.total / (baseline.cpu_ms_per_command_loaded as Record<string, number>).total, 1),
     };
+    return [baseline, throughput];
   } finally {
     tracker.stop();
     await stopFleet(stack, fleet);
@@ -147,4 +126,76 @@ function perCommand(used: Record<string, number>, commands: number): Record<stri
   }
   per.total = round(total / Math.max(1, commands));
   return per;
+}
+
+/**
+ * baseline-kafka-throughput: the throughput load on raw kafkajs, right after Portcullis' own load, on the
+ * same broker and in the same worker processes. A command is one message that `adapters` consumers (one
+ * consumer group each) receive and answer, and it completes when the centre has all the replies (as
+ * baseline-kafka-N, but the consumers answer a fetched batch in one produce request, as a raw client
+ * would under load). Same offered rate, same duration, as many commands in flight at most as Portcullis
+ * has groups. No database, no signatures, no durable state: what the machine gives the message pattern
+ * alone, so that `commands_per_s` of both can be compared on any machine.
+ */
+async function runKafkaThroughputBaseline(stack: BenchStack, options: BenchOptions, fleet: Fleet): Promise<ScenarioResult> {
+  const { durationS, ratePerS, groups, adapters, idleSamples } = options.throughput;
+  const requestTopic = `${BASELINE_TOPIC_PREFIX}request.throughput`;
+  const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.throughput`;
+  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
+  const consumerIds = Array.from({ length: adapters }, (_, index) => `tp-c${index + 1}`);
+  const runTag = `${process.pid}-${Date.now()}`;
+  log(`  baseline-kafka-throughput: ${adapters} raw kafkajs consumers, the same load ...`);
+  await Promise.all(
+    chunk(consumerIds, options.instancesPerWorker).map((ids, index) =>
+      fleet.workers[index].startBaseline({
+        kafka: stack.kafkaAs('baseline'),
+        requestTopic,
+        replyTopic,
+        consumerIds: ids,
+        groupPrefix: `${BASELINE_GROUP_PREFIX}.${runTag}`,
+        batchReplies: true,
+      }),
+    ),
+  );
+  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.tp`);
+  try {
+    await centre.start();
+    await centre.warmUp(adapters);
+    const idle: number[] = [];
+    for (let index = 0; index < idleSamples; index++) {
+      idle.push(await centre.round(adapters));
+      await sleep(options.tte.gapMs);
+    }
+    const idleSummary = summarize(idle);
+    const cpu = stack.cpuMeter();
+    cpu.start();
+    const load = await openLoopLoad({
+      ratePerS,
+      durationS,
+      slots: Array.from({ length: groups }, (_, index) => `slot-${index}`),
+      run: () => centre.round(adapters, 180_000),
+    });
+    const cpuMs = cpu.stop();
+    if (load.failures.length) throw new Error(`${load.failures.length} baseline rounds failed under load, e.g. ${load.failures[0]}`);
+    const loadedSummary = summarize(load.completed.map((done) => done.value));
+    const completedInWindow = load.completed.filter((done) => done.doneAt <= load.windowEndAt).length;
+    return {
+      name: 'baseline-kafka-throughput',
+      ...loadedSummary,
+      commands_per_s: round(completedInWindow / ((load.windowEndAt - load.startedAt) / 1000)),
+      p99_ms_loaded: loadedSummary.p99_ms,
+      p99_ms_idle: idleSummary.p99_ms,
+      offered_per_s: ratePerS,
+      issued: load.issued,
+      not_issued: load.notIssued,
+      generator_stalled_ms: Math.round(load.stalledMs),
+      completed: load.completed.length,
+      idle: idleSummary,
+      consumers: adapters,
+      cpu_ms_per_command_loaded: perCommand(cpuMs, load.completed.length),
+    };
+  } finally {
+    await centre.stop().catch(() => undefined);
+    await Promise.all(fleet.workers.map((worker) => worker.stopBaseline().catch(() => undefined)));
+  }
 }

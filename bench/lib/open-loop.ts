@@ -1,0 +1,74 @@
+import { sleep } from './fleet';
+import { wallClockMs } from './stats';
+
+export interface OpenLoopResult<T> {
+  /** What each completed operation returned, in completion order. */
+  completed: { value: T; doneAt: number }[];
+  failures: string[];
+  issued: number;
+  /** Operations due in the window that were never issued because every slot was busy. */
+  notIssued: number;
+  /** How long the generator waited, in all, for a slot to come free. */
+  stalledMs: number;
+  startedAt: number;
+  windowEndAt: number;
+}
+
+/**
+ * An open-loop load: one operation every 1/`ratePerS` for `durationS`, each on a free slot (a group with
+ * nothing in flight), whatever the earlier ones are doing. When every slot is busy the generator waits
+ * for one and the shortfall is reported (`notIssued`): it does not queue work the system has not taken.
+ * Returns once every issued operation has finished, so the caller can take the CPU of all of them.
+ */
+export async function openLoopLoad<T>(params: {
+  ratePerS: number;
+  durationS: number;
+  slots: readonly string[];
+  run: (slot: string) => Promise<T>;
+  /** Called when the window ends, with what is still in flight. */
+  onWindowEnd?: (issued: number, inFlight: number) => void;
+}): Promise<OpenLoopResult<T>> {
+  const { ratePerS, durationS, run } = params;
+  const free = [...params.slots];
+  let freed: (() => void) | undefined;
+  const completed: { value: T; doneAt: number }[] = [];
+  const failures: string[] = [];
+  const inFlight = new Set<Promise<void>>();
+  const startedAt = wallClockMs();
+  const endsAt = startedAt + durationS * 1000;
+  let issued = 0;
+  let stalledMs = 0;
+  while (wallClockMs() < endsAt) {
+    const due = Math.min(Math.floor(((wallClockMs() - startedAt) * ratePerS) / 1000) + 1, durationS * ratePerS);
+    while (issued < due) {
+      if (free.length === 0) {
+        const stallStart = wallClockMs();
+        await new Promise<void>((resolve) => (freed = resolve));
+        stalledMs += wallClockMs() - stallStart;
+        if (wallClockMs() >= endsAt) break;
+        continue;
+      }
+      const slot = free.shift()!;
+      issued += 1;
+      const operation = run(slot).then(
+        (value) => {
+          completed.push({ value, doneAt: wallClockMs() });
+          free.push(slot);
+          freed?.();
+        },
+        (error: unknown) => {
+          failures.push((error as Error).message);
+          free.push(slot);
+          freed?.();
+        },
+      );
+      inFlight.add(operation);
+      void operation.finally(() => inFlight.delete(operation));
+    }
+    await sleep(Math.max(1, 1000 / ratePerS / 2));
+  }
+  const windowEndAt = wallClockMs();
+  params.onWindowEnd?.(issued, inFlight.size);
+  await Promise.all([...inFlight]);
+  return { completed, failures, issued, notIssued: durationS * ratePerS - issued, stalledMs, startedAt, windowEndAt };
+}
