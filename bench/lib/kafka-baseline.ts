@@ -2,6 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
 import { ensureTopics } from '../../libs/kafka/src/topic-admin';
 import { partitionForRoute } from '../../libs/kafka/src/partition-routing';
+import { waitUntilQuiet } from './proc-stats';
+import type { BenchStack } from './bench-stack';
+import type { Fleet } from './fleet';
+import type { ScenarioResult } from './report';
 import { wallClockMs } from './stats';
 import { kafkajsSsl, type KafkaConnection } from './worker-protocol';
 
@@ -67,27 +71,14 @@ export class KafkaBaselineCentre {
   }
 
   /** One round: request sent → all `consumers` replies received. Returns ms, or rejects after `timeoutMs`. */
-  async round(consumers: number, timeoutMs = 30_000): Promise<number> {
-    const sampleId = randomUUID();
-    let timer: NodeJS.Timeout | undefined;
-    const done = new Promise<number>((resolve, reject) => {
-      this.waiting.set(sampleId, { need: consumers, got: new Set(), resolve });
-      timer = setTimeout(() => {
-        this.waiting.delete(sampleId);
-        reject(new Error(`baseline round ${sampleId}: not all ${consumers} replies within ${timeoutMs} ms`));
-      }, timeoutMs);
-    });
-    const sentAt = wallClockMs();
-    await this.producer.send({
-      topic: this.requestTopic,
-      acks: -1,
-      messages: [{ key: sampleId, value: JSON.stringify({ sampleId, sentAt: new Date().toISOString(), padding: PADDING }) }],
-    });
-    try {
-      return (await done) - sentAt;
-    } finally {
-      clearTimeout(timer);
-    }
+  round(consumers: number, timeoutMs = 30_000): Promise<number> {
+    return this.exchange(consumers, timeoutMs, (sampleId) =>
+      this.producer.send({
+        topic: this.requestTopic,
+        acks: -1,
+        messages: [{ key: sampleId, value: JSON.stringify({ sampleId, sentAt: new Date().toISOString(), padding: PADDING }) }],
+      }),
+    );
   }
 
   /**
@@ -95,29 +86,42 @@ export class KafkaBaselineCentre {
    * consumer that serves it, sent in batches of `batchSize` as fast as the producer takes them → every
    * item's reply received. Returns ms from the first send.
    */
-  async bulkRound(items: { item: string; consumer: string }[], partitions: number, timeoutMs = 600_000, batchSize = 1_000): Promise<number> {
+  bulkRound(items: { item: string; consumer: string }[], partitions: number, timeoutMs = 600_000, batchSize = 1_000): Promise<number> {
+    return this.exchange(items.length, timeoutMs, async (sampleId) => {
+      const sentAt = new Date().toISOString();
+      const sends: Promise<unknown>[] = [];
+      for (let start = 0; start < items.length; start += batchSize) {
+        const messages = items.slice(start, start + batchSize).map(({ item, consumer }) => ({
+          key: consumer,
+          partition: partitionForRoute(consumer, partitions),
+          value: JSON.stringify({ sampleId, item, sentAt, padding: PADDING }),
+        }));
+        sends.push(this.producer.send({ topic: this.requestTopic, acks: -1, messages }));
+      }
+      await Promise.all(sends);
+    });
+  }
+
+  /**
+   * Sends what `send` sends under a new sample id and waits for `replies` distinct replies to it: ms from
+   * just before the send to the last reply. Rejects, without leaving a waiter or a timer behind, when the
+   * send fails or `timeoutMs` passes first (also while the send is still under way).
+   */
+  private async exchange(replies: number, timeoutMs: number, send: (sampleId: string) => Promise<unknown>): Promise<number> {
     const sampleId = randomUUID();
     let timer: NodeJS.Timeout | undefined;
     const done = new Promise<number>((resolve, reject) => {
-      this.waiting.set(sampleId, { need: items.length, got: new Set(), resolve });
-      timer = setTimeout(() => {
-        this.waiting.delete(sampleId);
-        reject(new Error(`baseline bulk round ${sampleId}: not all ${items.length} replies within ${timeoutMs} ms`));
-      }, timeoutMs);
+      this.waiting.set(sampleId, { need: replies, got: new Set(), resolve });
+      timer = setTimeout(() => reject(new Error(`baseline round ${sampleId}: not all ${replies} replies within ${timeoutMs} ms`)), timeoutMs);
     });
+    // Both are awaited below; whichever fails while the other is still pending must not go unhandled.
+    done.catch(() => undefined);
     const sentAt = wallClockMs();
-    const sentAtIso = new Date().toISOString();
-    const sends: Promise<unknown>[] = [];
-    for (let start = 0; start < items.length; start += batchSize) {
-      const messages = items.slice(start, start + batchSize).map(({ item, consumer }) => ({
-        key: consumer,
-        partition: partitionForRoute(consumer, partitions),
-        value: JSON.stringify({ sampleId, item, sentAt: sentAtIso, padding: PADDING }),
-      }));
-      sends.push(this.producer.send({ topic: this.requestTopic, acks: -1, messages }));
-    }
+    const sending = send(sampleId);
+    sending.catch(() => undefined);
     try {
-      await Promise.all(sends);
+      await Promise.race([sending, done]); // a timeout ends the wait even while the send is under way
+      await sending; // a failed send fails the round
       return (await done) - sentAt;
     } finally {
       clearTimeout(timer);
@@ -152,5 +156,32 @@ export class KafkaBaselineCentre {
   async stop(): Promise<void> {
     await this.consumer.disconnect();
     await this.producer.disconnect();
+  }
+}
+
+/** The kinds of process a raw-Kafka floor runs in: its CPU is theirs (the policy service and its database take no part). */
+const FLOOR_KINDS = new Set(['adapter_workers', 'kafka_broker', 'bench_client']);
+
+/** CPU by kind, reduced to the processes a raw-Kafka floor runs in. */
+export function floorCpu(used: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(used).filter(([kind]) => FLOOR_KINDS.has(kind)));
+}
+
+/**
+ * Runs a raw-Kafka floor after a Portcullis measurement, in the same worker processes: first stops the
+ * workers' adapter instances and waits until the run's processes are quiet, so the floor neither shares
+ * the machine with them nor counts their CPU. A floor that fails is logged and returns its error, so the
+ * Portcullis figures already taken are still reported.
+ */
+export async function runFloor(name: string, stack: BenchStack, fleet: Fleet, measure: () => Promise<ScenarioResult>): Promise<ScenarioResult | { error: string }> {
+  try {
+    await Promise.all(fleet.workers.map((worker) => worker.stopAdapters()));
+    const pids = () => [...fleet.workers.map((worker) => worker.pid), stack.policyService.pid ?? 0, stack.broker.pid() ?? 0].filter(Boolean);
+    await waitUntilQuiet(pids, { timeoutMs: 60_000 });
+    return await measure();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`[bench] ${name} failed; reporting without it: ${message}`);
+    return { error: message };
   }
 }

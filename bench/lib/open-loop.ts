@@ -6,11 +6,16 @@ export interface OpenLoopResult<T> {
   completed: { value: T; doneAt: number }[];
   failures: string[];
   issued: number;
-  /** Operations due in the window that were never issued because every slot was busy. */
+  /**
+   * Operations due in the window that were never issued: every slot was busy when they were due (and
+   * stayed so until the window ended), or, for at most the last turn's worth, the window ended before the
+   * generator's next turn.
+   */
   notIssued: number;
-  /** How long the generator waited, in all, for a slot to come free. */
+  /** How long the generator waited, in all, for a slot to come free (never past the window's end). */
   stalledMs: number;
   startedAt: number;
+  /** When the generator stopped issuing: the window's end, give or take one turn of the event loop. */
   windowEndAt: number;
 }
 
@@ -36,16 +41,23 @@ export async function openLoopLoad<T>(params: {
   const inFlight = new Set<Promise<void>>();
   const startedAt = wallClockMs();
   const endsAt = startedAt + durationS * 1000;
+  // One timer for the whole window: a wait for a free slot ends with the window at the latest.
+  let windowTimer: NodeJS.Timeout | undefined;
+  let windowOver = false;
+  const windowEnds = new Promise<void>((resolve) => (windowTimer = setTimeout(resolve, durationS * 1000))).then(() => {
+    windowOver = true;
+  });
+  const inWindow = () => !windowOver && wallClockMs() < endsAt;
   let issued = 0;
   let stalledMs = 0;
-  while (wallClockMs() < endsAt) {
+  while (inWindow()) {
     const due = Math.min(Math.floor(((wallClockMs() - startedAt) * ratePerS) / 1000) + 1, durationS * ratePerS);
     while (issued < due) {
       if (free.length === 0) {
         const stallStart = wallClockMs();
-        await new Promise<void>((resolve) => (freed = resolve));
+        await Promise.race([new Promise<void>((resolve) => (freed = resolve)), windowEnds]);
         stalledMs += wallClockMs() - stallStart;
-        if (wallClockMs() >= endsAt) break;
+        if (!inWindow()) break;
         continue;
       }
       const slot = free.shift()!;
@@ -68,6 +80,7 @@ export async function openLoopLoad<T>(params: {
     await sleep(Math.max(1, 1000 / ratePerS / 2));
   }
   const windowEndAt = wallClockMs();
+  clearTimeout(windowTimer);
   params.onWindowEnd?.(issued, inFlight.size);
   await Promise.all([...inFlight]);
   return { completed, failures, issued, notIssued: durationS * ratePerS - issued, stalledMs, startedAt, windowEndAt };

@@ -3,7 +3,7 @@ import { chunk } from '../lib/adapter-workers';
 import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
 import { noopInstances, pad, register, startFleet, stopFleet, type Fleet } from '../lib/fleet';
-import { KafkaBaselineCentre } from '../lib/kafka-baseline';
+import { floorCpu, KafkaBaselineCentre, runFloor } from '../lib/kafka-baseline';
 import { memoryOf, MemorySampler, postmasterPid, processTree, pssMbOf } from '../lib/proc-stats';
 import type { ScenarioResult } from '../lib/report';
 import { round, summarize, wallClockMs } from '../lib/stats';
@@ -69,7 +69,9 @@ export async function runScaleScenario(stack: BenchStack, options: BenchOptions)
     const clientObservedMs = Math.max(...observed.map((command) => command.observedAt)) - firstSentAt;
     const workerPeaks = fleet.workers.map((worker) => peaks.get(worker.name) ?? 0);
     const perProcess = Object.fromEntries([...peaks].map(([name, mb]) => [name, round(mb)]));
-    const baseline = await runKafkaScaleBaseline(stack, options, fleet);
+    const baseline = await runFloor('baseline-kafka-scale', stack, fleet, () =>
+      runKafkaScaleBaseline(stack, options, fleet, instances.map((instance) => instance.adapterId)),
+    );
     const scale: ScenarioResult = {
       name: 'scale',
       ...summarize(timed.map((timing) => timing.tteMs)),
@@ -91,10 +93,11 @@ export async function runScaleScenario(stack: BenchStack, options: BenchOptions)
       peak_rss_mb_per_process: perProcess,
       cpu_ms: cpuMs,
       adapter_start_ms: fleet.startMs,
-      baseline_global_revoke_ms: baseline.p50_ms,
-      ratio_global_revoke: round(globalRevokeMs / baseline.p50_ms, 2),
+      ...('error' in baseline
+        ? { baseline_error: baseline.error }
+        : { baseline_global_revoke_ms: baseline.p50_ms, ratio_global_revoke: round(globalRevokeMs / baseline.p50_ms, 2) }),
     };
-    return [baseline, scale];
+    return 'error' in baseline ? [scale] : [baseline, scale];
   } finally {
     tracker.stop();
     await stopFleet(stack, fleet);
@@ -103,18 +106,19 @@ export async function runScaleScenario(stack: BenchStack, options: BenchOptions)
 
 /**
  * baseline-kafka-scale: the global revoke's message pattern on raw kafkajs, right after it, on the same
- * broker and in the same worker processes. One request per system, keyed with and routed to the partition
- * of the consumer that serves it (consumer k mod `adapters`, as the systems are spread over the adapters),
- * sent in batches of 1,000 as fast as kafkajs takes them; each consumer reads only its route's partition,
- * skips the other consumers' requests and answers a batch with one produce request; done when the centre
- * has every reply. No HTTP, database, signatures or durable state.
+ * broker and in the same worker processes, once their adapter instances have stopped (`runFloor`). One
+ * request per system, keyed with and routed to the partition of the adapter that serves it (the consumers
+ * take the adapters' ids, so they share partitions exactly as the adapters do), sent in batches of 1,000
+ * as fast as kafkajs takes them; each consumer reads only its route's partition, skips the other
+ * consumers' requests and answers a batch with one produce request; done when the centre has every reply.
+ * No HTTP, database, signatures or durable state.
  */
-async function runKafkaScaleBaseline(stack: BenchStack, options: BenchOptions, fleet: Fleet): Promise<ScenarioResult> {
-  const { systems, adapters } = options.scale;
+async function runKafkaScaleBaseline(stack: BenchStack, options: BenchOptions, fleet: Fleet, consumerIds: string[]): Promise<ScenarioResult> {
+  const { systems } = options.scale;
+  const adapters = consumerIds.length;
   const requestTopic = `${BASELINE_TOPIC_PREFIX}request.scale`;
   const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.scale`;
   await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
-  const consumerIds = Array.from({ length: adapters }, (_, index) => `sc-c${index + 1}`);
   const runTag = `${process.pid}-${Date.now()}`;
   log(`  baseline-kafka-scale: ${systems} requests to ${adapters} raw kafkajs consumers ...`);
   await Promise.all(
@@ -139,7 +143,7 @@ async function runKafkaScaleBaseline(stack: BenchStack, options: BenchOptions, f
     cpu.start();
     const ms = await centre.bulkRound(items, stack.partitions);
     const cpuMs = cpu.stop();
-    return { name: 'baseline-kafka-scale', ...summarize([ms]), systems, consumers: adapters, cpu_ms: cpuMs };
+    return { name: 'baseline-kafka-scale', ...summarize([ms]), systems, consumers: adapters, cpu_ms: floorCpu(cpuMs) };
   } finally {
     await centre.stop().catch(() => undefined);
     await Promise.all(fleet.workers.map((worker) => worker.stopBaseline().catch(() => undefined)));

@@ -16,7 +16,8 @@ describe('Kafka connection settings: TLS', () => {
 
   it('is off unless asked for; KAFKA_SSL=true trusts the system CAs', () => {
     expect(kafkaConnectionFromEnv({}, 'x').ssl).toBeUndefined();
-    expect(kafkaConnectionFromEnv({ KAFKA_SSL: 'false' }, 'x').ssl).toBeUndefined();
+    expect(kafkaConnectionFromEnv({ KAFKA_SSL: 'false' }, 'x').ssl).toBe(false);
+    expect(kafkaConnectionFromEnv({ KAFKA_SSL: '' }, 'x').ssl).toBeUndefined();
     expect(kafkaConnectionFromEnv({ KAFKA_SSL: 'true' }, 'x').ssl).toBe(true);
     expect(kafkaConnectionFromEnv({ KAFKA_SSL: ' TRUE ' }, 'x').ssl).toBe(true);
   });

@@ -60,8 +60,8 @@ export function kafkaConnectionFromEnv(env: NodeJS.ProcessEnv, clientId: string)
   if (env.KAFKA_SSL_CA?.trim()) {
     if (ssl === 'false') throw new Error('KAFKA_SSL_CA is set but KAFKA_SSL is false: a CA is only used with TLS');
     config.ssl = { ca: trustedCaCertificates(env.KAFKA_SSL_CA, 'KAFKA_SSL_CA') };
-  } else if (ssl === 'true') {
-    config.ssl = true;
+  } else if (ssl === 'true' || ssl === 'false') {
+    config.ssl = ssl === 'true'; // an explicit false is kept: it overrides a setting from elsewhere (an adapter's file)
   }
   return config;
 }

@@ -48,16 +48,13 @@ function withoutUndefined(object: JsonObject): JsonObject {
  * TLS on but keeps a CA the file names (it must not widen trust to the system's CAs); `KAFKA_SSL=false`
  * switches it off, and is refused against a file that names a CA (one of the two is a mistake).
  */
-function sslFromEnv(env: NodeJS.ProcessEnv, connection: KafkaConnectionConfig, fileSsl: unknown): unknown {
-  if (typeof connection.ssl === 'object') return connection.ssl;
-  const flag = env.KAFKA_SSL?.trim().toLowerCase();
+function sslFromEnv(connection: KafkaConnectionConfig, fileSsl: unknown): unknown {
   const fileNamesCa = isObject(fileSsl);
-  if (flag === 'true') return fileNamesCa ? fileSsl : true;
-  if (flag === 'false') {
-    if (fileNamesCa) throw new AdapterConfigError(['KAFKA_SSL=false, but kafka.ssl.ca in ADAPTER_CONFIG names a CA: drop one of the two']);
-    return false;
+  if (connection.ssl === true) return fileNamesCa ? fileSsl : true;
+  if (connection.ssl === false && fileNamesCa) {
+    throw new AdapterConfigError(['KAFKA_SSL=false, but kafka.ssl.ca in ADAPTER_CONFIG names a CA: drop one of the two']);
   }
-  return undefined;
+  return connection.ssl; // KAFKA_SSL_CA's CA, false, or nothing from the environment
 }
 
 function kafkaFromEnv(env: NodeJS.ProcessEnv, fromFile: unknown): unknown {
@@ -71,7 +68,7 @@ function kafkaFromEnv(env: NodeJS.ProcessEnv, fromFile: unknown): unknown {
     brokers: env.KAFKA_BROKERS ? connection.brokers : undefined,
     clientId: env.KAFKA_CLIENT_ID || undefined,
     sasl: connection.sasl,
-    ssl: sslFromEnv(env, connection, isObject(fromFile) ? fromFile.ssl : undefined),
+    ssl: sslFromEnv(connection, isObject(fromFile) ? fromFile.ssl : undefined),
   });
   if (Object.keys(overrides).length === 0) return fromFile;
   return { ...(isObject(fromFile) ? fromFile : {}), ...overrides };
