@@ -145,7 +145,7 @@ export function sideBySide(results: readonly ScenarioResult[]): SideBySide[] {
     // Both ran at the same offered rate, which caps either: a floor that keeps up shows that rate, not its capacity.
     const offered = `commands/s completed, ${throughput.offered_per_s}/s offered`;
     rows.push({ scenario: 'throughput', what: offered, portcullis: String(throughput.commands_per_s), floor: String(throughputBase.commands_per_s), ratio: '' });
-    rows.push({ scenario: 'throughput', what: 'CPU per command under load, all processes', portcullis: ms(cpu(throughput)), floor: ms(cpu(throughputBase)), ratio: times(throughput.ratio_cpu_per_command) });
+    rows.push({ scenario: 'throughput', what: 'CPU per command under load, processes taking part', portcullis: ms(cpu(throughput)), floor: ms(cpu(throughputBase)), ratio: times(throughput.ratio_cpu_per_command) });
     rows.push({ scenario: 'throughput', what: 'p99 loaded vs idle', portcullis: loadedVsIdle(throughput), floor: loadedVsIdle(throughputBase), ratio: '' });
   }
   const scale = get('scale');
