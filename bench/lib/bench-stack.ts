@@ -340,6 +340,15 @@ export class BenchStack {
     workers.forEach((worker) => this.workers.delete(worker));
   }
 
+  /** The processes of the run's servers: the policy service, the broker, and both PostgreSQL servers with all their processes. */
+  serverPids(): number[] {
+    const tree = (name: string) => {
+      const pid = postmasterPid(join(this.workDir, name));
+      return pid ? processTree(pid) : [];
+    };
+    return [this.policyService.pid ?? 0, this.broker.pid() ?? 0, ...tree('policy'), ...tree('target')].filter(Boolean);
+  }
+
   /** Measures the CPU time of every process of the run, by kind (workers: those running at `start`). */
   cpuMeter(): CpuMeter {
     const tree = (name: string) => () => {

@@ -105,24 +105,24 @@ export class KafkaBaselineCentre {
   /**
    * Sends what `send` sends under a new sample id and waits for `replies` distinct replies to it: ms from
    * just before the send to the last reply. Rejects, without leaving a waiter or a timer behind, when the
-   * send fails or `timeoutMs` passes first (also while the send is still under way).
+   * send fails, or when `timeoutMs` passes before the send has settled and every reply has come.
    */
   private async exchange(replies: number, timeoutMs: number, send: (sampleId: string) => Promise<unknown>): Promise<number> {
     const sampleId = randomUUID();
     let timer: NodeJS.Timeout | undefined;
-    const done = new Promise<number>((resolve, reject) => {
-      this.waiting.set(sampleId, { need: replies, got: new Set(), resolve });
+    const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`baseline round ${sampleId}: not all ${replies} replies within ${timeoutMs} ms`)), timeoutMs);
     });
-    // Both are awaited below; whichever fails while the other is still pending must not go unhandled.
-    done.catch(() => undefined);
+    const done = new Promise<number>((resolve) => this.waiting.set(sampleId, { need: replies, got: new Set(), resolve }));
     const sentAt = wallClockMs();
-    const sending = send(sampleId);
-    sending.catch(() => undefined);
+    // The send and every reply, or the timeout: it bounds both (a send that never settles, or replies that never come).
+    const round = Promise.all([send(sampleId), done]);
+    // Whichever loses the race may still fail later: that must not be an unhandled rejection.
+    round.catch(() => undefined);
+    timeout.catch(() => undefined);
     try {
-      await Promise.race([sending, done]); // a timeout ends the wait even while the send is under way
-      await sending; // a failed send fails the round
-      return (await done) - sentAt;
+      const [, lastReplyAt] = await Promise.race([round, timeout]);
+      return lastReplyAt - sentAt;
     } finally {
       clearTimeout(timer);
       this.waiting.delete(sampleId);
@@ -176,8 +176,7 @@ export function floorCpu(used: Record<string, number>): Record<string, number> {
 export async function runFloor(name: string, stack: BenchStack, fleet: Fleet, measure: () => Promise<ScenarioResult>): Promise<ScenarioResult | { error: string }> {
   try {
     await Promise.all(fleet.workers.map((worker) => worker.stopAdapters()));
-    const pids = () => [...fleet.workers.map((worker) => worker.pid), stack.policyService.pid ?? 0, stack.broker.pid() ?? 0].filter(Boolean);
-    await waitUntilQuiet(pids, { timeoutMs: 60_000 });
+    await waitUntilQuiet(() => [...fleet.workers.map((worker) => worker.pid), ...stack.serverPids()], { timeoutMs: 60_000 });
     return await measure();
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);

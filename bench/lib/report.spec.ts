@@ -1,4 +1,4 @@
-import { sideBySide, sideBySideTable, targets, type ScenarioResult } from './report';
+import { scenarioTable, sideBySide, sideBySideTable, targets, type ScenarioResult } from './report';
 
 const summary = (p50: number, p99 = p50) => ({ samples: 1, p50_ms: p50, p95_ms: p99, p99_ms: p99, max_ms: p99 });
 
@@ -43,6 +43,15 @@ describe('sideBySide', () => {
   it('leaves out a scenario whose floor did not run', () => {
     const withoutFloors = results.filter((result) => !result.name.startsWith('baseline-kafka-'));
     expect(sideBySide(withoutFloors).map((row) => row.scenario)).toEqual(['postgres-1000']);
+  });
+
+  it('says when a floor failed, in the side-by-side table and in the scenario notes', () => {
+    const failed = results
+      .filter((result) => result.name !== 'baseline-kafka-scale')
+      .map((result) => (result.name === 'scale' ? { ...result, baseline_error: 'consumers never joined', ratio_global_revoke: undefined } : result));
+    const rows = sideBySide(failed).filter((row) => row.scenario === 'scale');
+    expect(rows).toEqual([{ scenario: 'scale', what: 'its raw-Kafka floor', portcullis: '', floor: 'failed: consumers never joined', ratio: '' }]);
+    expect(scenarioTable(failed.filter((result) => result.name === 'scale'))).toContain('its raw-Kafka floor failed: consumers never joined');
   });
 
   it('prints a table with one line per row', () => {

@@ -60,6 +60,7 @@ function notesOf(result: ScenarioResult): string {
     notes.push(`${result.commands_per_s} commands/s; p99 loaded ${result.p99_ms_loaded} ms vs idle ${result.p99_ms_idle} ms`);
   }
   if (result.global_revoke_ms !== undefined) notes.push(`${result.systems} systems / ${result.groups} groups enforced in ${result.global_revoke_ms} ms`);
+  if (result.baseline_error !== undefined) notes.push(`its raw-Kafka floor failed: ${String(result.baseline_error).slice(0, 120)}`);
   if (result.ratio_global_revoke !== undefined) notes.push(`${result.ratio_global_revoke}× raw Kafka (${result.baseline_global_revoke_ms} ms)`);
   if (result.name === 'baseline-kafka-scale') notes.push(`${result.systems} requests to ${result.consumers} consumers and back`);
   return notes.join('; ');
@@ -147,6 +148,11 @@ export function sideBySide(results: readonly ScenarioResult[]): SideBySide[] {
     rows.push({ scenario: 'throughput', what: offered, portcullis: String(throughput.commands_per_s), floor: String(throughputBase.commands_per_s), ratio: '' });
     rows.push({ scenario: 'throughput', what: 'CPU per command under load, processes taking part', portcullis: ms(cpu(throughput)), floor: ms(cpu(throughputBase)), ratio: times(throughput.ratio_cpu_per_command) });
     rows.push({ scenario: 'throughput', what: 'p99 loaded vs idle', portcullis: loadedVsIdle(throughput), floor: loadedVsIdle(throughputBase), ratio: '' });
+  }
+  for (const result of [throughput, get('scale')]) {
+    if (result?.baseline_error !== undefined) {
+      rows.push({ scenario: result.name, what: 'its raw-Kafka floor', portcullis: '', floor: `failed: ${String(result.baseline_error).slice(0, 120)}`, ratio: '' });
+    }
   }
   const scale = get('scale');
   const scaleBase = get('baseline-kafka-scale');

@@ -199,6 +199,11 @@ describe('loadAdapterConfig', () => {
     expect(sslWith(caFromFile, { KAFKA_SSL: 'true' })).toEqual({ ca: TEST_CA_CERTIFICATE });
     expect(sslWith(undefined, { KAFKA_SSL: 'true' })).toBe(true);
     expect(sslWith(true, { KAFKA_SSL: 'false' })).toBe(false);
+    expect(sslWith(undefined, { KAFKA_SSL: 'false' })).toBe(false);
+    expect(sslWith(true, { KAFKA_SSL: '' })).toBe(true); // empty: the file decides
+    expect(sslWith(caFromFile, { KAFKA_SSL: ' ' })).toEqual({ ca: TEST_CA_CERTIFICATE });
+    expect(sslWith(undefined, {})).toBeUndefined();
+    expect(sslWith(caFromFile, { KAFKA_SSL_CA: TEST_CA_CERTIFICATE })).toEqual({ ca: TEST_CA_CERTIFICATE });
     expect(sslWith(true, { KAFKA_SSL_CA: path.join(dir, 'ca.pem') })).toEqual({ ca: TEST_CA_CERTIFICATE });
     expect(issuesOf(() => sslWith(caFromFile, { KAFKA_SSL: 'false' }))).toEqual([expect.stringContaining('KAFKA_SSL=false, but kafka.ssl.ca')]);
   });
