@@ -1,4 +1,4 @@
-import { KafkaBaselineCentre } from './kafka-baseline';
+import { CoalescingSender, KafkaBaselineCentre } from './kafka-baseline';
 
 type Waiter = { resolve: (at: number) => void };
 type Send = (request: { messages: { value: string }[] }) => Promise<unknown>;
@@ -72,5 +72,36 @@ describe('KafkaBaselineCentre rounds', () => {
     expect(all.map((message) => message.key)).toEqual(['a0', 'a1', 'a0', 'a1', 'a0']);
     const partitionOf = new Map(all.map((message) => [message.key, message.partition]));
     expect(all.every((message) => message.partition === partitionOf.get(message.key))).toBe(true);
+  });
+});
+
+describe('CoalescingSender', () => {
+  it('sends a message alone at once, and what comes while a request is under way together in the next', async () => {
+    const requests: { keys: string[]; finish: () => void; fail: (error: Error) => void }[] = [];
+    const sender = new CoalescingSender(
+      (messages) =>
+        new Promise<void>((resolve, reject) => requests.push({ keys: messages.map((message) => String(message.key)), finish: resolve, fail: reject })),
+    );
+    const first = sender.send({ key: 'a', value: '' });
+    expect(requests.map((request) => request.keys)).toEqual([['a']]);
+    const second = sender.send({ key: 'b', value: '' });
+    const third = sender.send({ key: 'c', value: '' });
+    expect(requests).toHaveLength(1); // b and c wait for a's request
+    requests[0].finish();
+    await first;
+    await Promise.resolve();
+    expect(requests.map((request) => request.keys)).toEqual([['a'], ['b', 'c']]);
+    const fourth = sender.send({ key: 'd', value: '' });
+    requests[1].fail(new Error('broker gone'));
+    await expect(second).rejects.toThrow('broker gone');
+    await expect(third).rejects.toThrow('broker gone');
+    await Promise.resolve();
+    expect(requests.map((request) => request.keys)).toEqual([['a'], ['b', 'c'], ['d']]); // a failure fails its batch only
+    requests[2].finish();
+    await expect(fourth).resolves.toBeUndefined();
+    const fifth = sender.send({ key: 'e', value: '' });
+    expect(requests).toHaveLength(4); // idle again: sent at once
+    requests[3].finish();
+    await fifth;
   });
 });

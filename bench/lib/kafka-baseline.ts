@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs';
+import { Kafka, logLevel, type Consumer, type Message, type Producer } from 'kafkajs';
 import { ensureTopics } from '../../libs/kafka/src/topic-admin';
 import { partitionForRoute } from '../../libs/kafka/src/partition-routing';
 import { waitUntilQuiet } from './proc-stats';
@@ -25,11 +25,22 @@ export class KafkaBaselineCentre {
   private readonly consumer: Consumer;
   private readonly waiting = new Map<string, Waiting>();
 
+  /** Set with `coalesceSends`: one produce request at a time, what comes meanwhile in the next. */
+  private readonly coalescing?: CoalescingSender;
+
   constructor(
     connection: KafkaConnection,
     private readonly requestTopic: string,
     private readonly replyTopic: string,
     groupId: string,
+    options: {
+      /**
+       * Under load, send as a raw client that batches would: while one produce request is under way,
+       * rounds that start wait and go together in the next (the throughput floor). A round alone is sent
+       * at once either way.
+       */
+      coalesceSends?: boolean;
+    } = {},
   ) {
     this.kafka = new Kafka({
       clientId: 'bench-baseline-centre',
@@ -40,6 +51,7 @@ export class KafkaBaselineCentre {
     });
     this.producer = this.kafka.producer();
     this.consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 1_000 });
+    if (options.coalesceSends) this.coalescing = new CoalescingSender((messages) => this.producer.send({ topic: this.requestTopic, acks: -1, messages }));
   }
 
   /** Creates the topics through `brokers`, the loopback tooling listener (setup, as for Portcullis' own topics). */
@@ -72,13 +84,10 @@ export class KafkaBaselineCentre {
 
   /** One round: request sent → all `consumers` replies received. Returns ms, or rejects after `timeoutMs`. */
   round(consumers: number, timeoutMs = 30_000): Promise<number> {
-    return this.exchange(consumers, timeoutMs, (sampleId) =>
-      this.producer.send({
-        topic: this.requestTopic,
-        acks: -1,
-        messages: [{ key: sampleId, value: JSON.stringify({ sampleId, sentAt: new Date().toISOString(), padding: PADDING }) }],
-      }),
-    );
+    return this.exchange(consumers, timeoutMs, (sampleId) => {
+      const message = { key: sampleId, value: JSON.stringify({ sampleId, sentAt: new Date().toISOString(), padding: PADDING }) };
+      return this.coalescing ? this.coalescing.send(message) : this.producer.send({ topic: this.requestTopic, acks: -1, messages: [message] });
+    });
   }
 
   /**
@@ -156,6 +165,38 @@ export class KafkaBaselineCentre {
   async stop(): Promise<void> {
     await this.consumer.disconnect();
     await this.producer.disconnect();
+  }
+}
+
+/**
+ * Natural batching, as a raw producer under load would do it: one request in flight; messages that come
+ * while it is under way wait and go together in the next. No added delay: a message alone goes at once.
+ */
+export class CoalescingSender {
+  private waiting: { message: Message; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private sending = false;
+
+  constructor(private readonly sendBatch: (messages: Message[]) => Promise<unknown>) {}
+
+  send(message: Message): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ message, resolve, reject });
+      if (!this.sending) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.sending = true;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0);
+      try {
+        await this.sendBatch(batch.map((entry) => entry.message));
+        for (const entry of batch) entry.resolve();
+      } catch (error) {
+        for (const entry of batch) entry.reject(error);
+      }
+    }
+    this.sending = false;
   }
 }
 

@@ -137,8 +137,9 @@ function perCommand(used: Record<string, number>, commands: number): Record<stri
  * baseline-kafka-throughput: the throughput load on raw kafkajs, right after Portcullis' own load, on the
  * same broker and in the same worker process, once its adapter instances have stopped (`runFloor`). A
  * command is one message that one consumer per adapter (one consumer group each) receives and answers;
- * it completes when the centre has all the replies (as baseline-kafka-N, but the consumers answer a
- * fetched batch in one produce request, as a raw client would under load). Same offered rate, duration,
+ * it completes when the centre has all the replies (as baseline-kafka-N, but batched as a raw client
+ * would under load: the consumers answer a fetched batch in one produce request, and the centre sends the
+ * commands that come while a produce request is under way together in the next). Same offered rate, duration,
  * idle samples and cap of commands in flight as Portcullis. No database, no signatures, no durable state.
  * Both run at the offered rate, which caps both: a floor that keeps up shows that rate, not its capacity;
  * its CPU per command and its p99 loaded against idle are what compare.
@@ -163,7 +164,9 @@ async function runKafkaThroughputBaseline(stack: BenchStack, options: BenchOptio
       }),
     ),
   );
-  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.tp`);
+  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.tp`, {
+    coalesceSends: true,
+  });
   try {
     await centre.start();
     await centre.warmUp(adapters);
