@@ -3,7 +3,9 @@ import { Kafka, logLevel, type Consumer, type Message, type Producer } from 'kaf
 import { ensureTopics } from '../../libs/kafka/src/topic-admin';
 import { partitionForRoute } from '../../libs/kafka/src/partition-routing';
 import { waitUntilQuiet } from './proc-stats';
-import type { BenchStack } from './bench-stack';
+import { chunk } from './adapter-workers';
+import type { BenchOptions } from './bench-options';
+import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from './bench-stack';
 import type { Fleet } from './fleet';
 import type { ScenarioResult } from './report';
 import { wallClockMs } from './stats';
@@ -165,6 +167,56 @@ export class KafkaBaselineCentre {
   async stop(): Promise<void> {
     await this.consumer.disconnect();
     await this.producer.disconnect();
+  }
+}
+
+/** A raw-Kafka floor set up in a fleet's worker processes: its centre, and how to take it all down. */
+export interface Floor {
+  centre: KafkaBaselineCentre;
+  stop(): Promise<void>;
+}
+
+/**
+ * Sets up a raw-Kafka floor: its request and reply topics (`bench.baseline-request.<name>`, `…reply.<name>`),
+ * one plain kafkajs consumer per id (own consumer group) in the fleet's workers, spread over them as the
+ * adapters are, and the centre, started. On failure, what was started is stopped again.
+ */
+export async function startFloor(
+  stack: BenchStack,
+  options: BenchOptions,
+  fleet: Fleet,
+  params: { name: string; consumerIds: string[]; batchReplies?: boolean; routed?: boolean; coalesceSends?: boolean },
+): Promise<Floor> {
+  const requestTopic = `${BASELINE_TOPIC_PREFIX}request.${params.name}`;
+  const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.${params.name}`;
+  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
+  const runTag = `${process.pid}-${Date.now()}`;
+  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.${params.name}`, {
+    coalesceSends: params.coalesceSends,
+  });
+  const stop = async () => {
+    await centre.stop().catch(() => undefined);
+    await Promise.all(fleet.workers.map((worker) => worker.stopBaseline().catch(() => undefined)));
+  };
+  try {
+    await Promise.all(
+      chunk(params.consumerIds, options.instancesPerWorker).map((ids, index) =>
+        fleet.workers[index].startBaseline({
+          kafka: stack.kafkaAs('baseline'),
+          requestTopic,
+          replyTopic,
+          consumerIds: ids,
+          groupPrefix: `${BASELINE_GROUP_PREFIX}.${runTag}`,
+          batchReplies: params.batchReplies,
+          routed: params.routed,
+        }),
+      ),
+    );
+    await centre.start();
+    return { centre, stop };
+  } catch (error) {
+    await stop();
+    throw error;
   }
 }
 

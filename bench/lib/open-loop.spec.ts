@@ -1,4 +1,5 @@
-import { openLoopLoad, type OpenLoopResult } from './open-loop';
+import { loadFigures, openLoopLoad, type OpenLoopResult } from './open-loop';
+import { summarize } from './stats';
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -80,5 +81,33 @@ describe('openLoopLoad', () => {
     expect(result.failures).toEqual(['operation 1 failed']);
     expect(result.issued).toBe(20);
     expect(result.completed).toHaveLength(19);
+  });
+});
+
+describe('loadFigures', () => {
+  it('counts as completed per second only what finished within the window, and reports the rest of the load as it was', () => {
+    const load: OpenLoopResult<number> = {
+      completed: [100, 900, 1_900, 2_100].map((at, index) => ({ value: index, doneAt: 10_000 + at })),
+      failures: [],
+      issued: 5,
+      notIssued: 15,
+      stalledMs: 1_234.6,
+      startedAt: 10_000,
+      windowEndAt: 12_000,
+    };
+    const loaded = summarize([5, 6, 7, 400]);
+    const idle = summarize([3, 4]);
+    expect(loadFigures(load, loaded, idle, 10)).toEqual({
+      ...loaded,
+      commands_per_s: 1.5, // 3 of the 4 within the 2 s window
+      p99_ms_loaded: 400,
+      p99_ms_idle: 4,
+      offered_per_s: 10,
+      issued: 5,
+      not_issued: 15,
+      generator_stalled_ms: 1_235,
+      completed: 4,
+      idle,
+    });
   });
 });

@@ -1,5 +1,5 @@
 import { sleep } from './fleet';
-import { wallClockMs } from './stats';
+import { round, type Summary, wallClockMs } from './stats';
 
 export interface OpenLoopResult<T> {
   /** What each completed operation returned, in completion order. */
@@ -84,4 +84,24 @@ export async function openLoopLoad<T>(params: {
   params.onWindowEnd?.(issued, inFlight.size);
   await Promise.all([...inFlight]);
   return { completed, failures, issued, notIssued: durationS * ratePerS - issued, stalledMs, startedAt, windowEndAt };
+}
+
+/**
+ * A load's figures as `latest.json` reports them, for Portcullis and its floor alike: operations completed
+ * within the window per second of it, p99 loaded and idle, and what the generator could not issue.
+ */
+export function loadFigures(load: OpenLoopResult<unknown>, loaded: Summary, idle: Summary, ratePerS: number) {
+  const completedInWindow = load.completed.filter((done) => done.doneAt <= load.windowEndAt).length;
+  return {
+    ...loaded,
+    commands_per_s: round(completedInWindow / ((load.windowEndAt - load.startedAt) / 1000)),
+    p99_ms_loaded: loaded.p99_ms,
+    p99_ms_idle: idle.p99_ms,
+    offered_per_s: ratePerS,
+    issued: load.issued,
+    not_issued: load.notIssued,
+    generator_stalled_ms: Math.round(load.stalledMs),
+    completed: load.completed.length,
+    idle,
+  };
 }

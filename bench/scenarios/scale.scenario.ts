@@ -1,9 +1,8 @@
 import type { BenchOptions } from '../lib/bench-options';
-import { chunk } from '../lib/adapter-workers';
-import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from '../lib/bench-stack';
+import type { BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
 import { noopInstances, pad, register, startFleet, stopFleet, type Fleet } from '../lib/fleet';
-import { floorCpu, KafkaBaselineCentre, runFloor } from '../lib/kafka-baseline';
+import { floorCpu, runFloor, startFloor } from '../lib/kafka-baseline';
 import { memoryOf, MemorySampler, postmasterPid, processTree, pssMbOf } from '../lib/proc-stats';
 import type { ScenarioResult } from '../lib/report';
 import { round, summarize, wallClockMs } from '../lib/stats';
@@ -116,27 +115,9 @@ export async function runScaleScenario(stack: BenchStack, options: BenchOptions)
 async function runKafkaScaleBaseline(stack: BenchStack, options: BenchOptions, fleet: Fleet, consumerIds: string[]): Promise<ScenarioResult> {
   const { systems } = options.scale;
   const adapters = consumerIds.length;
-  const requestTopic = `${BASELINE_TOPIC_PREFIX}request.scale`;
-  const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.scale`;
-  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
-  const runTag = `${process.pid}-${Date.now()}`;
   log(`  baseline-kafka-scale: ${systems} requests to ${adapters} raw kafkajs consumers ...`);
-  await Promise.all(
-    chunk(consumerIds, options.instancesPerWorker).map((ids, index) =>
-      fleet.workers[index].startBaseline({
-        kafka: stack.kafkaAs('baseline'),
-        requestTopic,
-        replyTopic,
-        consumerIds: ids,
-        groupPrefix: `${BASELINE_GROUP_PREFIX}.${runTag}`,
-        batchReplies: true,
-        routed: true,
-      }),
-    ),
-  );
-  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.sc`);
+  const { centre, stop } = await startFloor(stack, options, fleet, { name: 'scale', consumerIds, batchReplies: true, routed: true });
   try {
-    await centre.start();
     await centre.warmUpBulk(consumerIds, stack.partitions);
     const items = Array.from({ length: systems }, (_, k) => ({ item: `s${k + 1}`, consumer: consumerIds[k % adapters] }));
     const cpu = stack.cpuMeter();
@@ -145,7 +126,6 @@ async function runKafkaScaleBaseline(stack: BenchStack, options: BenchOptions, f
     const cpuMs = cpu.stop();
     return { name: 'baseline-kafka-scale', ...summarize([ms]), systems, consumers: adapters, cpu_ms: floorCpu(cpuMs) };
   } finally {
-    await centre.stop().catch(() => undefined);
-    await Promise.all(fleet.workers.map((worker) => worker.stopBaseline().catch(() => undefined)));
+    await stop();
   }
 }

@@ -1,12 +1,11 @@
 import type { BenchOptions } from '../lib/bench-options';
 import { outboxMark, timings, type ObservedCommand } from '../lib/command-tracker';
-import { chunk } from '../lib/adapter-workers';
-import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from '../lib/bench-stack';
+import type { BenchStack } from '../lib/bench-stack';
 import { noopInstances, pad, register, sleep, startFleet, stopFleet, type Fleet } from '../lib/fleet';
-import { floorCpu, KafkaBaselineCentre, runFloor } from '../lib/kafka-baseline';
+import { floorCpu, runFloor, startFloor } from '../lib/kafka-baseline';
 import { CpuAccount } from '../lib/proc-stats';
 import type { ScenarioResult } from '../lib/report';
-import { openLoopLoad } from '../lib/open-loop';
+import { loadFigures, openLoopLoad } from '../lib/open-loop';
 import { round, summarize } from '../lib/stats';
 import { byAction, crossCheck, hopSummary } from './timing-summary';
 
@@ -75,27 +74,15 @@ export async function runThroughputScenario(stack: BenchStack, options: BenchOpt
     const loaded = load.completed.map((done) => done.value);
     const timed = await timings(stack.db, loaded, mark);
     const loadedSummary = summarize(timed.map((timing) => timing.tteMs));
-    const completedInWindow = loaded.filter((command) => command.observedAt <= load.windowEndAt).length;
-    const windowS = (load.windowEndAt - load.startedAt) / 1000;
     const baseline = await runFloor('baseline-kafka-throughput', stack, fleet, () =>
       runKafkaThroughputBaseline(stack, options, fleet, instances.map((instance) => instance.adapterId)),
     );
     const loadedCpu = perCommand(loadCpuMs, loaded.length);
-    const commandsPerS = round(completedInWindow / windowS);
     const throughput: ScenarioResult = {
       name: 'throughput',
-      ...loadedSummary,
-      commands_per_s: commandsPerS,
-      p99_ms_loaded: loadedSummary.p99_ms,
-      p99_ms_idle: idleSummary.p99_ms,
-      offered_per_s: ratePerS,
-      issued: load.issued,
-      not_issued: load.notIssued,
-      generator_stalled_ms: Math.round(load.stalledMs),
-      completed: loaded.length,
+      ...loadFigures(load, loadedSummary, idleSummary, ratePerS),
       // Each restore is two HTTP calls (request, approval by a second lead), both inside the load.
       http_requests: loaded.length + loaded.filter((command) => command.action === 'restore').length,
-      idle: idleSummary,
       groups: groupCount,
       systems_per_group: systemsPerGroup,
       adapters,
@@ -147,28 +134,9 @@ function perCommand(used: Record<string, number>, commands: number): Record<stri
 async function runKafkaThroughputBaseline(stack: BenchStack, options: BenchOptions, fleet: Fleet, consumerIds: string[]): Promise<ScenarioResult> {
   const { durationS, ratePerS, groups, idleSamples } = options.throughput;
   const adapters = consumerIds.length;
-  const requestTopic = `${BASELINE_TOPIC_PREFIX}request.throughput`;
-  const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.throughput`;
-  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
-  const runTag = `${process.pid}-${Date.now()}`;
   log(`  baseline-kafka-throughput: ${adapters} raw kafkajs consumers, the same load ...`);
-  await Promise.all(
-    chunk(consumerIds, options.instancesPerWorker).map((ids, index) =>
-      fleet.workers[index].startBaseline({
-        kafka: stack.kafkaAs('baseline'),
-        requestTopic,
-        replyTopic,
-        consumerIds: ids,
-        groupPrefix: `${BASELINE_GROUP_PREFIX}.${runTag}`,
-        batchReplies: true,
-      }),
-    ),
-  );
-  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.tp`, {
-    coalesceSends: true,
-  });
+  const { centre, stop } = await startFloor(stack, options, fleet, { name: 'throughput', consumerIds, batchReplies: true, coalesceSends: true });
   try {
-    await centre.start();
     await centre.warmUp(adapters);
     const idle: number[] = [];
     for (let index = 0; index < idleSamples; index++) {
@@ -187,24 +155,13 @@ async function runKafkaThroughputBaseline(stack: BenchStack, options: BenchOptio
     const cpuMs = cpu.stop();
     if (load.failures.length) throw new Error(`${load.failures.length} baseline rounds failed under load, e.g. ${load.failures[0]}`);
     const loadedSummary = summarize(load.completed.map((done) => done.value));
-    const completedInWindow = load.completed.filter((done) => done.doneAt <= load.windowEndAt).length;
     return {
       name: 'baseline-kafka-throughput',
-      ...loadedSummary,
-      commands_per_s: round(completedInWindow / ((load.windowEndAt - load.startedAt) / 1000)),
-      p99_ms_loaded: loadedSummary.p99_ms,
-      p99_ms_idle: idleSummary.p99_ms,
-      offered_per_s: ratePerS,
-      issued: load.issued,
-      not_issued: load.notIssued,
-      generator_stalled_ms: Math.round(load.stalledMs),
-      completed: load.completed.length,
-      idle: idleSummary,
+      ...loadFigures(load, loadedSummary, idleSummary, ratePerS),
       consumers: adapters,
       cpu_ms_per_command_loaded: perCommand(floorCpu(cpuMs), load.completed.length),
     };
   } finally {
-    await centre.stop().catch(() => undefined);
-    await Promise.all(fleet.workers.map((worker) => worker.stopBaseline().catch(() => undefined)));
+    await stop();
   }
 }

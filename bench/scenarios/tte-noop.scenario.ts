@@ -1,11 +1,10 @@
 import type { BenchOptions } from '../lib/bench-options';
-import { BASELINE_GROUP_PREFIX, BASELINE_TOPIC_PREFIX, type BenchStack } from '../lib/bench-stack';
+import type { BenchStack } from '../lib/bench-stack';
 import { outboxMark, timings, type CommandTiming, type ObservedCommand } from '../lib/command-tracker';
 import { noopInstances, register, sleep, startFleet, stopFleet } from '../lib/fleet';
-import { KafkaBaselineCentre } from '../lib/kafka-baseline';
+import { startFloor } from '../lib/kafka-baseline';
 import type { ScenarioResult } from '../lib/report';
 import { round, summarize } from '../lib/stats';
-import { chunk } from '../lib/adapter-workers';
 import { CpuAccount } from '../lib/proc-stats';
 import { byAction, crossCheck, hopSummary, slowestSamples } from './timing-summary';
 
@@ -44,24 +43,9 @@ async function runOne(stack: BenchStack, options: BenchOptions, n: number): Prom
   const fleet = await startFleet(stack, options, prefix, instances);
 
   // The baseline's consumers live in the same worker processes, spread the same way as the adapters.
-  const requestTopic = `${BASELINE_TOPIC_PREFIX}request.n${n}`;
-  const replyTopic = `${BASELINE_TOPIC_PREFIX}reply.n${n}`;
-  await KafkaBaselineCentre.createTopics(stack.brokers, [requestTopic, replyTopic], stack.partitions);
   const consumerIds = Array.from({ length: n }, (_, index) => `n${n}-c${index + 1}`);
-  const runTag = `${process.pid}-${Date.now()}`;
-  await Promise.all(
-    chunk(consumerIds, options.instancesPerWorker).map((ids, index) =>
-      fleet.workers[index].startBaseline({
-        kafka: stack.kafkaAs('baseline'),
-        requestTopic,
-        replyTopic,
-        consumerIds: ids,
-        groupPrefix: `${BASELINE_GROUP_PREFIX}.${runTag}`,
-      }),
-    ),
-  );
-  const centre = new KafkaBaselineCentre(stack.kafkaAs('baseline'), requestTopic, replyTopic, `${BASELINE_GROUP_PREFIX}-centre.${runTag}.n${n}`);
-  await centre.start();
+  const floor = await startFloor(stack, options, fleet, { name: `n${n}`, consumerIds });
+  const centre = floor.centre;
   log(`  adapters ready after ${(fleet.startMs / 1000).toFixed(1)} s (start + replay of the desired-state topic); warming up ...`);
 
   const tracker = stack.tracker(options.pollMs);
@@ -116,8 +100,7 @@ async function runOne(stack: BenchStack, options: BenchOptions, n: number): Prom
     ];
   } finally {
     tracker.stop();
-    await centre.stop().catch(() => undefined);
-    await Promise.all(fleet.workers.map((worker) => worker.stopBaseline().catch(() => undefined)));
+    await floor.stop();
     await stopFleet(stack, fleet);
   }
 }
