@@ -342,25 +342,23 @@ export class BenchStack {
 
   /** The processes of the run's servers: the policy service, the broker, and both PostgreSQL servers with all their processes. */
   serverPids(): number[] {
-    const tree = (name: string) => {
-      const pid = postmasterPid(join(this.workDir, name));
-      return pid ? processTree(pid) : [];
-    };
-    return [this.policyService.pid ?? 0, this.broker.pid() ?? 0, ...tree('policy'), ...tree('target')].filter(Boolean);
+    return [this.policyService.pid ?? 0, this.broker.pid() ?? 0, ...this.postgresTree('policy'), ...this.postgresTree('target')].filter(Boolean);
+  }
+
+  /** Every process of the PostgreSQL server in `<workDir>/<name>` (none if it is not running). */
+  private postgresTree(name: string): number[] {
+    const pid = postmasterPid(join(this.workDir, name));
+    return pid ? processTree(pid) : [];
   }
 
   /** Measures the CPU time of every process of the run, by kind (workers: those running at `start`). */
   cpuMeter(): CpuMeter {
-    const tree = (name: string) => () => {
-      const pid = postmasterPid(join(this.workDir, name));
-      return pid ? processTree(pid) : [];
-    };
     return new CpuMeter([
       { kind: 'policy_service', pids: () => [this.policyService.pid!] },
       { kind: 'adapter_workers', pids: () => [...this.workers].map((worker) => worker.pid) },
       { kind: 'kafka_broker', pids: () => [this.broker.pid() ?? 0].filter(Boolean) },
-      { kind: 'postgres_policy_db', pids: tree('policy') },
-      { kind: 'postgres_target', pids: tree('target') },
+      { kind: 'postgres_policy_db', pids: () => this.postgresTree('policy') },
+      { kind: 'postgres_target', pids: () => this.postgresTree('target') },
       { kind: 'bench_client', pids: () => [process.pid] },
     ]);
   }

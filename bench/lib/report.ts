@@ -149,15 +149,15 @@ export function sideBySide(results: readonly ScenarioResult[]): SideBySide[] {
     rows.push({ scenario: 'throughput', what: 'CPU per command under load, processes taking part', portcullis: ms(cpu(throughput)), floor: ms(cpu(throughputBase)), ratio: times(throughput.ratio_cpu_per_command) });
     rows.push({ scenario: 'throughput', what: 'p99 loaded vs idle', portcullis: loadedVsIdle(throughput), floor: loadedVsIdle(throughputBase), ratio: '' });
   }
-  for (const result of [throughput, get('scale')]) {
-    if (result?.baseline_error !== undefined) {
-      rows.push({ scenario: result.name, what: 'its raw-Kafka floor', portcullis: '', floor: `failed: ${String(result.baseline_error).slice(0, 120)}`, ratio: '' });
-    }
-  }
   const scale = get('scale');
   const scaleBase = get('baseline-kafka-scale');
   if (scale && scaleBase) {
     rows.push({ scenario: 'scale', what: `all ${scale.systems} systems`, portcullis: ms(scale.global_revoke_ms), floor: ms(scaleBase.p50_ms), ratio: times(scale.ratio_global_revoke) });
+  }
+  for (const result of [throughput, scale]) {
+    if (result?.baseline_error !== undefined) {
+      rows.push({ scenario: result.name, what: 'its raw-Kafka floor', portcullis: '', floor: `failed: ${String(result.baseline_error).slice(0, 120)}`, ratio: '' });
+    }
   }
   return rows;
 }
